@@ -1,0 +1,40 @@
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use crate::{AuthError, AuthService};
+
+/// The account behind a request's `Authorization: Bearer` token.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// Immutable account id.
+    pub account_id: String,
+    /// The presented token (for revocation).
+    pub token: String,
+}
+
+impl<S> FromRequestParts<S> for Authenticated
+where
+    Arc<AuthService>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(AuthError::MissingToken)?;
+        let value = header.to_str().map_err(|_| AuthError::InvalidToken)?;
+        let (scheme, token) = value.split_once(' ').ok_or(AuthError::InvalidToken)?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(AuthError::InvalidToken);
+        }
+        let token = token.trim().to_owned();
+        let service = Arc::<AuthService>::from_ref(state);
+        let account_id = service.authenticate(&token).await?;
+        Ok(Self { account_id, token })
+    }
+}

@@ -1,0 +1,117 @@
+//! One repository API over SQLite and PostgreSQL (sqlx `Any`), with the migrations from
+//! `migrations/{sqlite,postgres}` embedded. SQL is written once in the dialect both share.
+
+mod accounts;
+mod blobs;
+mod credentials;
+mod error;
+mod uploads;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+pub use accounts::AccountRow;
+pub use blobs::BlobRow;
+pub use error::DbError;
+pub use uploads::{NewUpload, UploadRow, UploadUsage};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// The database engine behind a [`Db`], chosen by the URL scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite (`sqlite://path`).
+    Sqlite,
+    /// PostgreSQL (`postgres://…`).
+    Postgres,
+}
+
+impl Backend {
+    /// Picks the backend from a database URL, or explains which schemes are supported.
+    pub fn from_url(url: &str) -> Result<Self, DbError> {
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
+        match scheme {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            _ => Err(DbError::Config(format!(
+                "unsupported database URL scheme {scheme:?}: use sqlite://PATH or postgres://USER:PASS@HOST/DB"
+            ))),
+        }
+    }
+}
+
+/// A handle to the metadata database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects (creating an SQLite file if needed) without running migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|e| DbError::Config(format!("invalid database URL: {e}")))?
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Applies pending migrations for this backend.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Which engine this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Round-trips a trivial query (readiness).
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

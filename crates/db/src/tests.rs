@@ -1,0 +1,133 @@
+use super::*;
+
+async fn fresh() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let db = Db::connect(&url, 4).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    (dir, db)
+}
+
+fn account(id: &str, phone: &str) -> AccountRow {
+    AccountRow {
+        id: id.into(),
+        phone: phone.into(),
+        name: "n".into(),
+        identity_key: vec![7; 32],
+        created_at: 1,
+    }
+}
+
+fn upload(id: &str, account: &str) -> NewUpload {
+    NewUpload {
+        id: id.into(),
+        account_id: account.into(),
+        kind: "encrypted".into(),
+        length: Some(10),
+        hash_state: vec![1, 2, 3],
+        declared_sha256: None,
+        filename: None,
+        content_type: None,
+        metadata: None,
+        now: 100,
+        expires_at: 200,
+    }
+}
+
+#[tokio::test]
+async fn duplicate_phone_is_a_conflict() {
+    let (_dir, db) = fresh().await;
+    db.insert_account(&account("a", "+100"))
+        .await
+        .expect("first");
+    let err = db
+        .insert_account(&account("b", "+100"))
+        .await
+        .expect_err("second");
+    assert!(matches!(err, DbError::Conflict), "{err:?}");
+}
+
+#[tokio::test]
+async fn challenges_are_single_use() {
+    let (_dir, db) = fresh().await;
+    db.insert_account(&account("a", "+100"))
+        .await
+        .expect("account");
+    db.insert_challenge("h", "a", 50).await.expect("insert");
+    assert_eq!(
+        db.take_challenge("h").await.expect("take"),
+        Some(("a".into(), 50))
+    );
+    assert_eq!(db.take_challenge("h").await.expect("take again"), None);
+}
+
+#[tokio::test]
+async fn an_older_lease_is_fenced_off() {
+    let (_dir, db) = fresh().await;
+    db.insert_account(&account("a", "+100"))
+        .await
+        .expect("account");
+    db.insert_upload(&upload("u", "a")).await.expect("upload");
+    let first = db
+        .take_upload_lease("u")
+        .await
+        .expect("lease")
+        .expect("row")
+        .lease;
+    let second = db
+        .take_upload_lease("u")
+        .await
+        .expect("lease")
+        .expect("row")
+        .lease;
+    assert!(second > first);
+    assert!(
+        !db.commit_upload_progress("u", first, 5, &[9], None, 101, 300)
+            .await
+            .expect("commit")
+    );
+    assert!(
+        db.commit_upload_progress("u", second, 5, &[9], None, 101, 300)
+            .await
+            .expect("commit")
+    );
+    let row = db.upload("u").await.expect("read").expect("row");
+    assert_eq!(
+        (row.upload_offset, row.hash_state, row.expires_at),
+        (5, vec![9], 300)
+    );
+}
+
+#[tokio::test]
+async fn completion_dedups_blobs_and_usage_counts_active_uploads() {
+    let (_dir, db) = fresh().await;
+    db.insert_account(&account("a", "+100"))
+        .await
+        .expect("account");
+    for id in ["u1", "u2", "u3"] {
+        db.insert_upload(&upload(id, "a")).await.expect("upload");
+    }
+    let usage = db.upload_usage("a", 150).await.expect("usage");
+    assert_eq!((usage.count, usage.bytes), (3, 30));
+    for id in ["u1", "u2"] {
+        let lease = db
+            .take_upload_lease(id)
+            .await
+            .expect("lease")
+            .expect("row")
+            .lease;
+        assert!(
+            db.complete_upload(id, lease, "beef", 10, 150)
+                .await
+                .expect("complete")
+        );
+    }
+    assert_eq!(db.blob("beef").await.expect("blob").expect("row").size, 10);
+    assert_eq!(db.upload_usage("a", 150).await.expect("usage").count, 1);
+    assert_eq!(
+        db.due_uploads(250, 10).await.expect("due"),
+        vec!["u3".to_owned()]
+    );
+    assert!(db.expire_upload("u3", 250).await.expect("expire"));
+    assert_eq!(db.purge_finished_uploads(250).await.expect("purge"), 3);
+}

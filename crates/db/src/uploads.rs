@@ -1,0 +1,291 @@
+use sqlx::{FromRow, Row};
+
+use crate::{Db, DbError};
+
+/// The columns of [`UploadRow`], as a literal for `concat!`.
+macro_rules! upload_columns {
+    () => {
+        "id, account_id, state, kind, length, upload_offset, hash_state, declared_sha256, \
+         filename, content_type, metadata, blob_id, error, lease, created_at, updated_at, expires_at"
+    };
+}
+
+/// One resumable upload as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct UploadRow {
+    /// Upload id.
+    pub id: String,
+    /// Owner.
+    pub account_id: String,
+    /// `active`, `complete`, `failed` or `expired`.
+    pub state: String,
+    /// `encrypted` or `preview`.
+    pub kind: String,
+    /// Declared length; `None` while deferred.
+    pub length: Option<i64>,
+    /// Bytes durably stored.
+    pub upload_offset: i64,
+    /// Serialized SHA-256 state over the first `upload_offset` bytes.
+    pub hash_state: Vec<u8>,
+    /// Lowercase hex SHA-256 the client declared in its metadata.
+    pub declared_sha256: Option<String>,
+    /// Client file name.
+    pub filename: Option<String>,
+    /// Client media type.
+    pub content_type: Option<String>,
+    /// The raw `Upload-Metadata` value, echoed on HEAD.
+    pub metadata: Option<String>,
+    /// Content address once complete.
+    pub blob_id: Option<String>,
+    /// Problem code once failed.
+    pub error: Option<String>,
+    /// Fencing token: bumped by every writer that takes the upload over.
+    pub lease: i64,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+    /// Unix seconds after which an active upload is expired.
+    pub expires_at: i64,
+}
+
+/// What a new upload starts with.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    /// Upload id.
+    pub id: String,
+    /// Owner.
+    pub account_id: String,
+    /// `encrypted` or `preview`.
+    pub kind: String,
+    /// Declared length, if known.
+    pub length: Option<i64>,
+    /// Serialized empty SHA-256 state.
+    pub hash_state: Vec<u8>,
+    /// Lowercase hex SHA-256 the client declared.
+    pub declared_sha256: Option<String>,
+    /// Client file name.
+    pub filename: Option<String>,
+    /// Client media type.
+    pub content_type: Option<String>,
+    /// Raw `Upload-Metadata`.
+    pub metadata: Option<String>,
+    /// Unix seconds.
+    pub now: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// An account's unfinished uploads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UploadUsage {
+    /// How many are active and unexpired.
+    pub count: i64,
+    /// Their declared lengths (or, while deferred, their offsets) summed.
+    pub bytes: i64,
+}
+
+impl Db {
+    /// Inserts an upload in state `active` at offset 0.
+    pub async fn insert_upload(&self, u: &NewUpload) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO uploads (id, account_id, state, kind, length, upload_offset, hash_state, \
+             declared_sha256, filename, content_type, metadata, lease, created_at, updated_at, expires_at) \
+             VALUES ($1, $2, 'active', $3, $4, 0, $5, $6, $7, $8, $9, 0, $10, $10, $11)",
+        )
+        .bind(&u.id)
+        .bind(&u.account_id)
+        .bind(&u.kind)
+        .bind(u.length)
+        .bind(&u.hash_state)
+        .bind(&u.declared_sha256)
+        .bind(&u.filename)
+        .bind(&u.content_type)
+        .bind(&u.metadata)
+        .bind(u.now)
+        .bind(u.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Reads an upload.
+    pub async fn upload(&self, id: &str) -> Result<Option<UploadRow>, DbError> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            upload_columns!(),
+            " FROM uploads WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Takes the upload over for a new writer: bumps the fencing token and returns the row as it
+    /// is now. Writes by holders of older tokens are rejected from here on.
+    pub async fn take_upload_lease(&self, id: &str) -> Result<Option<UploadRow>, DbError> {
+        Ok(sqlx::query_as(concat!(
+            "UPDATE uploads SET lease = lease + 1 WHERE id = $1 RETURNING ",
+            upload_columns!()
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Records durable progress (and a newly declared length) if `lease` still holds the upload.
+    /// Slides the expiry forward. Returns false when fenced off.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn commit_upload_progress(
+        &self,
+        id: &str,
+        lease: i64,
+        offset: i64,
+        hash_state: &[u8],
+        length: Option<i64>,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE uploads SET upload_offset = $3, hash_state = $4, length = COALESCE($5, length), \
+             updated_at = $6, expires_at = $7 WHERE id = $1 AND lease = $2 AND state = 'active'",
+        )
+        .bind(id)
+        .bind(lease)
+        .bind(offset)
+        .bind(hash_state)
+        .bind(length)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks the upload complete as blob `blob_id` and records the blob (deduplicated by id), in
+    /// one transaction. Returns false when fenced off.
+    pub async fn complete_upload(
+        &self,
+        id: &str,
+        lease: i64,
+        blob_id: &str,
+        size: i64,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE uploads SET state = 'complete', blob_id = $3, upload_offset = $4, length = $4, \
+             updated_at = $5 WHERE id = $1 AND lease = $2 AND state = 'active'",
+        )
+        .bind(id)
+        .bind(lease)
+        .bind(blob_id)
+        .bind(size)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO blobs (id, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(blob_id)
+        .bind(size)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Marks the upload failed with a problem code. Returns false when fenced off.
+    pub async fn fail_upload(
+        &self,
+        id: &str,
+        lease: i64,
+        code: &str,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE uploads SET state = 'failed', error = $3, updated_at = $4 \
+             WHERE id = $1 AND lease = $2 AND state = 'active'",
+        )
+        .bind(id)
+        .bind(lease)
+        .bind(code)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes an upload row (termination).
+    pub async fn delete_upload(&self, id: &str) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// An account's active, unexpired uploads.
+    pub async fn upload_usage(&self, account_id: &str, now: i64) -> Result<UploadUsage, DbError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(COALESCE(length, upload_offset)), 0) AS BIGINT) AS b \
+             FROM uploads WHERE account_id = $1 AND state = 'active' AND expires_at > $2",
+        )
+        .bind(account_id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(UploadUsage {
+            count: row.try_get("n")?,
+            bytes: row.try_get("b")?,
+        })
+    }
+
+    /// Ids of active uploads whose expiry has passed.
+    pub async fn due_uploads(&self, now: i64, limit: i64) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id FROM uploads WHERE state = 'active' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(DbError::from))
+            .collect()
+    }
+
+    /// Marks a due upload expired, fencing off any writer. Returns false when it was not due.
+    pub async fn expire_upload(&self, id: &str, now: i64) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE uploads SET state = 'expired', lease = lease + 1, updated_at = $2 \
+             WHERE id = $1 AND state = 'active' AND expires_at <= $2",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes rows of finished (complete, failed, expired) uploads whose expiry is before `cutoff`.
+    pub async fn purge_finished_uploads(&self, cutoff: i64) -> Result<u64, DbError> {
+        let done = sqlx::query("DELETE FROM uploads WHERE state <> 'active' AND expires_at <= $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// How many uploads are active (for metrics).
+    pub async fn active_upload_count(&self) -> Result<i64, DbError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM uploads WHERE state = 'active'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+}

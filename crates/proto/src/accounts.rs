@@ -1,0 +1,74 @@
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Registers an account with the Ed25519 identity key of its first device.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterAccount {
+    /// Phone number in E.164 form, e.g. `+4915112345678`.
+    #[schema(example = "+4915112345678")]
+    pub phone: String,
+    /// Display name, 1 to 64 characters.
+    #[schema(example = "Ada")]
+    pub name: String,
+    /// The device's Ed25519 public key, standard base64 of the 32 raw bytes.
+    #[schema(example = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=")]
+    pub identity_key: String,
+}
+
+/// A registered account. `id` is the immutable identity; the phone number is only a lookup key.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Account {
+    /// Immutable account id.
+    #[schema(example = "4f9c1d2e-8a7b-4c3d-9e0f-1a2b3c4d5e6f")]
+    pub id: String,
+    /// Phone number in E.164 form.
+    pub phone: String,
+    /// Display name.
+    pub name: String,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+}
+
+/// Asks for a login challenge for the account registered with `phone`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeRequest {
+    /// Phone number in E.164 form.
+    #[schema(example = "+4915112345678")]
+    pub phone: String,
+}
+
+/// A single-use login challenge.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChallengeResponse {
+    /// Standard base64 of the challenge bytes; the client signs the decoded bytes.
+    pub challenge: String,
+    /// Expiry time, RFC 3339.
+    pub expires_at: String,
+}
+
+/// Exchanges a signed challenge for a bearer token.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// Phone number in E.164 form.
+    pub phone: String,
+    /// The challenge exactly as returned by `POST /v1/auth/challenge`.
+    pub challenge: String,
+    /// Standard base64 of the 64-byte Ed25519 signature over the decoded challenge bytes.
+    pub signature: String,
+}
+
+/// A bearer token for `Authorization: Bearer <token>`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    /// The token; shown once, stored by the server only as a hash.
+    pub token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Expiry time, RFC 3339.
+    pub expires_at: String,
+    /// The account the token authenticates.
+    pub account_id: String,
+}

@@ -1,0 +1,91 @@
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// What an upload holds, from its `kind` metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadKind {
+    /// Ciphertext sealed on the client; the server never sees plaintext (default).
+    Encrypted,
+    /// A plaintext preview (profile photo, status, channel post) that the media worker processes.
+    Preview,
+}
+
+impl UploadKind {
+    /// The metadata and database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Encrypted => "encrypted",
+            Self::Preview => "preview",
+        }
+    }
+
+    /// Parses the metadata spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "encrypted" => Some(Self::Encrypted),
+            "preview" => Some(Self::Preview),
+            _ => None,
+        }
+    }
+}
+
+/// Where an upload is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadState {
+    /// Accepting bytes.
+    Active,
+    /// All bytes received and verified; stored as the blob `blob_id`.
+    Complete,
+    /// Finished but rejected (see `error`); nothing was stored.
+    Failed,
+}
+
+impl UploadState {
+    /// The database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Complete => "complete",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parses the database spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "complete" => Some(Self::Complete),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// JSON status of one upload (`GET /v1/uploads/{id}`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UploadStatus {
+    /// Upload id (the last segment of its URL).
+    pub id: String,
+    /// Lifecycle state.
+    pub state: UploadState,
+    /// Bytes durably received.
+    pub offset: u64,
+    /// Declared total length; absent while deferred.
+    pub length: Option<u64>,
+    /// What the upload holds.
+    pub kind: UploadKind,
+    /// Client-supplied file name, if any.
+    pub filename: Option<String>,
+    /// Client-supplied media type, if any.
+    pub content_type: Option<String>,
+    /// Lowercase hex SHA-256 of the bytes once complete: the blob id.
+    pub blob_id: Option<String>,
+    /// Problem code when `state` is `failed`.
+    pub error: Option<String>,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+    /// When an unfinished upload expires, RFC 3339.
+    pub expires_at: Option<String>,
+}

@@ -1,0 +1,24 @@
+/// Errors from a blob store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The configuration (URL, paths) is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// The blob or staged upload does not exist.
+    #[error("not found")]
+    NotFound,
+    /// An id that cannot name a blob or upload.
+    #[error("invalid id {0:?}")]
+    InvalidId(String),
+    /// Staged bytes are not the size the caller expected.
+    #[error("staged size {actual} does not match expected {expected}")]
+    SizeMismatch {
+        /// Bytes the caller committed.
+        expected: u64,
+        /// Bytes found.
+        actual: u64,
+    },
+    /// An I/O error from the backend.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}

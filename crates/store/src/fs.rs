@@ -1,0 +1,250 @@
+use std::io::{Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use crate::{BlobId, BlobStore, ByteStream, StagedWriter, StoreError};
+
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Blobs as files under a root directory: `ab/cd/<id>` for blobs, `.staging/<upload>` for
+/// unfinished uploads (same file system, so publishing is an atomic rename).
+#[derive(Debug, Clone)]
+pub struct FsStore {
+    root: PathBuf,
+}
+
+impl FsStore {
+    /// Opens (creating) a store rooted at `root`.
+    pub async fn open(root: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let root = root.as_ref().to_path_buf();
+        tokio::fs::create_dir_all(root.join(".staging"))
+            .await
+            .map_err(|e| {
+                StoreError::Config(format!(
+                    "cannot create blob directory {}: {e}",
+                    root.display()
+                ))
+            })?;
+        Ok(Self { root })
+    }
+
+    fn staged_path(&self, upload: &str) -> Result<PathBuf, StoreError> {
+        let safe = !upload.is_empty()
+            && upload.len() <= 64
+            && upload
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !safe {
+            return Err(StoreError::InvalidId(upload.to_owned()));
+        }
+        Ok(self.root.join(".staging").join(upload))
+    }
+
+    fn blob_path(&self, blob: &BlobId) -> PathBuf {
+        let id = blob.as_str();
+        self.root.join(&id[0..2]).join(&id[2..4]).join(id)
+    }
+}
+
+fn not_found_is_none<T>(r: std::io::Result<T>) -> Result<Option<T>, StoreError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for FsStore {
+    async fn open_staged(
+        &self,
+        upload: &str,
+        offset: u64,
+    ) -> Result<Box<dyn StagedWriter>, StoreError> {
+        let path = self.staged_path(upload)?;
+        let writer = tokio::task::spawn_blocking(move || -> Result<FsStagedWriter, StoreError> {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&path)?;
+            let len = file.metadata()?.len();
+            if len < offset {
+                return Err(StoreError::SizeMismatch {
+                    expected: offset,
+                    actual: len,
+                });
+            }
+            if len > offset {
+                file.set_len(offset)?;
+            }
+            file.seek(SeekFrom::Start(offset))?;
+            Ok(FsStagedWriter {
+                file: std::io::BufWriter::with_capacity(1 << 20, file),
+            })
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok(Box::new(writer))
+    }
+
+    async fn discard_staged(&self, upload: &str) -> Result<(), StoreError> {
+        let path = self.staged_path(upload)?;
+        not_found_is_none(tokio::fs::remove_file(path).await)?;
+        Ok(())
+    }
+
+    async fn publish(&self, upload: &str, blob: &BlobId, size: u64) -> Result<(), StoreError> {
+        let staged = self.staged_path(upload)?;
+        let target = self.blob_path(blob);
+        tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            let Some(meta) = not_found_is_none(std::fs::metadata(&staged))? else {
+                // Already published by an earlier attempt that crashed after the rename.
+                return if target.exists() {
+                    Ok(())
+                } else {
+                    Err(StoreError::NotFound)
+                };
+            };
+            if meta.len() < size {
+                return Err(StoreError::SizeMismatch {
+                    expected: size,
+                    actual: meta.len(),
+                });
+            }
+            if meta.len() > size {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&staged)?
+                    .set_len(size)?;
+            }
+            if target.exists() {
+                std::fs::remove_file(&staged)?;
+                return Ok(());
+            }
+            let dir = target
+                .parent()
+                .ok_or_else(|| StoreError::InvalidId(target.display().to_string()))?;
+            std::fs::create_dir_all(dir)?;
+            std::fs::File::open(&staged)?.sync_all()?;
+            std::fs::rename(&staged, &target)?;
+            std::fs::File::open(dir)?.sync_all()?;
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    async fn blob_len(&self, blob: &BlobId) -> Result<Option<u64>, StoreError> {
+        Ok(not_found_is_none(tokio::fs::metadata(self.blob_path(blob)).await)?.map(|m| m.len()))
+    }
+
+    async fn read(&self, blob: &BlobId, range: Range<u64>) -> Result<ByteStream, StoreError> {
+        let mut file = not_found_is_none(tokio::fs::File::open(self.blob_path(blob)).await)?
+            .ok_or(StoreError::NotFound)?;
+        file.seek(SeekFrom::Start(range.start)).await?;
+        let limited = file.take(range.end.saturating_sub(range.start));
+        Ok(ReaderStream::with_capacity(limited, READ_CHUNK).boxed())
+    }
+
+    async fn delete(&self, blob: &BlobId) -> Result<(), StoreError> {
+        not_found_is_none(tokio::fs::remove_file(self.blob_path(blob)).await)?;
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        let probe = self.root.join(".staging").join(".ready-probe");
+        tokio::fs::write(&probe, b"ok").await?;
+        tokio::fs::remove_file(&probe).await?;
+        Ok(())
+    }
+}
+
+struct FsStagedWriter {
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl StagedWriter for FsStagedWriter {
+    fn write_all(&mut self, buf: &[u8]) -> Result<(), StoreError> {
+        Ok(self.file.write_all(buf)?)
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.file.flush()?;
+        self.file.get_ref().sync_data()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(byte: u8) -> BlobId {
+        BlobId::from_digest(&[byte; 32])
+    }
+
+    async fn collect(stream: ByteStream) -> Vec<u8> {
+        let chunks: Vec<_> = stream.collect().await;
+        chunks
+            .into_iter()
+            .flat_map(|c| c.expect("chunk").to_vec())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn staged_bytes_resume_at_the_committed_offset_and_publish() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsStore::open(dir.path()).await.expect("open");
+        let mut w = store.open_staged("u1", 0).await.expect("stage");
+        w.write_all(b"hello world, uncommitted tail")
+            .expect("write");
+        w.sync().expect("sync");
+        drop(w);
+        let mut w = store.open_staged("u1", 5).await.expect("reopen");
+        w.write_all(b"!!").expect("write");
+        w.sync().expect("sync");
+        drop(w);
+        store.publish("u1", &id(1), 7).await.expect("publish");
+        assert_eq!(store.blob_len(&id(1)).await.expect("len"), Some(7));
+        assert_eq!(
+            collect(store.read(&id(1), 0..7).await.expect("read")).await,
+            b"hello!!"
+        );
+        assert_eq!(
+            collect(store.read(&id(1), 2..6).await.expect("range")).await,
+            b"llo!"
+        );
+        store
+            .publish("u1", &id(1), 7)
+            .await
+            .expect("publish is idempotent");
+    }
+
+    #[tokio::test]
+    async fn offsets_past_the_staged_bytes_and_bad_ids_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FsStore::open(dir.path()).await.expect("open");
+        assert!(matches!(
+            store.open_staged("u2", 3).await,
+            Err(StoreError::SizeMismatch { .. })
+        ));
+        assert!(matches!(
+            store.open_staged("../x", 0).await,
+            Err(StoreError::InvalidId(_))
+        ));
+        assert!(matches!(
+            store.read(&id(2), 0..1).await,
+            Err(StoreError::NotFound)
+        ));
+        store
+            .delete(&id(2))
+            .await
+            .expect("deleting a missing blob is fine");
+        store.check().await.expect("ready");
+    }
+}

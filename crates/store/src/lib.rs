@@ -1,0 +1,80 @@
+//! Blob storage: content-addressed blobs (streaming, range-aware reads) and the staged bytes of
+//! resumable uploads. One trait, one backend per URL scheme, chosen once at start-up.
+
+mod blob_id;
+mod error;
+mod fs;
+
+use std::fmt::Debug;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+pub use blob_id::BlobId;
+pub use error::StoreError;
+pub use fs::FsStore;
+
+/// A stream of blob bytes.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// Where blobs and staged upload bytes live.
+#[async_trait::async_trait]
+pub trait BlobStore: Send + Sync + Debug {
+    /// Opens an upload's staged bytes for appending at `offset`; anything stored past `offset`
+    /// (written but never committed) is dropped. The writer is blocking: drive it from a
+    /// blocking thread.
+    async fn open_staged(
+        &self,
+        upload: &str,
+        offset: u64,
+    ) -> Result<Box<dyn StagedWriter>, StoreError>;
+
+    /// Deletes an upload's staged bytes, if any.
+    async fn discard_staged(&self, upload: &str) -> Result<(), StoreError>;
+
+    /// Turns an upload's `size` staged bytes into the blob `blob`. If the blob already exists
+    /// (same content), the staged copy is dropped. Idempotent.
+    async fn publish(&self, upload: &str, blob: &BlobId, size: u64) -> Result<(), StoreError>;
+
+    /// A blob's size, or `None` if it is not stored.
+    async fn blob_len(&self, blob: &BlobId) -> Result<Option<u64>, StoreError>;
+
+    /// Streams `range` of a blob with bounded memory.
+    async fn read(&self, blob: &BlobId, range: Range<u64>) -> Result<ByteStream, StoreError>;
+
+    /// Deletes a blob; deleting a missing blob is not an error.
+    async fn delete(&self, blob: &BlobId) -> Result<(), StoreError>;
+
+    /// Checks that the store is usable (readiness).
+    async fn check(&self) -> Result<(), StoreError>;
+}
+
+/// Appends to one upload's staged bytes. Blocking.
+pub trait StagedWriter: Send {
+    /// Appends `buf`.
+    fn write_all(&mut self, buf: &[u8]) -> Result<(), StoreError>;
+    /// Makes every byte written so far durable.
+    fn sync(&mut self) -> Result<(), StoreError>;
+}
+
+/// Opens the store a URL names: `file:///path` (or a plain path).
+pub async fn open(url: &str) -> Result<Arc<dyn BlobStore>, StoreError> {
+    let scheme = url.split_once("://").map(|(s, _)| s);
+    match scheme {
+        Some("file") | None => {
+            let path = url.strip_prefix("file://").unwrap_or(url);
+            if path.is_empty() {
+                return Err(StoreError::Config("file:// blob store needs a path".into()));
+            }
+            Ok(Arc::new(FsStore::open(path).await?))
+        }
+        Some("s3") => Err(StoreError::Config(
+            "the s3:// blob store is not available in this build; use file:///PATH".into(),
+        )),
+        Some(other) => Err(StoreError::Config(format!(
+            "unsupported blob store scheme {other:?}: use file:///PATH"
+        ))),
+    }
+}

@@ -1,0 +1,170 @@
+//! Start-up: open the backends, bind the listener (port 0 works), serve until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sealpost_auth::AuthService;
+use sealpost_db::Db;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::http::interim::{ClientConn, InterimListener};
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::uploads::UploadService;
+
+/// A built server, bound and ready to run.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+}
+
+/// Opens the database named by the settings and applies migrations.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
+    if settings.database_url.is_none() {
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot create data directory {}",
+                settings.data_dir.display()
+            )
+        })?;
+    }
+    let url = settings.database_url();
+    let db = Db::connect(&url, settings.database_max_connections)
+        .await
+        .context("cannot open the database")?;
+    db.migrate().await.context("cannot migrate the database")?;
+    Ok(db)
+}
+
+impl Application {
+    /// Opens the backends and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = open_database(&settings).await?;
+        let store = sealpost_store::open(&settings.blob_store_url())
+            .await
+            .context("cannot open the blob store")?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let shutdown = CancellationToken::new();
+        let metrics = Arc::new(Metrics::default());
+        let auth = Arc::new(AuthService::new(db.clone(), settings.auth_config()));
+        let uploads = Arc::new(UploadService::new(
+            db.clone(),
+            store.clone(),
+            settings.uploads.clone(),
+            shutdown.clone(),
+            metrics.clone(),
+        ));
+        let state = AppState {
+            settings: Arc::new(settings),
+            db,
+            store,
+            auth,
+            uploads,
+            metrics,
+        };
+        Ok(Self {
+            listener,
+            state,
+            shutdown,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `signal` resolves, then stops accepting, lets upload requests commit what
+    /// they received, and waits (up to the grace period) for in-flight requests.
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            shutdown,
+        } = self;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "sealpost listening on http://{addr}");
+        let sweeper = tokio::spawn(
+            state
+                .uploads
+                .clone()
+                .sweep_forever(state.settings.uploads.sweep_interval),
+        );
+        let auth = state.auth.clone();
+        let purge_shutdown = shutdown.clone();
+        let purger = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+            loop {
+                tokio::select! {
+                    () = purge_shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = auth.purge_expired().await {
+                    tracing::warn!(error = %e, "credential purge failed");
+                }
+            }
+        });
+        let grace = state.settings.shutdown_grace;
+        let db = state.db.clone();
+        let app = crate::http::router(state).into_make_service_with_connect_info::<ClientConn>();
+        let stop = shutdown.clone();
+        let graceful = async move {
+            signal.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            stop.cancel();
+        };
+        let server =
+            axum::serve(InterimListener::new(listener), app).with_graceful_shutdown(graceful);
+        let mut served = tokio::spawn(async move { server.await });
+        tokio::select! {
+            result = &mut served => result.context("server task")?.context("server")?,
+            () = shutdown.cancelled() => match tokio::time::timeout(grace, served).await {
+                Ok(result) => result.context("server task")?.context("server")?,
+                Err(_) => tracing::warn!(?grace, "grace period over; dropping remaining connections"),
+            },
+        }
+        sweeper.abort();
+        purger.abort();
+        db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,102 @@
+//! The `sealpost` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{Application, open_database, shutdown_signal};
+use crate::config::{LogFormat, Overrides, Settings};
+
+/// Sealpost: resumable, content-addressed media service for an end-to-end encrypted messenger.
+#[derive(Debug, Parser)]
+#[command(name = "sealpost", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (embedded SQLite and file store by default).
+    Serve {
+        /// TOML configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        flags: Overrides,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        /// TOML configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        flags: Overrides,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn load(config: Option<&PathBuf>, flags: &Overrides) -> anyhow::Result<Settings> {
+    Settings::load(config.map(PathBuf::as_path), flags)
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config, flags } => {
+            let settings = load(config.as_ref(), &flags)?;
+            init_tracing(settings.log_format);
+            Application::build(settings)
+                .await?
+                .run_until(shutdown_signal())
+                .await
+        }
+        Command::Migrate { config, flags } => {
+            let settings = load(config.as_ref(), &flags)?;
+            init_tracing(settings.log_format);
+            open_database(&settings).await?.close().await;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", crate::openapi::spec_json());
+            Ok(())
+        }
+    }
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

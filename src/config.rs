@@ -1,0 +1,246 @@
+//! Layered configuration: built-in defaults, then a TOML file, then `SEALPOST__…` environment
+//! variables (`__` separates sections: `SEALPOST__UPLOADS__MAX_SIZE=1048576`), then flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// Everything `sealpost serve` can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Directory for the embedded defaults (SQLite file, blobs).
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://…`; defaults to `sqlite://<data_dir>/sealpost.db`.
+    pub database_url: Option<String>,
+    /// `file:///PATH`; defaults to `file://<data_dir>/blobs`.
+    pub blob_store: Option<String>,
+    /// Absolute base URL clients reach this server at, for `Location` headers; relative
+    /// locations are sent when unset.
+    pub public_url: Option<String>,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Database pool size.
+    pub database_max_connections: u32,
+    /// How long shutdown waits for in-flight requests.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Upload limits and lifetimes.
+    pub uploads: UploadSettings,
+    /// Account and token settings.
+    pub auth: AuthSettings,
+}
+
+/// Upload limits and lifetimes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadSettings {
+    /// Largest upload in bytes.
+    pub max_size: u64,
+    /// How long an unfinished upload lives after its last progress.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// How long rows of finished or expired uploads are kept (so clients get 410, not 404).
+    #[serde(with = "humantime_serde")]
+    pub finished_retention: Duration,
+    /// Unfinished uploads one account may have at once.
+    pub max_active_per_account: u32,
+    /// Sum of declared lengths of one account's unfinished uploads.
+    pub max_active_bytes_per_account: u64,
+    /// Bytes between durable checkpoints while a request streams in.
+    pub checkpoint_bytes: u64,
+    /// Upload requests streaming at once on this node; more get 503.
+    pub max_concurrent_transfers: usize,
+    /// A request that sends no bytes for this long is treated as interrupted.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// How often expired uploads are swept.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+/// Account and token settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Bearer token lifetime.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// Login challenge lifetime.
+    #[serde(with = "humantime_serde")]
+    pub challenge_ttl: Duration,
+    /// Login attempts a minute per phone number.
+    pub attempts_per_phone_per_minute: u32,
+    /// Registration and login attempts a minute per client address.
+    pub attempts_per_address_per_minute: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            blob_store: None,
+            public_url: None,
+            log_format: LogFormat::Text,
+            database_max_connections: 16,
+            shutdown_grace: Duration::from_secs(30),
+            uploads: UploadSettings::default(),
+            auth: AuthSettings::default(),
+        }
+    }
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        Self {
+            max_size: 2 << 30,
+            ttl: Duration::from_secs(24 * 3600),
+            finished_retention: Duration::from_secs(7 * 24 * 3600),
+            max_active_per_account: 20,
+            max_active_bytes_per_account: 10 << 30,
+            checkpoint_bytes: 8 << 20,
+            max_concurrent_transfers: 256,
+            idle_timeout: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        let auth = sealpost_auth::AuthConfig::default();
+        Self {
+            token_ttl: auth.token_ttl,
+            challenge_ttl: auth.challenge_ttl,
+            attempts_per_phone_per_minute: auth.attempts_per_phone_per_minute,
+            attempts_per_address_per_minute: auth.attempts_per_address_per_minute,
+        }
+    }
+}
+
+/// Values given as command-line flags; unset ones leave lower layers alone.
+#[derive(Debug, Clone, Default, Serialize, clap::Args)]
+pub struct Overrides {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the embedded SQLite database and blobs [default: ./data]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER:PASS@HOST/DB
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// Blob store URL: file:///PATH
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blob_store: Option<String>,
+    /// Log format
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Settings {
+    /// Merges the layers: defaults, `file` (if any), `SEALPOST__` environment, `flags`.
+    pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Self, figment::Error> {
+        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(figment::Error::from(format!(
+                    "configuration file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(Env::prefixed("SEALPOST__").split("__"))
+            .merge(Serialized::defaults(flags))
+            .extract()
+    }
+
+    /// The database URL, defaulting to SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("sealpost.db").display()))
+    }
+
+    /// The blob store URL, defaulting to files in the data directory.
+    pub fn blob_store_url(&self) -> String {
+        self.blob_store
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", self.data_dir.join("blobs").display()))
+    }
+
+    /// The auth service's configuration.
+    pub fn auth_config(&self) -> sealpost_auth::AuthConfig {
+        sealpost_auth::AuthConfig {
+            token_ttl: self.auth.token_ttl,
+            challenge_ttl: self.auth.challenge_ttl,
+            attempts_per_phone_per_minute: self.auth.attempts_per_phone_per_minute,
+            attempts_per_address_per_minute: self.auth.attempts_per_address_per_minute,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "sealpost.toml",
+                "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from-file\"\n[uploads]\nmax_size = 10\nttl = \"2h\"\n",
+            )?;
+            jail.set_env("SEALPOST__DATA_DIR", "/from-env");
+            jail.set_env("SEALPOST__UPLOADS__MAX_SIZE", "20");
+            let flags = Overrides {
+                data_dir: Some("/from-flag".into()),
+                ..Overrides::default()
+            };
+            let s = Settings::load(Some(Path::new("sealpost.toml")), &flags)?;
+            assert_eq!(s.listen.port(), 9000);
+            assert_eq!(s.data_dir, PathBuf::from("/from-flag"));
+            assert_eq!(s.uploads.max_size, 20);
+            assert_eq!(s.uploads.ttl, Duration::from_secs(7200));
+            assert_eq!(s.database_url(), "sqlite:///from-flag/sealpost.db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_files_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "lisen = \"127.0.0.1:1\"\n")?;
+            assert!(Settings::load(Some(Path::new("bad.toml")), &Overrides::default()).is_err());
+            assert!(
+                Settings::load(Some(Path::new("missing.toml")), &Overrides::default()).is_err()
+            );
+            Ok(())
+        });
+    }
+}

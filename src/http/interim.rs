@@ -1,0 +1,160 @@
+//! A listener whose connections can carry HTTP/1.1 informational (1xx) responses, which hyper
+//! cannot send itself: the socket is shared between hyper and the request handler, which writes
+//! an interim response head before hyper has written anything for the current request.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Accepts TCP connections as [`SharedStream`]s.
+#[derive(Debug)]
+pub struct InterimListener(TcpListener);
+
+impl InterimListener {
+    /// Wraps a bound listener.
+    pub fn new(listener: TcpListener) -> Self {
+        Self(listener)
+    }
+}
+
+impl Listener for InterimListener {
+    type Io = SharedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, addr)) => {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                    return (SharedStream(Arc::new(stream)), addr);
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+/// A TCP stream that hyper reads and writes and that handlers can also write interim responses to.
+#[derive(Debug, Clone)]
+pub struct SharedStream(Arc<TcpStream>);
+
+impl AsyncRead for SharedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SharedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let result = socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write);
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
+            other => Poll::Ready(other),
+        }
+    }
+}
+
+/// Per-connection info for handlers: the peer address and a way to send interim responses.
+#[derive(Debug, Clone)]
+pub struct ClientConn {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    stream: Option<SharedStream>,
+}
+
+impl ClientConn {
+    /// Connection info without interim support (for tests and other listeners).
+    pub fn detached(addr: SocketAddr) -> Self {
+        Self { addr, stream: None }
+    }
+
+    /// Writes an interim response (`status` 100–199 with `headers`) on an HTTP/1.1 connection.
+    /// Call it only before the request's body is read and before the final response.
+    pub async fn send_interim(
+        &self,
+        status: u16,
+        reason: &str,
+        headers: &[(&str, String)],
+    ) -> io::Result<()> {
+        let Some(stream) = &self.stream else {
+            return Ok(());
+        };
+        let mut head = format!("HTTP/1.1 {status} {reason}\r\n");
+        for (name, value) in headers {
+            head.push_str(name);
+            head.push_str(": ");
+            head.push_str(value);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        let mut rest = head.as_bytes();
+        while !rest.is_empty() {
+            stream.0.writable().await?;
+            match stream.0.try_write(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Connected<IncomingStream<'_, InterimListener>> for ClientConn {
+    fn connect_info(stream: IncomingStream<'_, InterimListener>) -> Self {
+        Self {
+            addr: *stream.remote_addr(),
+            stream: Some(stream.io().clone()),
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The HTTP surface: router assembly, middleware, and the small endpoint groups.
+
+pub mod accounts;
+pub mod blobs;
+pub mod interim;
+pub mod json;
+pub mod ops;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, State};
+use axum::http::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ApiError;
+use crate::metrics::RequestLabels;
+use crate::openapi::ApiDoc;
+use crate::state::AppState;
+use crate::uploads::routes as uploads;
+
+/// Every route with its OpenAPI description; the spec is generated from this one table.
+pub fn api() -> OpenApiRouter<AppState> {
+    let upload_routes = OpenApiRouter::new()
+        .routes(routes!(uploads::options_uploads, uploads::create_upload))
+        .routes(routes!(
+            uploads::head_upload,
+            uploads::get_upload,
+            uploads::patch_upload,
+            uploads::delete_upload
+        ))
+        .layer(middleware::from_fn(uploads::tus_resumable_header));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(accounts::register))
+        .routes(routes!(accounts::challenge))
+        .routes(routes!(accounts::issue_token, accounts::revoke_token))
+        .routes(routes!(blobs::get_blob))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .merge(upload_routes)
+}
+
+/// The complete application router.
+pub fn router(state: AppState) -> Router {
+    let (router, spec) = api().split_for_parts();
+    router
+        .merge(ops::docs(spec))
+        .fallback(|| async { ApiError::NotFound("no such endpoint").into_response() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::BadRequest(
+                "method-not-allowed",
+                "this endpoint does not take that method".into(),
+            )
+            .into_response()
+        })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("handler panicked".into()).into_response()
+        }))
+        .with_state(state)
+}
+
+async fn count_requests(
+    State(state): State<AppState>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let labels = RequestLabels {
+        route,
+        method,
+        status: response.status().as_u16(),
+    };
+    state.metrics.requests.get_or_create(&labels).inc();
+    response
+}

@@ -1,0 +1,61 @@
+//! Health, readiness, metrics and the API reference.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sealpost_proto::Problem;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Liveness: the process serves requests.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = String)))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the database and the blob store answer.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = String),
+        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    if let Err(e) = state.db.ping().await {
+        tracing::warn!(error = %e, "readiness: database");
+        return ApiError::Unavailable(
+            "database-unavailable",
+            "the database does not answer".into(),
+        )
+        .into_response();
+    }
+    if let Err(e) = state.store.check().await {
+        tracing::warn!(error = %e, "readiness: blob store");
+        return ApiError::Unavailable("store-unavailable", "the blob store does not answer".into())
+            .into_response();
+    }
+    "ready".into_response()
+}
+
+/// Prometheus metrics in the OpenMetrics text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Metrics", body = String, content_type = "application/openmetrics-text")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    if let Ok(n) = state.db.active_upload_count().await {
+        state.metrics.uploads_in_progress.set(n);
+    }
+    let mut response = (StatusCode::OK, state.metrics.encode()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+/// `/openapi.json` and the reference page at `/docs` (Swagger UI, bundled in the binary).
+pub fn docs(spec: utoipa::openapi::OpenApi) -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+}

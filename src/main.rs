@@ -1,0 +1,5 @@
+//! The `sealpost` binary.
+
+fn main() -> std::process::ExitCode {
+    sealpost::cli::main()
+}

@@ -1,0 +1,35 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use sealpost_auth::AuthService;
+use sealpost_db::Db;
+use sealpost_store::BlobStore;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::uploads::UploadService;
+
+/// Shared application state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Effective settings.
+    pub settings: Arc<Settings>,
+    /// Metadata database.
+    pub db: Db,
+    /// Blob store.
+    pub store: Arc<dyn BlobStore>,
+    /// Accounts and tokens.
+    pub auth: Arc<AuthService>,
+    /// Uploads.
+    pub uploads: Arc<UploadService>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl FromRef<AppState> for Arc<AuthService> {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}

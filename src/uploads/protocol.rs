@@ -1,0 +1,332 @@
+//! Header grammar of the two upload protocols spoken on `/v1/uploads`: tus 1.0.0 and the IETF
+//! resumable-upload draft (selected per request by `Upload-Draft-Interop-Version`).
+
+use axum::http::HeaderMap;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use sealpost_proto::UploadKind;
+
+use crate::error::{ApiError, ApiResult};
+
+/// The tus protocol version served.
+pub const TUS_VERSION: &str = "1.0.0";
+/// tus extensions served.
+pub const TUS_EXTENSIONS: &str =
+    "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination";
+/// tus checksum algorithms served.
+pub const TUS_CHECKSUM_ALGORITHMS: &str = "sha1,sha256";
+/// Draft interop versions served (draft-ietf-httpbis-resumable-upload-09 … -12).
+pub const DRAFT_INTEROP_VERSIONS: [u32; 2] = [8, 9];
+/// The media type of tus PATCH bodies.
+pub const TUS_CONTENT_TYPE: &str = "application/offset+octet-stream";
+/// The media type of draft append bodies.
+pub const DRAFT_CONTENT_TYPE: &str = "application/partial-upload";
+
+/// Which protocol a request speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// tus 1.0.0.
+    Tus,
+    /// The IETF draft at this interop version.
+    Draft(u32),
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> ApiResult<Option<&'a str>> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str().map(str::trim).map_err(|_| {
+                ApiError::BadRequest("invalid-header", format!("{name} is not visible ASCII"))
+            })
+        })
+        .transpose()
+}
+
+/// Parses a non-negative integer header (`Upload-Offset`, `Upload-Length`).
+pub fn u64_header(headers: &HeaderMap, name: &str) -> ApiResult<Option<u64>> {
+    header(headers, name)?
+        .map(|v| {
+            let ok = !v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit());
+            ok.then(|| v.parse().ok()).flatten().ok_or_else(|| {
+                ApiError::BadRequest(
+                    "invalid-header",
+                    format!("{name} must be a non-negative integer"),
+                )
+            })
+        })
+        .transpose()
+}
+
+impl Protocol {
+    /// Picks the protocol from the request's headers: the draft when
+    /// `Upload-Draft-Interop-Version` is present, else tus (which needs `Tus-Resumable: 1.0.0`).
+    pub fn detect(headers: &HeaderMap) -> ApiResult<Self> {
+        if let Some(v) = header(headers, "upload-draft-interop-version")? {
+            return match v.parse::<u32>() {
+                Ok(n) if DRAFT_INTEROP_VERSIONS.contains(&n) => Ok(Self::Draft(n)),
+                _ => Err(ApiError::UnsupportedVersion(format!(
+                    "Upload-Draft-Interop-Version {v} is not supported; this server speaks {DRAFT_INTEROP_VERSIONS:?}"
+                ))),
+            };
+        }
+        match header(headers, "tus-resumable")? {
+            Some(TUS_VERSION) => Ok(Self::Tus),
+            Some(other) => Err(ApiError::UnsupportedVersion(format!(
+                "Tus-Resumable {other} is not supported; this server speaks {TUS_VERSION}"
+            ))),
+            None => Err(ApiError::UnsupportedVersion(format!(
+                "send Tus-Resumable: {TUS_VERSION} (tus) or Upload-Draft-Interop-Version: {} (IETF draft)",
+                DRAFT_INTEROP_VERSIONS[0]
+            ))),
+        }
+    }
+}
+
+/// Parses a structured-field boolean (`?1` / `?0`), as in `Upload-Complete`.
+pub fn sf_bool(headers: &HeaderMap, name: &str) -> ApiResult<Option<bool>> {
+    header(headers, name)?
+        .map(|v| match v {
+            "?1" => Ok(true),
+            "?0" => Ok(false),
+            _ => Err(ApiError::BadRequest(
+                "invalid-header",
+                format!("{name} must be ?1 or ?0"),
+            )),
+        })
+        .transpose()
+}
+
+/// The recognised keys of `Upload-Metadata`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// `filename`.
+    pub filename: Option<String>,
+    /// `content_type` (or tus-js-client's `filetype`).
+    pub content_type: Option<String>,
+    /// `sha256`, as lowercase hex.
+    pub sha256: Option<String>,
+    /// `kind`.
+    pub kind: Option<UploadKind>,
+    /// The raw header, echoed back on HEAD.
+    pub raw: Option<String>,
+}
+
+const MAX_METADATA_LEN: usize = 4096;
+
+fn meta_err(detail: impl Into<String>) -> ApiError {
+    ApiError::BadRequest("invalid-metadata", detail.into())
+}
+
+/// Parses `Upload-Metadata`: comma-separated `key base64value` pairs (the value may be absent).
+pub fn parse_metadata(headers: &HeaderMap) -> ApiResult<Metadata> {
+    let Some(raw) = header(headers, "upload-metadata")? else {
+        return Ok(Metadata::default());
+    };
+    if raw.len() > MAX_METADATA_LEN {
+        return Err(meta_err(format!(
+            "Upload-Metadata is longer than {MAX_METADATA_LEN} bytes"
+        )));
+    }
+    let mut meta = Metadata {
+        raw: Some(raw.to_owned()),
+        ..Metadata::default()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once(' ')
+            .map_or((pair, None), |(k, v)| (k, Some(v.trim())));
+        if key.is_empty() || key.bytes().any(|b| b.is_ascii_whitespace() || b == b',') {
+            return Err(meta_err(format!("bad Upload-Metadata key {key:?}")));
+        }
+        if !seen.insert(key.to_owned()) {
+            return Err(meta_err(format!(
+                "Upload-Metadata key {key:?} appears twice"
+            )));
+        }
+        let bytes = value
+            .map(|v| {
+                STANDARD.decode(v).map_err(|_| {
+                    meta_err(format!("Upload-Metadata value of {key:?} is not base64"))
+                })
+            })
+            .transpose()?;
+        let text = || {
+            bytes
+                .as_ref()
+                .map(|b| {
+                    String::from_utf8(b.clone())
+                        .map_err(|_| meta_err(format!("{key} must be UTF-8")))
+                })
+                .transpose()
+        };
+        match key {
+            "filename" => meta.filename = text()?,
+            "content_type" | "filetype" => meta.content_type = text()?,
+            "kind" => {
+                let value = text()?.unwrap_or_default();
+                meta.kind = Some(UploadKind::parse(&value).ok_or_else(|| {
+                    meta_err(format!("kind must be encrypted or preview, not {value:?}"))
+                })?);
+            }
+            "sha256" => {
+                let digest = bytes.filter(|b| b.len() == 32).ok_or_else(|| {
+                    meta_err("sha256 must be the base64 of the 32-byte SHA-256 of the whole upload")
+                })?;
+                meta.sha256 = Some(hex::encode(digest));
+            }
+            _ => {}
+        }
+    }
+    Ok(meta)
+}
+
+/// A per-request checksum (`Upload-Checksum: <algorithm> <base64 digest>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checksum {
+    /// The algorithm.
+    pub algorithm: ChecksumAlgorithm,
+    /// The expected digest.
+    pub digest: Vec<u8>,
+}
+
+/// Checksum algorithms for `Upload-Checksum`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumAlgorithm {
+    /// SHA-1 (tus makes it mandatory).
+    Sha1,
+    /// SHA-256.
+    Sha256,
+}
+
+/// Parses `Upload-Checksum`.
+pub fn parse_checksum(headers: &HeaderMap) -> ApiResult<Option<Checksum>> {
+    let Some(raw) = header(headers, "upload-checksum")? else {
+        return Ok(None);
+    };
+    let (alg, digest) = raw.split_once(' ').ok_or_else(|| {
+        ApiError::BadRequest(
+            "invalid-checksum",
+            "Upload-Checksum must be '<algorithm> <base64>'".into(),
+        )
+    })?;
+    let (algorithm, len) = match alg {
+        "sha1" => (ChecksumAlgorithm::Sha1, 20),
+        "sha256" => (ChecksumAlgorithm::Sha256, 32),
+        other => {
+            return Err(ApiError::UnsupportedChecksum(format!(
+                "checksum algorithm {other:?} is not supported; use one of {TUS_CHECKSUM_ALGORITHMS}"
+            )));
+        }
+    };
+    let digest = STANDARD
+        .decode(digest.trim())
+        .ok()
+        .filter(|d| d.len() == len)
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "invalid-checksum",
+                format!("the {alg} digest must be base64 of {len} bytes"),
+            )
+        })?;
+    Ok(Some(Checksum { algorithm, digest }))
+}
+
+/// The request's media type without parameters, lowercased.
+pub fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).expect("value"));
+        }
+        h
+    }
+
+    #[test]
+    fn protocol_detection() {
+        assert_eq!(
+            Protocol::detect(&headers(&[("tus-resumable", "1.0.0")])).ok(),
+            Some(Protocol::Tus)
+        );
+        assert_eq!(
+            Protocol::detect(&headers(&[("upload-draft-interop-version", "8")])).ok(),
+            Some(Protocol::Draft(8))
+        );
+        for bad in [
+            vec![],
+            vec![("tus-resumable", "0.2.2")],
+            vec![("upload-draft-interop-version", "6")],
+        ] {
+            assert!(matches!(
+                Protocol::detect(&headers(&bad)),
+                Err(ApiError::UnsupportedVersion(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn metadata_parsing() {
+        let sha = STANDARD.encode([0xab; 32]);
+        let raw = format!(
+            "filename cGhvdG8uanBn,kind cHJldmlldw==,sha256 {sha},filetype aW1hZ2UvanBlZw==,flag"
+        );
+        let m = parse_metadata(&headers(&[("upload-metadata", &raw)])).expect("valid");
+        assert_eq!(m.filename.as_deref(), Some("photo.jpg"));
+        assert_eq!(m.content_type.as_deref(), Some("image/jpeg"));
+        assert_eq!(m.kind, Some(UploadKind::Preview));
+        assert_eq!(m.sha256, Some("ab".repeat(32)));
+        for bad in [
+            "kind Ym9ndXM=",
+            "sha256 YWJj",
+            "filename !!!",
+            "a YQ==,a YQ==",
+        ] {
+            assert!(
+                parse_metadata(&headers(&[("upload-metadata", bad)])).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_booleans_and_checksums() {
+        let h = headers(&[
+            ("upload-offset", "42"),
+            ("upload-complete", "?1"),
+            ("upload-checksum", "sha1 qZk+NkcGgWq6PiVxeFDCbJzQ2J0="),
+        ]);
+        assert_eq!(u64_header(&h, "upload-offset").ok(), Some(Some(42)));
+        assert_eq!(sf_bool(&h, "upload-complete").ok(), Some(Some(true)));
+        assert_eq!(
+            parse_checksum(&h).expect("checksum").map(|c| c.algorithm),
+            Some(ChecksumAlgorithm::Sha1)
+        );
+        for bad in ["-1", "1e3", "", "99999999999999999999999"] {
+            assert!(
+                u64_header(&headers(&[("upload-offset", bad)]), "upload-offset").is_err(),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse_checksum(&headers(&[("upload-checksum", "md5 AAAA")])),
+            Err(ApiError::UnsupportedChecksum(_))
+        ));
+    }
+}

@@ -1,0 +1,478 @@
+//! HTTP handlers for `/v1/uploads` (both protocols) with their OpenAPI descriptions.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Version, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sealpost_auth::{Authenticated, unix_now};
+use sealpost_db::UploadRow;
+use sealpost_proto::{Problem, UploadStatus};
+
+use super::protocol::{
+    DRAFT_CONTENT_TYPE, Protocol, TUS_CHECKSUM_ALGORITHMS, TUS_CONTENT_TYPE, TUS_EXTENSIONS,
+    TUS_VERSION, content_type, parse_checksum, parse_metadata, sf_bool, u64_header,
+};
+use super::service::{AppendSpec, CreateSpec, UploadView, is_expired};
+use crate::error::{ApiError, ApiResult};
+use crate::http::interim::ClientConn;
+use crate::state::AppState;
+
+/// Header carrying the blob id of a completed upload.
+pub const BLOB_ID_HEADER: &str = "sealpost-blob-id";
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: impl ToString) {
+    if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
+        headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+fn http_date(unix: i64) -> String {
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0)))
+}
+
+fn rfc3339(unix: i64) -> String {
+    humantime::format_rfc3339_seconds(
+        UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0)),
+    )
+    .to_string()
+}
+
+fn valid_upload_id(id: &str) -> ApiResult<()> {
+    let ok = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("no such upload"))
+    }
+}
+
+impl AppState {
+    fn location(&self, id: &str) -> String {
+        let base = self
+            .settings
+            .public_url
+            .as_deref()
+            .unwrap_or("")
+            .trim_end_matches('/');
+        format!("{base}/v1/uploads/{id}")
+    }
+
+    fn upload_limit(&self, row: Option<&UploadRow>) -> String {
+        let max_age = row.map_or(self.settings.uploads.ttl.as_secs(), |r| {
+            u64::try_from(r.expires_at - unix_now()).unwrap_or(0)
+        });
+        format!(
+            "max-size={}, max-age={max_age}",
+            self.settings.uploads.max_size
+        )
+    }
+
+    /// Headers describing an upload's state in `protocol`'s terms.
+    fn state_headers(&self, protocol: Protocol, row: &UploadRow) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        set(&mut h, "upload-offset", row.offset());
+        match (protocol, row.length()) {
+            (_, Some(l)) => set(&mut h, "upload-length", l),
+            (Protocol::Tus, None) => set(&mut h, "upload-defer-length", 1),
+            (Protocol::Draft(_), None) => {}
+        }
+        match protocol {
+            Protocol::Tus => {
+                if row.state == "active" {
+                    set(&mut h, "upload-expires", http_date(row.expires_at));
+                }
+                if let Some(meta) = &row.metadata {
+                    set(&mut h, "upload-metadata", meta);
+                }
+            }
+            Protocol::Draft(_) => {
+                set(
+                    &mut h,
+                    "upload-complete",
+                    if row.state == "complete" { "?1" } else { "?0" },
+                );
+                set(&mut h, "upload-limit", self.upload_limit(Some(row)));
+            }
+        }
+        if let Some(blob) = &row.blob_id {
+            set(&mut h, BLOB_ID_HEADER, blob);
+        }
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h
+    }
+}
+
+fn status_body(row: &UploadRow) -> UploadStatus {
+    UploadStatus {
+        id: row.id.clone(),
+        state: row.upload_state(),
+        offset: row.offset(),
+        length: row.length(),
+        kind: row.upload_kind(),
+        filename: row.filename.clone(),
+        content_type: row.content_type.clone(),
+        blob_id: row.blob_id.clone(),
+        error: row.error.clone(),
+        created_at: rfc3339(row.created_at),
+        expires_at: (row.state == "active").then(|| rfc3339(row.expires_at)),
+    }
+}
+
+/// Adds `Tus-Resumable` to every tus response (success or error) on the upload routes.
+pub async fn tus_resumable_header(request: Request<Body>, next: Next) -> Response {
+    let draft = request
+        .headers()
+        .contains_key("upload-draft-interop-version");
+    let mut response = next.run(request).await;
+    if !draft {
+        response.headers_mut().insert(
+            HeaderName::from_static("tus-resumable"),
+            HeaderValue::from_static(TUS_VERSION),
+        );
+    }
+    response
+}
+
+/// Advertises the protocols, extensions and limits.
+#[utoipa::path(
+    options, path = "/v1/uploads", tag = "uploads",
+    responses((status = 204, description = "Capabilities", headers(
+        ("Tus-Version" = String, description = "Supported tus versions: 1.0.0"),
+        ("Tus-Extension" = String, description = "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination"),
+        ("Tus-Max-Size" = u64, description = "Largest upload in bytes"),
+        ("Tus-Checksum-Algorithm" = String, description = "sha1,sha256"),
+        ("Upload-Limit" = String, description = "Draft limits: max-size, max-age"),
+        ("Accept-Patch" = String, description = "application/offset+octet-stream, application/partial-upload"),
+    )))
+)]
+pub async fn options_uploads(State(state): State<AppState>) -> Response {
+    let mut h = HeaderMap::new();
+    set(&mut h, "tus-version", TUS_VERSION);
+    set(&mut h, "tus-extension", TUS_EXTENSIONS);
+    set(&mut h, "tus-max-size", state.settings.uploads.max_size);
+    set(&mut h, "tus-checksum-algorithm", TUS_CHECKSUM_ALGORITHMS);
+    set(&mut h, "upload-limit", state.upload_limit(None));
+    set(
+        &mut h,
+        "accept-patch",
+        format!("{TUS_CONTENT_TYPE}, {DRAFT_CONTENT_TYPE}"),
+    );
+    (StatusCode::NO_CONTENT, h).into_response()
+}
+
+/// Creates an upload, optionally with its first (or only) bytes.
+///
+/// tus: `Upload-Length` or `Upload-Defer-Length: 1`; a body with
+/// `Content-Type: application/offset+octet-stream` is the creation-with-upload extension.
+/// Draft: `Upload-Draft-Interop-Version` and `Upload-Complete`; the server sends
+/// `104 Upload Resumption Supported` with the `Location` before it reads the body. An empty body
+/// with `Upload-Complete: ?0` is careful creation.
+#[utoipa::path(
+    post, path = "/v1/uploads", tag = "uploads",
+    params(
+        ("Tus-Resumable" = Option<String>, Header, description = "1.0.0 (tus)"),
+        ("Upload-Draft-Interop-Version" = Option<u32>, Header, description = "8 or 9 (IETF draft)"),
+        ("Upload-Length" = Option<u64>, Header, description = "Total length in bytes"),
+        ("Upload-Defer-Length" = Option<u8>, Header, description = "1 when the length is not yet known (tus)"),
+        ("Upload-Complete" = Option<String>, Header, description = "?1 if this request carries the last byte (draft)"),
+        ("Upload-Metadata" = Option<String>, Header, description = "filename, content_type, sha256 (base64 SHA-256 of the whole upload), kind (encrypted|preview)"),
+        ("Upload-Checksum" = Option<String>, Header, description = "sha1|sha256 base64 digest of this request's body"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream", description = "Optional first bytes"),
+    responses(
+        (status = 201, description = "Created", body = UploadStatus, headers(
+            ("Location" = String, description = "The upload's URL"),
+            ("Upload-Offset" = u64, description = "Bytes stored"),
+            ("Upload-Expires" = String, description = "When an unfinished upload expires (tus)"),
+            ("Sealpost-Blob-Id" = String, description = "Blob id when the upload completed"),
+        )),
+        (status = 400, description = "Bad headers or metadata", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Unsupported protocol version", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than the size limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body with the wrong media type", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many unfinished uploads", body = Problem, content_type = "application/problem+json"),
+        (status = 460, description = "Checksum mismatch", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_upload(
+    State(state): State<AppState>,
+    ConnectInfo(conn): ConnectInfo<ClientConn>,
+    auth: Authenticated,
+    version: Version,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let protocol = Protocol::detect(&headers)?;
+    let metadata = parse_metadata(&headers)?;
+    let checksum = parse_checksum(&headers)?;
+    let content_length = u64_header(&headers, "content-length")?;
+    let mut length = u64_header(&headers, "upload-length")?;
+    let complete = match protocol {
+        Protocol::Tus => {
+            let deferred = headers
+                .get("upload-defer-length")
+                .map(|v| v.as_bytes() == b"1");
+            match (length, deferred) {
+                (Some(_), Some(_)) | (None, Some(false)) => {
+                    return Err(ApiError::BadRequest(
+                        "invalid-header",
+                        "send either Upload-Length or Upload-Defer-Length: 1".into(),
+                    ));
+                }
+                (None, None) => {
+                    return Err(ApiError::BadRequest(
+                        "invalid-header",
+                        "Upload-Length or Upload-Defer-Length: 1 is required".into(),
+                    ));
+                }
+                _ => {}
+            }
+            None
+        }
+        Protocol::Draft(_) => {
+            let complete = sf_bool(&headers, "upload-complete")?.ok_or_else(|| {
+                ApiError::BadRequest(
+                    "invalid-header",
+                    "Upload-Complete is required to create an upload".into(),
+                )
+            })?;
+            if complete && let Some(cl) = content_length {
+                if length.is_some_and(|l| l != cl) {
+                    return Err(ApiError::InconsistentLength(format!(
+                        "Upload-Length {length:?} differs from Content-Length {cl}"
+                    )));
+                }
+                length = Some(cl);
+            }
+            Some(complete)
+        }
+    };
+    let has_body = content_length != Some(0)
+        && (content_length.is_some() || headers.contains_key(header::TRANSFER_ENCODING));
+    if protocol == Protocol::Tus
+        && has_body
+        && content_type(&headers).as_deref() != Some(TUS_CONTENT_TYPE)
+    {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "a creation body must be {TUS_CONTENT_TYPE}"
+        )));
+    }
+    let budget = length.unwrap_or(state.settings.uploads.max_size);
+    if content_length.is_some_and(|cl| cl > budget) {
+        return Err(ApiError::TooLarge(
+            "upload-too-large",
+            format!("the body is larger than {budget} bytes"),
+        ));
+    }
+    let row = state
+        .uploads
+        .create(&auth.account_id, CreateSpec { length, metadata })
+        .await?;
+    let location = state.location(&row.id);
+    if let Protocol::Draft(interop) = protocol
+        && version == Version::HTTP_11
+    {
+        let interim = [
+            ("Location", location.clone()),
+            ("Upload-Draft-Interop-Version", interop.to_string()),
+            ("Upload-Limit", state.upload_limit(Some(&row))),
+        ];
+        if let Err(e) = conn
+            .send_interim(104, "Upload Resumption Supported", &interim)
+            .await
+        {
+            tracing::debug!(error = %e, "could not send 104");
+        }
+    }
+    let row = if has_body || complete == Some(true) {
+        let spec = AppendSpec {
+            offset: 0,
+            body,
+            content_length,
+            declared_length: None,
+            complete,
+            checksum,
+        };
+        state
+            .uploads
+            .append(&auth.account_id, &row.id, spec)
+            .await?
+    } else {
+        row
+    };
+    let mut h = state.state_headers(protocol, &row);
+    set(&mut h, "location", &location);
+    Ok((StatusCode::CREATED, h, axum::Json(status_body(&row))).into_response())
+}
+
+/// Offset retrieval. Stops any request still streaming into the upload first, so the offset
+/// returned is durable and the next append at it is accepted.
+#[utoipa::path(
+    head, path = "/v1/uploads/{id}", tag = "uploads",
+    params(("id" = String, Path, description = "Upload id")),
+    responses(
+        (status = 200, description = "tus: upload state", headers(
+            ("Upload-Offset" = u64, description = "Bytes durably stored"),
+            ("Upload-Length" = u64, description = "Declared length, if known"),
+            ("Upload-Defer-Length" = u8, description = "1 while the length is deferred (tus)"),
+            ("Upload-Metadata" = String, description = "As sent on creation (tus)"),
+            ("Upload-Expires" = String, description = "Expiry of an unfinished upload (tus)"),
+            ("Sealpost-Blob-Id" = String, description = "Blob id once complete"),
+        )),
+        (status = 204, description = "Draft: upload state (Upload-Offset, Upload-Complete, Upload-Length, Upload-Limit)"),
+        (status = 404, description = "No such upload for this account"),
+        (status = 410, description = "The upload expired"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn head_upload(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    valid_upload_id(&id)?;
+    let protocol = Protocol::detect(&headers)?;
+    let row = state.uploads.head(&auth.account_id, &id).await?;
+    let status = if protocol == Protocol::Tus {
+        StatusCode::OK
+    } else {
+        StatusCode::NO_CONTENT
+    };
+    Ok((status, state.state_headers(protocol, &row)).into_response())
+}
+
+/// The upload's status as JSON (no protocol headers needed).
+#[utoipa::path(
+    get, path = "/v1/uploads/{id}", tag = "uploads",
+    params(("id" = String, Path, description = "Upload id")),
+    responses(
+        (status = 200, description = "Upload status", body = UploadStatus),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such upload for this account", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The upload expired", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_upload(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    valid_upload_id(&id)?;
+    let row = state.uploads.owned(&auth.account_id, &id).await?;
+    if is_expired(&row, unix_now()) {
+        return Err(ApiError::UploadExpired);
+    }
+    let mut h = HeaderMap::new();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok((h, axum::Json(status_body(&row))).into_response())
+}
+
+/// Appends bytes at `Upload-Offset`.
+///
+/// tus: `Content-Type: application/offset+octet-stream`; the upload completes when its length is
+/// reached. Draft: `Content-Type: application/partial-upload` and `Upload-Complete`. A newer
+/// request for the same upload takes over from one still streaming, which keeps what it
+/// received. Bytes are committed durably every few MiB, so an interrupted request loses at most
+/// the uncommitted tail (none when `Upload-Checksum` is sent: then all or nothing).
+#[utoipa::path(
+    patch, path = "/v1/uploads/{id}", tag = "uploads",
+    params(
+        ("id" = String, Path, description = "Upload id"),
+        ("Upload-Offset" = u64, Header, description = "Where these bytes start"),
+        ("Upload-Length" = Option<u64>, Header, description = "Declares a deferred length"),
+        ("Upload-Complete" = Option<String>, Header, description = "?1 if this request carries the last byte (draft)"),
+        ("Upload-Checksum" = Option<String>, Header, description = "sha1|sha256 base64 digest of this body"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    responses(
+        (status = 204, description = "Bytes stored", headers(
+            ("Upload-Offset" = u64, description = "New offset"),
+            ("Upload-Expires" = String, description = "Expiry (tus)"),
+            ("Sealpost-Blob-Id" = String, description = "Blob id if this completed the upload (tus)"),
+        )),
+        (status = 200, description = "Draft: the upload is complete", body = UploadStatus),
+        (status = 400, description = "Bad headers, inconsistent length, completed or failed upload", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such upload for this account", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Upload-Offset mismatch (expected-offset, provided-offset)", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The upload expired", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Unsupported protocol version", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Past the upload's length or the size limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Wrong Content-Type", body = Problem, content_type = "application/problem+json"),
+        (status = 460, description = "Checksum or SHA-256 mismatch", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Busy or shutting down; resume later", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn patch_upload(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    valid_upload_id(&id)?;
+    let protocol = Protocol::detect(&headers)?;
+    let expected_type = match protocol {
+        Protocol::Tus => TUS_CONTENT_TYPE,
+        Protocol::Draft(_) => DRAFT_CONTENT_TYPE,
+    };
+    if content_type(&headers).as_deref() != Some(expected_type) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "PATCH bodies must be {expected_type}"
+        )));
+    }
+    let offset = u64_header(&headers, "upload-offset")?.ok_or_else(|| {
+        ApiError::BadRequest("invalid-header", "Upload-Offset is required".into())
+    })?;
+    let complete = match protocol {
+        Protocol::Tus => None,
+        Protocol::Draft(_) => Some(sf_bool(&headers, "upload-complete")?.ok_or_else(|| {
+            ApiError::BadRequest("invalid-header", "Upload-Complete is required".into())
+        })?),
+    };
+    let spec = AppendSpec {
+        offset,
+        content_length: u64_header(&headers, "content-length")?,
+        declared_length: u64_header(&headers, "upload-length")?,
+        complete,
+        checksum: parse_checksum(&headers)?,
+        body,
+    };
+    let row = state.uploads.append(&auth.account_id, &id, spec).await?;
+    let h = state.state_headers(protocol, &row);
+    Ok(match protocol {
+        Protocol::Draft(_) if row.state == "complete" => {
+            (StatusCode::OK, h, axum::Json(status_body(&row))).into_response()
+        }
+        _ => (StatusCode::NO_CONTENT, h).into_response(),
+    })
+}
+
+/// Terminates an upload: stops any request streaming into it and deletes its bytes.
+#[utoipa::path(
+    delete, path = "/v1/uploads/{id}", tag = "uploads",
+    params(("id" = String, Path, description = "Upload id")),
+    responses(
+        (status = 204, description = "Terminated"),
+        (status = 404, description = "No such upload for this account", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_upload(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    valid_upload_id(&id)?;
+    Protocol::detect(&headers)?;
+    state.uploads.terminate(&auth.account_id, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

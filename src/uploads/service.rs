@@ -1,0 +1,582 @@
+//! The upload state machine shared by both protocols: creation, append (streaming, hashing,
+//! checkpointing, takeover), completion into a content-addressed blob, termination and expiry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use futures_util::StreamExt;
+use rand::Rng;
+use sealpost_auth::unix_now;
+use sealpost_db::{Db, NewUpload, UploadRow};
+use sealpost_proto::{UploadKind, UploadState};
+use sealpost_store::{BlobId, BlobStore};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::{Checksum, Metadata};
+use super::sink::{Sink, Snapshot, restore_sha256, save_sha256};
+use super::takeover::{Takeover, UploadGuard};
+use crate::config::UploadSettings;
+use crate::error::{ApiError, ApiResult};
+use crate::metrics::Metrics;
+
+/// What a creation request asks for.
+#[derive(Debug, Clone)]
+pub struct CreateSpec {
+    /// Declared total length, if known.
+    pub length: Option<u64>,
+    /// Parsed `Upload-Metadata`.
+    pub metadata: Metadata,
+}
+
+/// What an append request carries.
+#[derive(Debug)]
+pub struct AppendSpec {
+    /// The request's `Upload-Offset`.
+    pub offset: u64,
+    /// The body.
+    pub body: Body,
+    /// `Content-Length`, if sent.
+    pub content_length: Option<u64>,
+    /// A length declared with this request (`Upload-Length`).
+    pub declared_length: Option<u64>,
+    /// The draft's `Upload-Complete`; `None` for tus, where reaching the length completes.
+    pub complete: Option<bool>,
+    /// `Upload-Checksum` over this request's body.
+    pub checksum: Option<Checksum>,
+}
+
+/// Why streaming stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    End,
+    Interrupted,
+    Superseded,
+    Shutdown,
+    TooLarge,
+}
+
+/// Uploads and their lifecycle.
+#[derive(Debug)]
+pub struct UploadService {
+    db: Db,
+    store: Arc<dyn BlobStore>,
+    settings: UploadSettings,
+    takeover: Arc<Takeover>,
+    transfers: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+}
+
+/// Accessors over a stored upload row.
+pub trait UploadView {
+    /// Durable offset.
+    fn offset(&self) -> u64;
+    /// Declared length.
+    fn length(&self) -> Option<u64>;
+    /// Lifecycle state.
+    fn upload_state(&self) -> UploadState;
+    /// Content kind.
+    fn upload_kind(&self) -> UploadKind;
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl UploadView for UploadRow {
+    fn offset(&self) -> u64 {
+        to_u64(self.upload_offset)
+    }
+    fn length(&self) -> Option<u64> {
+        self.length.map(to_u64)
+    }
+    fn upload_state(&self) -> UploadState {
+        match self.state.as_str() {
+            "expired" => UploadState::Failed,
+            s => UploadState::parse(s).unwrap_or(UploadState::Failed),
+        }
+    }
+    fn upload_kind(&self) -> UploadKind {
+        UploadKind::parse(&self.kind).unwrap_or(UploadKind::Encrypted)
+    }
+}
+
+/// Whether an upload can no longer be used because it expired.
+pub fn is_expired(row: &UploadRow, now: i64) -> bool {
+    row.state == "expired" || (row.state == "active" && row.expires_at <= now)
+}
+
+impl UploadService {
+    /// A service over the given backends.
+    pub fn new(
+        db: Db,
+        store: Arc<dyn BlobStore>,
+        settings: UploadSettings,
+        shutdown: CancellationToken,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let transfers = Arc::new(Semaphore::new(settings.max_concurrent_transfers));
+        Self {
+            db,
+            store,
+            settings,
+            takeover: Arc::default(),
+            transfers,
+            shutdown,
+            metrics,
+        }
+    }
+
+    /// The configured limits.
+    pub fn settings(&self) -> &UploadSettings {
+        &self.settings
+    }
+
+    fn expiry(&self, now: i64) -> i64 {
+        now + to_i64(self.settings.ttl.as_secs())
+    }
+
+    /// Creates an upload for `account` after checking size and quota.
+    pub async fn create(&self, account: &str, spec: CreateSpec) -> ApiResult<UploadRow> {
+        if let Some(length) = spec.length {
+            self.check_max_size(length)?;
+        }
+        let now = unix_now();
+        let usage = self.db.upload_usage(account, now).await?;
+        if usage.count >= i64::from(self.settings.max_active_per_account) {
+            return Err(ApiError::Quota(
+                "too-many-uploads",
+                format!(
+                    "this account already has {} unfinished uploads (limit {}); finish or delete some first",
+                    usage.count, self.settings.max_active_per_account
+                ),
+            ));
+        }
+        let declared = to_u64(usage.bytes).saturating_add(spec.length.unwrap_or(0));
+        if declared > self.settings.max_active_bytes_per_account {
+            return Err(ApiError::Quota(
+                "upload-quota-exceeded",
+                format!(
+                    "unfinished uploads of this account would total {declared} bytes (limit {})",
+                    self.settings.max_active_bytes_per_account
+                ),
+            ));
+        }
+        let mut raw_id = [0u8; 16];
+        rand::rng().fill_bytes(&mut raw_id);
+        let meta = spec.metadata;
+        let new = NewUpload {
+            id: hex::encode(raw_id),
+            account_id: account.to_owned(),
+            kind: meta
+                .kind
+                .unwrap_or(UploadKind::Encrypted)
+                .as_str()
+                .to_owned(),
+            length: spec.length.map(to_i64),
+            hash_state: save_sha256(&Sha256::new()),
+            declared_sha256: meta.sha256,
+            filename: meta.filename,
+            content_type: meta.content_type,
+            metadata: meta.raw,
+            now,
+            expires_at: self.expiry(now),
+        };
+        self.db.insert_upload(&new).await?;
+        tracing::info!(upload = %new.id, length = ?spec.length, "upload created");
+        let row = self
+            .db
+            .upload(&new.id)
+            .await?
+            .ok_or(ApiError::NotFound("upload vanished"))?;
+        if spec.length == Some(0) {
+            return self.head(account, &row.id).await;
+        }
+        Ok(row)
+    }
+
+    fn check_max_size(&self, length: u64) -> ApiResult<()> {
+        if length > self.settings.max_size {
+            return Err(ApiError::TooLarge(
+                "upload-too-large",
+                format!(
+                    "the upload is {length} bytes; the limit is {}",
+                    self.settings.max_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads an upload `account` owns; 404 for anyone else's.
+    pub async fn owned(&self, account: &str, id: &str) -> ApiResult<UploadRow> {
+        match self.db.upload(id).await? {
+            Some(row) if row.account_id == account => Ok(row),
+            _ => Err(ApiError::NotFound("no such upload")),
+        }
+    }
+
+    fn check_writable(row: &UploadRow, now: i64) -> ApiResult<()> {
+        if is_expired(row, now) {
+            return Err(ApiError::UploadExpired);
+        }
+        match row.state.as_str() {
+            "complete" => Err(ApiError::CompletedUpload),
+            "failed" => Err(ApiError::UploadFailed(
+                row.error.clone().unwrap_or_default(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    async fn take_over(&self, account: &str, id: &str) -> ApiResult<(UploadGuard, UploadRow)> {
+        self.owned(account, id).await?;
+        let guard = self
+            .takeover
+            .acquire(id)
+            .await
+            .ok_or(ApiError::Superseded)?;
+        let row = self
+            .db
+            .take_upload_lease(id)
+            .await?
+            .ok_or(ApiError::NotFound("no such upload"))?;
+        Ok((guard, row))
+    }
+
+    /// The upload's state for offset retrieval: stops any request still streaming into it
+    /// (it commits what it received first), and completes an upload whose bytes are all there
+    /// but whose completion was cut short.
+    pub async fn head(&self, account: &str, id: &str) -> ApiResult<UploadRow> {
+        let (_guard, row) = self.take_over(account, id).await?;
+        if is_expired(&row, unix_now()) {
+            return Err(ApiError::UploadExpired);
+        }
+        if row.state == "active" && row.length() == Some(row.offset()) {
+            return self.finalize(&row, row.lease).await;
+        }
+        Ok(row)
+    }
+
+    /// Appends a request body at `spec.offset`.
+    pub async fn append(
+        self: &Arc<Self>,
+        account: &str,
+        id: &str,
+        spec: AppendSpec,
+    ) -> ApiResult<UploadRow> {
+        let this = self.clone();
+        let (account, id) = (account.to_owned(), id.to_owned());
+        // A task of its own, so the commit finishes even if the client goes away.
+        tokio::spawn(async move { this.append_inner(&account, &id, spec).await })
+            .await
+            .map_err(|e| ApiError::Internal(format!("append task: {e}")))?
+    }
+
+    async fn append_inner(
+        &self,
+        account: &str,
+        id: &str,
+        spec: AppendSpec,
+    ) -> ApiResult<UploadRow> {
+        let (guard, row) = self.take_over(account, id).await?;
+        let now = unix_now();
+        let empty = spec.content_length == Some(0);
+        if row.state == "complete"
+            && empty
+            && spec.offset == row.offset()
+            && spec.complete != Some(false)
+        {
+            return Ok(row);
+        }
+        Self::check_writable(&row, now)?;
+        let offset = row.offset();
+        if spec.offset != offset {
+            return Err(ApiError::OffsetMismatch {
+                expected: offset,
+                provided: spec.offset,
+            });
+        }
+        let length = self.resolve_length(&row, &spec)?;
+        let budget = length
+            .unwrap_or(self.settings.max_size)
+            .saturating_sub(offset);
+        if spec.content_length.is_some_and(|cl| cl > budget) {
+            return Err(Self::over_budget(length));
+        }
+        let _permit = self.transfers.clone().try_acquire_owned().map_err(|_| {
+            ApiError::Unavailable(
+                "too-busy",
+                "too many uploads are streaming on this node; retry shortly".into(),
+            )
+        })?;
+        self.metrics.transfers_active.inc();
+        let streamed = self
+            .stream_body(
+                &guard,
+                &row,
+                spec.body,
+                budget,
+                spec.checksum.as_ref().map(|c| c.algorithm),
+            )
+            .await;
+        self.metrics.transfers_active.dec();
+        let (stop, received, snapshot) = streamed?;
+
+        if stop == Stop::TooLarge {
+            return Err(Self::over_budget(length));
+        }
+        if let Some(expected) = &spec.checksum {
+            if stop != Stop::End {
+                return Err(Self::stop_error(stop));
+            }
+            if snapshot.checksum.as_deref() != Some(expected.digest.as_slice()) {
+                return Err(ApiError::ChecksumMismatch(
+                    "the body does not match Upload-Checksum; nothing from this request was kept"
+                        .into(),
+                ));
+            }
+        }
+        let new_offset = offset + received;
+        let now = unix_now();
+        let committed = self
+            .db
+            .commit_upload_progress(
+                id,
+                row.lease,
+                to_i64(new_offset),
+                &snapshot.hash_state,
+                length.map(to_i64),
+                now,
+                self.expiry(now),
+            )
+            .await?;
+        if !committed {
+            return Err(ApiError::Superseded);
+        }
+        if stop != Stop::End {
+            tracing::info!(upload = %id, offset = new_offset, ?stop, "append stopped early; progress kept");
+            return Err(Self::stop_error(stop));
+        }
+        let mut row = self
+            .db
+            .upload(id)
+            .await?
+            .ok_or(ApiError::NotFound("no such upload"))?;
+        let completes = match spec.complete {
+            Some(true) => true,
+            Some(false) => false,
+            None => length == Some(new_offset),
+        };
+        if completes {
+            if length != Some(new_offset) {
+                return Err(ApiError::InconsistentLength(format!(
+                    "Upload-Complete says the upload ends at {new_offset} but its length is {length:?}"
+                )));
+            }
+            row = self.finalize(&row, row.lease).await?;
+        }
+        Ok(row)
+    }
+
+    fn over_budget(length: Option<u64>) -> ApiError {
+        match length {
+            Some(l) => ApiError::TooLarge(
+                "upload-length-exceeded",
+                format!("the body would take the upload past its length {l}"),
+            ),
+            None => ApiError::TooLarge(
+                "upload-too-large",
+                "the body would take the upload past the size limit".into(),
+            ),
+        }
+    }
+
+    fn stop_error(stop: Stop) -> ApiError {
+        match stop {
+            Stop::Superseded => ApiError::Superseded,
+            Stop::Shutdown => ApiError::Unavailable(
+                "shutting-down",
+                "the server is shutting down; resume from Upload-Offset".into(),
+            ),
+            _ => ApiError::BadRequest(
+                "request-interrupted",
+                "the body ended early; resume from the upload's offset".into(),
+            ),
+        }
+    }
+
+    /// Checks any length this request declares against what is known, returning the length.
+    fn resolve_length(&self, row: &UploadRow, spec: &AppendSpec) -> ApiResult<Option<u64>> {
+        let offset = row.offset();
+        let mut length = row.length();
+        let mut declare = |l: u64, source: &str| -> ApiResult<()> {
+            if length.is_some_and(|known| known != l) || l < offset {
+                return Err(ApiError::InconsistentLength(format!(
+                    "{source} says {l} bytes but the upload has length {length:?} and offset {offset}"
+                )));
+            }
+            self.check_max_size(l)?;
+            length = Some(l);
+            Ok(())
+        };
+        if let Some(l) = spec.declared_length {
+            declare(l, "Upload-Length")?;
+        }
+        if spec.complete == Some(true) {
+            if let Some(cl) = spec.content_length {
+                declare(
+                    offset.saturating_add(cl),
+                    "Upload-Complete with Content-Length",
+                )?;
+            }
+        }
+        Ok(length)
+    }
+
+    async fn stream_body(
+        &self,
+        guard: &UploadGuard,
+        row: &UploadRow,
+        body: Body,
+        budget: u64,
+        checksum: Option<super::protocol::ChecksumAlgorithm>,
+    ) -> ApiResult<(Stop, u64, Snapshot)> {
+        let hasher = restore_sha256(&row.hash_state)
+            .ok_or_else(|| ApiError::Internal("corrupt hash state".into()))?;
+        let writer = self.store.open_staged(&row.id, row.offset()).await?;
+        let sink = Sink::start(writer, hasher, checksum);
+        let mut stream = body.into_data_stream();
+        let (mut received, mut unsynced) = (0u64, 0u64);
+        let idle = self.settings.idle_timeout;
+        let stop = loop {
+            let next = tokio::select! {
+                biased;
+                () = guard.cancelled().cancelled() => break Stop::Superseded,
+                () = self.shutdown.cancelled() => break Stop::Shutdown,
+                next = tokio::time::timeout(idle, stream.next()) => next,
+            };
+            let chunk = match next {
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(None) => break Stop::End,
+                Ok(Some(Err(_))) | Err(_) => break Stop::Interrupted,
+            };
+            let len = chunk.len() as u64;
+            if received + len > budget {
+                break Stop::TooLarge;
+            }
+            received += len;
+            unsynced += len;
+            self.metrics.upload_bytes.inc_by(len);
+            sink.write(chunk).await?;
+            if checksum.is_none() && unsynced >= self.settings.checkpoint_bytes {
+                unsynced = 0;
+                let snapshot = sink.sync().await?;
+                let now = unix_now();
+                let offset = to_i64(row.offset() + received);
+                let ok = self
+                    .db
+                    .commit_upload_progress(
+                        &row.id,
+                        row.lease,
+                        offset,
+                        &snapshot.hash_state,
+                        None,
+                        now,
+                        self.expiry(now),
+                    )
+                    .await?;
+                if !ok {
+                    break Stop::Superseded;
+                }
+            }
+        };
+        let snapshot = sink.finish().await?;
+        Ok((stop, received, snapshot))
+    }
+
+    /// Verifies the declared SHA-256 and publishes the bytes as a blob.
+    async fn finalize(&self, row: &UploadRow, lease: i64) -> ApiResult<UploadRow> {
+        let hasher = restore_sha256(&row.hash_state)
+            .ok_or_else(|| ApiError::Internal("corrupt hash state".into()))?;
+        let digest: [u8; 32] = hasher.finalize().into();
+        let blob = BlobId::from_digest(&digest);
+        let now = unix_now();
+        if row
+            .declared_sha256
+            .as_deref()
+            .is_some_and(|d| d != blob.as_str())
+        {
+            self.store.discard_staged(&row.id).await?;
+            self.db
+                .fail_upload(&row.id, lease, "sha256-mismatch", now)
+                .await?;
+            tracing::info!(upload = %row.id, "upload failed: sha256 mismatch");
+            return Err(ApiError::Sha256Mismatch);
+        }
+        let size = row.offset();
+        self.store.publish(&row.id, &blob, size).await?;
+        if !self
+            .db
+            .complete_upload(&row.id, lease, blob.as_str(), to_i64(size), now)
+            .await?
+        {
+            return Err(ApiError::Superseded);
+        }
+        self.metrics.uploads_completed.inc();
+        tracing::info!(upload = %row.id, blob = %blob, size, "upload complete");
+        self.db
+            .upload(&row.id)
+            .await?
+            .ok_or(ApiError::NotFound("no such upload"))
+    }
+
+    /// Terminates an upload: stops any request streaming into it, deletes its bytes and row.
+    pub async fn terminate(&self, account: &str, id: &str) -> ApiResult<()> {
+        let (_guard, _row) = self.take_over(account, id).await?;
+        self.store.discard_staged(id).await?;
+        self.db.delete_upload(id).await?;
+        tracing::info!(upload = %id, "upload terminated");
+        Ok(())
+    }
+
+    /// Expires due uploads (deleting their bytes) and deletes old finished rows.
+    pub async fn sweep(&self) -> ApiResult<(usize, u64)> {
+        let now = unix_now();
+        let mut expired = 0;
+        for id in self.db.due_uploads(now, 500).await? {
+            if self.db.expire_upload(&id, now).await? {
+                self.store.discard_staged(&id).await?;
+                expired += 1;
+            }
+        }
+        let cutoff = now - to_i64(self.settings.finished_retention.as_secs());
+        let purged = self.db.purge_finished_uploads(cutoff).await?;
+        if expired > 0 || purged > 0 {
+            tracing::info!(expired, purged, "upload sweep");
+        }
+        Ok((expired, purged))
+    }
+
+    /// Runs [`UploadService::sweep`] every `interval` until shutdown.
+    pub async fn sweep_forever(self: Arc<Self>, interval: Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.sweep().await {
+                tracing::warn!(error = %e, "upload sweep failed");
+            }
+        }
+    }
+}
