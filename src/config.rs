@@ -163,14 +163,14 @@ pub struct Overrides {
 
 impl Settings {
     /// Merges the layers: defaults, `file` (if any), `SEALPOST__` environment, `flags`.
-    pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Self, figment::Error> {
+    pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Self, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Self::default()));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(figment::Error::from(format!(
+                return Err(Box::new(figment::Error::from(format!(
                     "configuration file {} does not exist",
                     file.display()
-                )));
+                ))));
             }
             figment = figment.merge(Toml::file_exact(file));
         }
@@ -178,6 +178,7 @@ impl Settings {
             .merge(Env::prefixed("SEALPOST__").split("__"))
             .merge(Serialized::defaults(flags))
             .extract()
+            .map_err(Box::new)
     }
 
     /// The database URL, defaulting to SQLite in the data directory.
@@ -210,6 +211,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn layers_apply_in_order() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
@@ -222,7 +224,7 @@ mod tests {
                 data_dir: Some("/from-flag".into()),
                 ..Overrides::default()
             };
-            let s = Settings::load(Some(Path::new("sealpost.toml")), &flags)?;
+            let s = Settings::load(Some(Path::new("sealpost.toml")), &flags).map_err(|e| *e)?;
             assert_eq!(s.listen.port(), 9000);
             assert_eq!(s.data_dir, PathBuf::from("/from-flag"));
             assert_eq!(s.uploads.max_size, 20);
@@ -233,6 +235,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn unknown_keys_and_missing_files_are_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "lisen = \"127.0.0.1:1\"\n")?;

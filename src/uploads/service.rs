@@ -430,13 +430,13 @@ impl UploadService {
         if let Some(l) = spec.declared_length {
             declare(l, "Upload-Length")?;
         }
-        if spec.complete == Some(true) {
-            if let Some(cl) = spec.content_length {
-                declare(
-                    offset.saturating_add(cl),
-                    "Upload-Complete with Content-Length",
-                )?;
-            }
+        if spec.complete == Some(true)
+            && let Some(cl) = spec.content_length
+        {
+            declare(
+                offset.saturating_add(cl),
+                "Upload-Complete with Content-Length",
+            )?;
         }
         Ok(length)
     }

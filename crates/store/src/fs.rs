@@ -103,12 +103,16 @@ impl BlobStore for FsStore {
         let target = self.blob_path(blob);
         tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
             let Some(meta) = not_found_is_none(std::fs::metadata(&staged))? else {
-                // Already published by an earlier attempt that crashed after the rename.
-                return if target.exists() {
-                    Ok(())
-                } else {
-                    Err(StoreError::NotFound)
-                };
+                // Already published by an earlier attempt that crashed after the rename, or
+                // an empty upload that never staged a byte.
+                if !target.exists() {
+                    if size > 0 {
+                        return Err(StoreError::NotFound);
+                    }
+                    std::fs::create_dir_all(target.parent().unwrap_or(&target))?;
+                    std::fs::File::create(&target)?.sync_all()?;
+                }
+                return Ok(());
             };
             if meta.len() < size {
                 return Err(StoreError::SizeMismatch {

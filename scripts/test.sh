@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (`bash .ci/run`) and as `make test` runs it.
+#
+#   1. tools: apt packages (only if missing) and the Python venv at .venv
+#   2. cargo build --all-targets --locked; cargo test --workspace --locked
+#   3. against the built binary: OpenAPI document freshness, then a live server
+#      (SQLite + files in a temp dir) driven by tests/interop/tus_interop.py (tuspy)
+#      and by schemathesis.
+#
+# Ends with a line `N passed, N failed` counting the stages of step 3; exits non-zero if any
+# stage failed. A cargo failure stops the run at once.
+#
+# Environment knobs:
+#   SKIP_CARGO=1                 skip step 2 and use the existing target/debug/sealpost
+#   SCHEMATHESIS_MAX_EXAMPLES=N  examples per operation (default 50)
+#   SCHEMATHESIS_SEED=N          fixed seed for a reproducible schemathesis run
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/debug/sealpost
+VENV=$ROOT/.venv
+REQUIREMENTS=$ROOT/tests/interop/requirements.txt
+REPORT_DIR=$TARGET_DIR/test-reports
+
+section() { printf '\n========== %s ==========\n' "$*"; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sealpost-test.XXXXXX")
+SERVER_PID=
+cleanup() {
+    local rc=$?
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------------------------
+section "tools"
+
+apt_install_missing() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$pkg")
+    done
+    ((${#missing[@]})) || return 0
+    echo "installing apt packages: ${missing[*]}"
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "error: need root to install ${missing[*]} (or install them yourself)" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# A Python >= 3.11 that can make venvs: the one on PATH if it can, else Debian's.
+PYTHON=
+if command -v python3 >/dev/null \
+    && python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    PYTHON=$(command -v python3)
+else
+    if command -v dpkg-query >/dev/null; then
+        apt_install_missing python3 python3-venv
+    fi
+    PYTHON=/usr/bin/python3
+fi
+echo "python: $PYTHON ($("$PYTHON" --version 2>&1))"
+
+if [[ -x $VENV/bin/python ]] && ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+    echo "removing broken venv $VENV"
+    rm -rf "$VENV"
+fi
+if [[ ! -x $VENV/bin/python ]]; then
+    echo "creating venv $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+STAMP=$VENV/.requirements.sha256
+WANT=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
+if [[ ! -f $STAMP || $(cat "$STAMP") != "$WANT" ]] \
+    || ! "$VENV/bin/python" -c 'import tusclient, cryptography, schemathesis' 2>/dev/null; then
+    echo "installing $(grep -cv '^\s*\(#\|$\)' "$REQUIREMENTS") pinned Python packages"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQUIREMENTS"
+    echo "$WANT" >"$STAMP"
+else
+    echo "venv up to date: $VENV"
+fi
+"$VENV/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null \
+    | grep -iE '^(tuspy|cryptography|requests|schemathesis)==' | tr '\n' ' '
+echo
+
+# ---------------------------------------------------------------------------------------------
+if [[ ${SKIP_CARGO:-} == 1 ]]; then
+    section "cargo (skipped: SKIP_CARGO=1)"
+else
+    section "cargo build --all-targets --locked"
+    cargo build --all-targets --locked
+    section "cargo test --workspace --locked"
+    cargo test --workspace --locked
+fi
+[[ -x $BIN ]] || { echo "error: $BIN is missing; build it with cargo build" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+PASSED=0
+FAILED=0
+FAILED_STAGES=()
+stage_result() { # name rc
+    if [[ $2 -eq 0 ]]; then
+        PASSED=$((PASSED + 1))
+        echo "stage $1: PASS"
+    else
+        FAILED=$((FAILED + 1))
+        FAILED_STAGES+=("$1")
+        echo "stage $1: FAIL (exit $2)"
+    fi
+}
+
+section "openapi freshness"
+rc=0
+"$BIN" openapi >"$WORK/openapi.json"
+if [[ ! -f $ROOT/openapi/openapi.json ]]; then
+    echo "openapi/openapi.json does not exist."
+    rc=1
+elif ! diff -u "$ROOT/openapi/openapi.json" "$WORK/openapi.json" >"$WORK/openapi.diff"; then
+    head -n 60 "$WORK/openapi.diff"
+    echo "openapi/openapi.json differs from 'sealpost openapi' (diff above, first 60 lines)."
+    rc=1
+else
+    echo "openapi/openapi.json matches 'sealpost openapi'"
+fi
+((rc == 0)) || echo "Regenerate it with: cargo run -q -- openapi > openapi/openapi.json"
+stage_result openapi-freshness "$rc"
+
+# ---------------------------------------------------------------------------------------------
+section "start sealpost serve"
+SERVER_LOG=$WORK/server.log
+mkdir -p "$WORK/data"
+env \
+    SEALPOST__AUTH__ATTEMPTS_PER_PHONE_PER_MINUTE=100000 \
+    SEALPOST__AUTH__ATTEMPTS_PER_ADDRESS_PER_MINUTE=100000 \
+    SEALPOST__UPLOADS__MAX_ACTIVE_PER_ACCOUNT=100000 \
+    SEALPOST__UPLOADS__MAX_ACTIVE_BYTES_PER_ACCOUNT=1125899906842624 \
+    SEALPOST__SHUTDOWN_GRACE=5s \
+    NO_COLOR=1 \
+    "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" </dev/null >"$SERVER_LOG" 2>&1 &
+SERVER_PID=$!
+
+BASE_URL=
+for _ in $(seq 1 300); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    BASE_URL=$(sed 's/\x1b\[[0-9;]*m//g' "$SERVER_LOG" \
+        | grep -o 'sealpost listening on http://[^ ]*' | head -n1 | sed 's/.* //') || true
+    [[ -n $BASE_URL ]] && break
+    sleep 0.1
+done
+ready=0
+if [[ -n $BASE_URL ]]; then
+    "$VENV/bin/python" - "$BASE_URL/readyz" <<'PY' && ready=1
+import sys, time, urllib.request
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    try:
+        with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
+            if r.status == 200:
+                sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.2)
+sys.exit(1)
+PY
+fi
+if ((ready == 0)); then
+    echo "error: sealpost did not become ready; its log:" >&2
+    cat "$SERVER_LOG" >&2
+    exit 1
+fi
+echo "sealpost (pid $SERVER_PID) ready at $BASE_URL"
+
+# ---------------------------------------------------------------------------------------------
+section "tus interop (tuspy)"
+rc=0
+"$VENV/bin/python" "$ROOT/tests/interop/tus_interop.py" --base-url "$BASE_URL" || rc=$?
+stage_result tus-interop "$rc"
+
+# ---------------------------------------------------------------------------------------------
+section "schemathesis"
+rc=0
+mkdir -p "$REPORT_DIR"
+seed_args=()
+[[ -n ${SCHEMATHESIS_SEED:-} ]] && seed_args=(--seed "$SCHEMATHESIS_SEED")
+(
+    cd "$WORK" # schemathesis keeps a .schemathesis/ cache in the working directory
+    SEALPOST_BASE_URL=$BASE_URL \
+    SCHEMATHESIS_HOOKS=$ROOT/tests/interop/schemathesis_hooks.py \
+    timeout 900 "$VENV/bin/schemathesis" run "$WORK/openapi.json" \
+        --url "$BASE_URL" \
+        --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
+        --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-50}" \
+        --request-timeout 30 \
+        --continue-on-failure \
+        --generation-database none \
+        --no-color \
+        --report junit --report-junit-path "$REPORT_DIR/schemathesis.junit.xml" \
+        "${seed_args[@]}"
+) || rc=$?
+stage_result schemathesis "$rc"
+
+# ---------------------------------------------------------------------------------------------
+section "stop sealpost"
+kill -TERM "$SERVER_PID" 2>/dev/null || true
+server_rc=0
+wait "$SERVER_PID" || server_rc=$?
+SERVER_PID=
+echo "sealpost exited with status $server_rc"
+if grep -qE 'panicked|ERROR' "$SERVER_LOG"; then
+    echo "server log lines with ERROR or panics:"
+    grep -E 'panicked|ERROR' "$SERVER_LOG" | head -n 40
+fi
+
+section "summary"
+((FAILED == 0)) || echo "failed stages: ${FAILED_STAGES[*]}"
+echo "$PASSED passed, $FAILED failed"
+((FAILED == 0))

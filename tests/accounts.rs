@@ -1,0 +1,269 @@
+//! Registration, login challenges, tokens, revocation and rate limits.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::*;
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn register_login_use_and_revoke_a_token() {
+    let app = TestApp::spawn().await;
+    let user = app.user(&phone()).await;
+    let res = app
+        .client
+        .get(app.url("/v1/uploads/00000000000000000000000000000000"))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .expect("get");
+    assert_problem(res, 404, "not-found").await;
+
+    let res = app
+        .client
+        .delete(app.url("/v1/auth/token"))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(res.status(), 204);
+    let res = app
+        .client
+        .delete(app.url("/v1/auth/token"))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .expect("again");
+    let res_status = res.status();
+    assert_eq!(header(&res, "www-authenticate").as_deref(), Some("Bearer"));
+    assert_eq!(res_status, 401);
+    assert_problem(
+        app.client
+            .delete(app.url("/v1/auth/token"))
+            .send()
+            .await
+            .expect("none"),
+        401,
+        "missing-token",
+    )
+    .await;
+    assert_problem(
+        app.client
+            .delete(app.url("/v1/auth/token"))
+            .header("Authorization", "Basic abc")
+            .send()
+            .await
+            .expect("basic"),
+        401,
+        "invalid-token",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn registration_validates_its_input() {
+    let app = TestApp::spawn().await;
+    let key = STANDARD.encode(
+        SigningKey::from_bytes(&rand_bytes())
+            .verifying_key()
+            .as_bytes(),
+    );
+    let post = |body: Value| app.client.post(app.url("/v1/accounts")).json(&body).send();
+    let p = phone();
+    assert_problem(
+        post(json!({"phone": "0151 123", "name": "A", "identity_key": key}))
+            .await
+            .expect("r"),
+        400,
+        "invalid-phone",
+    )
+    .await;
+    assert_problem(
+        post(json!({"phone": p, "name": "", "identity_key": key}))
+            .await
+            .expect("r"),
+        400,
+        "invalid-name",
+    )
+    .await;
+    assert_problem(
+        post(json!({"phone": p, "name": "A", "identity_key": "AAAA"}))
+            .await
+            .expect("r"),
+        400,
+        "invalid-identity-key",
+    )
+    .await;
+    assert_problem(
+        post(json!({"phone": p})).await.expect("r"),
+        400,
+        "invalid-json",
+    )
+    .await;
+    let res = app
+        .client
+        .post(app.url("/v1/accounts"))
+        .body("{}")
+        .send()
+        .await
+        .expect("no content type");
+    assert_problem(res, 415, "unsupported-media-type").await;
+    assert_eq!(
+        post(json!({"phone": p, "name": "A", "identity_key": key}))
+            .await
+            .expect("r")
+            .status(),
+        201
+    );
+    assert_problem(
+        post(json!({"phone": p, "name": "B", "identity_key": key}))
+            .await
+            .expect("r"),
+        409,
+        "phone-taken",
+    )
+    .await;
+}
+
+async fn challenge(app: &TestApp, phone: &str) -> String {
+    let body: Value = app
+        .client
+        .post(app.url("/v1/auth/challenge"))
+        .json(&json!({"phone": phone}))
+        .send()
+        .await
+        .expect("challenge")
+        .json()
+        .await
+        .expect("json");
+    body["challenge"].as_str().expect("challenge").to_owned()
+}
+
+async fn token_request(
+    app: &TestApp,
+    phone: &str,
+    challenge: &str,
+    key: &SigningKey,
+) -> reqwest::Response {
+    let sig = key.sign(&STANDARD.decode(challenge).expect("b64"));
+    app.client
+        .post(app.url("/v1/auth/token"))
+        .json(&json!({"phone": phone, "challenge": challenge, "signature": STANDARD.encode(sig.to_bytes())}))
+        .send()
+        .await
+        .expect("token")
+}
+
+#[tokio::test]
+async fn challenges_are_single_use_and_signatures_must_verify() {
+    let app = TestApp::spawn().await;
+    let user = app.user(&phone()).await;
+    let c = challenge(&app, &user.phone).await;
+    let raw = STANDARD.decode(&c).expect("b64");
+    assert!(raw.starts_with(b"sealpost-auth-v1\n") && raw.len() == 17 + 32);
+    let stranger = SigningKey::from_bytes(&rand_bytes());
+    assert_problem(
+        token_request(&app, &user.phone, &c, &stranger).await,
+        401,
+        "invalid-signature",
+    )
+    .await;
+    // A failed attempt used the challenge up.
+    assert_problem(
+        token_request(&app, &user.phone, &c, &user.key).await,
+        401,
+        "invalid-challenge",
+    )
+    .await;
+    let c = challenge(&app, &user.phone).await;
+    assert_eq!(
+        token_request(&app, &user.phone, &c, &user.key)
+            .await
+            .status(),
+        200
+    );
+    assert_problem(
+        token_request(&app, &user.phone, &c, &user.key).await,
+        401,
+        "invalid-challenge",
+    )
+    .await;
+    // Unknown numbers get a challenge too, which never verifies.
+    let unknown = phone();
+    let c = challenge(&app, &unknown).await;
+    assert_problem(
+        token_request(&app, &unknown, &c, &user.key).await,
+        401,
+        "invalid-challenge",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn challenges_and_tokens_expire() {
+    let app = TestApp::spawn_with(|s| {
+        s.auth.challenge_ttl = Duration::from_secs(1);
+        s.auth.token_ttl = Duration::from_secs(2);
+    })
+    .await;
+    let user = app.user(&phone()).await;
+    let stale = challenge(&app, &user.phone).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_problem(
+        token_request(&app, &user.phone, &stale, &user.key).await,
+        401,
+        "invalid-challenge",
+    )
+    .await;
+    let res = app
+        .client
+        .get(app.url("/v1/uploads/00000000000000000000000000000000"))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .expect("get");
+    assert_problem(res, 401, "invalid-token").await;
+}
+
+#[tokio::test]
+async fn login_attempts_are_rate_limited_per_phone_and_address() {
+    let app = TestApp::spawn_with(|s| {
+        s.auth.attempts_per_phone_per_minute = 3;
+        s.auth.attempts_per_address_per_minute = 6;
+    })
+    .await;
+    let p = phone();
+    for _ in 0..3 {
+        challenge(&app, &p).await;
+    }
+    let res = app
+        .client
+        .post(app.url("/v1/auth/challenge"))
+        .json(&json!({"phone": p}))
+        .send()
+        .await
+        .expect("4th");
+    let retry: u64 = header(&res, "retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("secs");
+    assert!((1..=60).contains(&retry));
+    assert_problem(res, 429, "rate-limited").await;
+    // Another phone from the same address still has budget, until the address limit.
+    let other = phone();
+    for _ in 0..2 {
+        challenge(&app, &other).await;
+    }
+    let res = app
+        .client
+        .post(app.url("/v1/auth/challenge"))
+        .json(&json!({"phone": phone()}))
+        .send()
+        .await
+        .expect("addr");
+    assert_problem(res, 429, "rate-limited").await;
+}

@@ -1,0 +1,317 @@
+//! Test harness: the real application on port 0 with a fresh data directory, and helpers to
+//! register, log in and drive uploads.
+#![allow(dead_code, unreachable_pub, clippy::cast_possible_truncation)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::{Signer, SigningKey};
+use reqwest::{Client, Response, StatusCode};
+use sealpost::{Application, Settings};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running server.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: Client,
+    pub data_dir: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Settings for a test server over `dir`.
+pub fn settings_in(dir: &std::path::Path) -> Settings {
+    let mut s = Settings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.to_path_buf(),
+        ..Settings::default()
+    };
+    s.auth.attempts_per_address_per_minute = 10_000;
+    s.auth.attempts_per_phone_per_minute = 10_000;
+    s.uploads.sweep_interval = std::time::Duration::from_secs(3600);
+    s
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = settings_in(dir.path());
+        configure(&mut settings);
+        let mut app = Self::start(settings).await;
+        app._dir = Some(dir);
+        app
+    }
+
+    /// Starts a server with exactly these settings.
+    pub async fn start(settings: Settings) -> Self {
+        let data_dir = settings.data_dir.clone();
+        let app = Application::build(settings).await.expect("build");
+        let addr = app.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        let client = Client::builder().build().expect("client");
+        Self {
+            addr,
+            base: format!("http://{addr}"),
+            client,
+            data_dir,
+            _dir: None,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A client for a server running elsewhere (e.g. a child process) at `base`.
+    pub fn external(base: &str) -> Self {
+        let addr = base.trim_start_matches("http://").parse().expect("addr");
+        let client = Client::builder().build().expect("client");
+        Self {
+            addr,
+            base: base.to_owned(),
+            client,
+            data_dir: PathBuf::new(),
+            _dir: None,
+            stop: None,
+            task: None,
+        }
+    }
+
+    /// Signals shutdown and waits for the server to stop; returns the data directory's owner.
+    pub async fn shutdown(mut self) -> Option<tempfile::TempDir> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("join").expect("server stopped cleanly");
+        }
+        self._dir.take()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    /// Registers a fresh account and logs in; returns a user with a token.
+    pub async fn user(&self, phone: &str) -> User {
+        let key = SigningKey::from_bytes(&rand_bytes());
+        let res = self
+            .client
+            .post(self.url("/v1/accounts"))
+            .json(&json!({"phone": phone, "name": "Test", "identity_key": STANDARD.encode(key.verifying_key().as_bytes())}))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "{}",
+            res.text().await.unwrap_or_default()
+        );
+        let account: Value = res.json().await.expect("json");
+        let token = self.login(phone, &key).await;
+        User {
+            phone: phone.to_owned(),
+            key,
+            token,
+            account_id: account["id"].as_str().expect("id").to_owned(),
+        }
+    }
+
+    pub async fn login(&self, phone: &str, key: &SigningKey) -> String {
+        let challenge: Value = self
+            .client
+            .post(self.url("/v1/auth/challenge"))
+            .json(&json!({"phone": phone}))
+            .send()
+            .await
+            .expect("challenge")
+            .json()
+            .await
+            .expect("json");
+        let c = challenge["challenge"]
+            .as_str()
+            .expect("challenge")
+            .to_owned();
+        let sig = key.sign(&STANDARD.decode(&c).expect("b64"));
+        let res = self
+            .client
+            .post(self.url("/v1/auth/token"))
+            .json(&json!({"phone": phone, "challenge": c, "signature": STANDARD.encode(sig.to_bytes())}))
+            .send()
+            .await
+            .expect("token");
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.expect("json");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// tus creation; returns the response.
+    pub async fn tus_create(&self, user: &User, headers: &[(&str, String)]) -> Response {
+        let mut req = self
+            .client
+            .post(self.url("/v1/uploads"))
+            .bearer_auth(&user.token)
+            .header("Tus-Resumable", "1.0.0");
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        req.send().await.expect("create")
+    }
+
+    /// tus creation with a known length; returns the upload URL.
+    pub async fn tus_new(&self, user: &User, length: u64) -> String {
+        let res = self
+            .tus_create(user, &[("Upload-Length", length.to_string())])
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        location(&res)
+    }
+
+    pub async fn tus_patch(&self, user: &User, url: &str, offset: u64, body: Vec<u8>) -> Response {
+        self.client
+            .patch(self.url(url))
+            .bearer_auth(&user.token)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Offset", offset.to_string())
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(body)
+            .send()
+            .await
+            .expect("patch")
+    }
+
+    pub async fn tus_head(&self, user: &User, url: &str) -> Response {
+        self.client
+            .head(self.url(url))
+            .bearer_auth(&user.token)
+            .header("Tus-Resumable", "1.0.0")
+            .send()
+            .await
+            .expect("head")
+    }
+
+    pub async fn blob(&self, user: &User, id: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/v1/blobs/{id}")))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .expect("blob")
+    }
+
+    /// Where the file store keeps a blob.
+    pub fn blob_path(&self, id: &str) -> PathBuf {
+        self.data_dir
+            .join("blobs")
+            .join(&id[0..2])
+            .join(&id[2..4])
+            .join(id)
+    }
+
+    /// Where the file store stages an upload.
+    pub fn staged_path(&self, upload_url: &str) -> PathBuf {
+        let id = upload_url.rsplit('/').next().expect("id");
+        self.data_dir.join("blobs").join(".staging").join(id)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A logged-in account.
+pub struct User {
+    pub phone: String,
+    pub key: SigningKey,
+    pub token: String,
+    pub account_id: String,
+}
+
+pub fn rand_bytes() -> [u8; 32] {
+    rand::random()
+}
+
+/// `n` bytes of varied content.
+pub fn payload(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| {
+            (i as u8)
+                .wrapping_mul(31)
+                .wrapping_add(seed)
+                .rotate_left((i % 7) as u32)
+        })
+        .collect()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+pub fn sha256_b64(data: &[u8]) -> String {
+    STANDARD.encode(Sha256::digest(data))
+}
+
+pub fn b64(s: &str) -> String {
+    STANDARD.encode(s.as_bytes())
+}
+
+pub fn location(res: &Response) -> String {
+    res.headers()
+        .get("location")
+        .expect("Location")
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
+pub fn header(res: &Response, name: &str) -> Option<String> {
+    res.headers()
+        .get(name)
+        .map(|v| v.to_str().expect("ascii").to_owned())
+}
+
+/// A unique E.164 number per call.
+pub fn phone() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "+1555{:07}",
+        (std::process::id() as u64 * 1000 + n) % 10_000_000
+    )
+}
+
+/// Asserts a problem response's status and code; returns the body.
+pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
+    assert_eq!(res.status().as_u16(), status, "wrong status for {code}");
+    assert_eq!(
+        header(&res, "content-type").as_deref(),
+        Some("application/problem+json")
+    );
+    let body: Value = res.json().await.expect("problem json");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    body
+}

@@ -1,0 +1,232 @@
+//! Interrupted, superseded and crashed uploads resume with every durable byte intact.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// Starts a PATCH whose body is fed through the returned sender; the response arrives on the handle.
+fn streaming_patch(
+    app: &TestApp,
+    user: &User,
+    url: &str,
+    offset: u64,
+) -> (
+    mpsc::Sender<Result<Bytes, std::io::Error>>,
+    tokio::task::JoinHandle<reqwest::Response>,
+) {
+    let (tx, rx) = mpsc::channel(4);
+    let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
+    let req = app
+        .client
+        .patch(app.url(url))
+        .bearer_auth(&user.token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", offset.to_string())
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(body);
+    (
+        tx,
+        tokio::spawn(async move { req.send().await.expect("patch") }),
+    )
+}
+
+fn tokio_stream_from(
+    mut rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+async fn offset_of(app: &TestApp, user: &User, url: &str) -> u64 {
+    let head = app.tus_head(user, url).await;
+    assert_eq!(head.status(), 200);
+    header(&head, "upload-offset")
+        .expect("offset")
+        .parse()
+        .expect("number")
+}
+
+#[tokio::test]
+async fn a_dropped_connection_keeps_what_arrived() {
+    let app = TestApp::spawn().await;
+    let user = app.user(&phone()).await;
+    let data = payload(100_000, 11);
+    let url = app.tus_new(&user, 100_000).await;
+    let mut tcp = TcpStream::connect(app.addr).await.expect("connect");
+    let head = format!(
+        "PATCH {url} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 100000\r\n\r\n",
+        user.token
+    );
+    tcp.write_all(head.as_bytes()).await.expect("head");
+    tcp.write_all(&data[..40_000]).await.expect("part");
+    tcp.flush().await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(tcp);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(offset_of(&app, &user, &url).await, 40_000);
+    let res = app
+        .tus_patch(&user, &url, 40_000, data[40_000..].to_vec())
+        .await;
+    assert_eq!(header(&res, "sealpost-blob-id"), Some(sha256_hex(&data)));
+}
+
+#[tokio::test]
+async fn offset_retrieval_takes_over_a_request_still_streaming() {
+    let app = TestApp::spawn().await;
+    let user = app.user(&phone()).await;
+    let data = payload(64_000, 12);
+    let url = app.tus_new(&user, 64_000).await;
+    let (tx, old) = streaming_patch(&app, &user, &url, 0);
+    tx.send(Ok(Bytes::copy_from_slice(&data[..16_000])))
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The client believes the connection is dead and asks where to resume.
+    assert_eq!(offset_of(&app, &user, &url).await, 16_000);
+    let old = old.await.expect("join");
+    assert_problem(old, 409, "upload-superseded").await;
+    // A newer PATCH also takes over from an older one still streaming.
+    let (tx2, older) = streaming_patch(&app, &user, &url, 16_000);
+    tx2.send(Ok(Bytes::copy_from_slice(&data[16_000..30_000])))
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (tx3, newer) = streaming_patch(&app, &user, &url, 30_000);
+    assert_problem(older.await.expect("join"), 409, "upload-superseded").await;
+    tx3.send(Ok(Bytes::copy_from_slice(&data[30_000..])))
+        .await
+        .expect("send");
+    drop(tx3);
+    let res = newer.await.expect("join");
+    assert_eq!(res.status(), 204);
+    assert_eq!(header(&res, "sealpost-blob-id"), Some(sha256_hex(&data)));
+    drop((tx, tx2));
+}
+
+#[tokio::test]
+async fn graceful_shutdown_commits_in_flight_uploads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = TestApp::start(settings_in(dir.path())).await;
+    let user = app.user(&phone()).await;
+    let data = payload(50_000, 13);
+    let url = app.tus_new(&user, 50_000).await;
+    let (tx, pending) = streaming_patch(&app, &user, &url, 0);
+    tx.send(Ok(Bytes::copy_from_slice(&data[..25_000])))
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stop = tokio::spawn(app.shutdown());
+    let res = pending.await.expect("join");
+    assert_problem(res, 503, "shutting-down").await;
+    stop.await.expect("stopped");
+    drop(tx);
+
+    let app = TestApp::start(settings_in(dir.path())).await;
+    assert_eq!(offset_of(&app, &user, &url).await, 25_000);
+    let res = app
+        .tus_patch(&user, &url, 25_000, data[25_000..].to_vec())
+        .await;
+    assert_eq!(header(&res, "sealpost-blob-id"), Some(sha256_hex(&data)));
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(data_dir: &std::path::Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sealpost"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("SEALPOST__UPLOADS__CHECKPOINT_BYTES", "65536")
+            .env("SEALPOST__LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sealpost");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .expect("line");
+            if let Some(at) = line.find("http://127.0.0.1:") {
+                let rest = &line[at..];
+                let end = rest
+                    .find(|c: char| c == '"' || c.is_whitespace())
+                    .unwrap_or(rest.len());
+                break rest[..end].to_owned();
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, base }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn kill_9_mid_patch_then_resume_to_the_right_sha256() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Server::start(dir.path());
+    let mut app = TestApp::external(&server.base);
+    let user = app.user(&phone()).await;
+    let data = payload(4 << 20, 14);
+    let meta = format!("sha256 {}", sha256_b64(&data));
+    let res = app
+        .tus_create(
+            &user,
+            &[
+                ("Upload-Length", data.len().to_string()),
+                ("Upload-Metadata", meta),
+            ],
+        )
+        .await;
+    let url = location(&res);
+    let (tx, pending) = streaming_patch(&app, &user, &url, 0);
+    let sent = 2 << 20;
+    for chunk in data[..sent].chunks(64 * 1024) {
+        tx.send(Ok(Bytes::copy_from_slice(chunk)))
+            .await
+            .expect("send");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.child.kill().expect("kill -9");
+    server.child.wait().expect("reaped");
+    let _ = pending.await;
+    drop(tx);
+
+    let server = Server::start(dir.path());
+    app = TestApp::external(&server.base);
+    let offset = offset_of(&app, &user, &url).await;
+    assert!(
+        offset > 0 && offset <= sent as u64,
+        "durable offset {offset} of {sent} sent"
+    );
+    let res = app
+        .tus_patch(
+            &user,
+            &url,
+            offset,
+            data[usize::try_from(offset).expect("fits")..].to_vec(),
+        )
+        .await;
+    assert_eq!(res.status(), 204, "{:?}", res.text().await);
+    let blob = sha256_hex(&data);
+    let res = app.blob(&user, &blob).await;
+    assert_eq!(res.bytes().await.expect("bytes").as_ref(), data.as_slice());
+}
