@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it (`bash .ci/run`) and as `make test` runs it.
 #
 #   1. tools: apt packages (only if missing) and the Python venv at .venv
-#   2. cargo build --all-targets --locked; cargo test --workspace --locked
+#   2. cargo fmt --check, clippy -D warnings, cargo build --all-targets --locked,
+#      cargo test --workspace --locked
 #   3. against the built binary: OpenAPI document freshness, then a live server
 #      (SQLite + files in a temp dir) driven by tests/interop/tus_interop.py (tuspy)
 #      and by schemathesis.
@@ -100,6 +101,9 @@ echo
 if [[ ${SKIP_CARGO:-} == 1 ]]; then
     section "cargo (skipped: SKIP_CARGO=1)"
 else
+    section "cargo fmt --check; cargo clippy"
+    cargo fmt --all --check
+    cargo clippy --all-targets --workspace --locked -- -D warnings
     section "cargo build --all-targets --locked"
     cargo build --all-targets --locked
     section "cargo test --workspace --locked"

@@ -17,6 +17,9 @@ pub enum ApiError {
     /// A malformed header, body or parameter.
     #[error("{1}")]
     BadRequest(&'static str, String),
+    /// The route exists but not with this method.
+    #[error("this endpoint does not take that method")]
+    MethodNotAllowed,
     /// No such resource for this account (also for other accounts' uploads).
     #[error("{0}")]
     NotFound(&'static str),
@@ -85,6 +88,7 @@ impl ApiError {
             Self::Auth(e) => e.status_code(),
             Self::BadRequest(code, _) => (400, code),
             Self::NotFound(_) => (404, "not-found"),
+            Self::MethodNotAllowed => (405, "method-not-allowed"),
             Self::UploadExpired => (410, "upload-expired"),
             Self::OffsetMismatch { .. } => (409, "mismatching-upload-offset"),
             Self::InconsistentLength(_) => (400, "inconsistent-upload-length"),

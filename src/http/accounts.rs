@@ -44,6 +44,7 @@ pub async fn register(
     responses(
         (status = 200, description = "Challenge to sign", body = ChallengeResponse),
         (status = 400, description = "Invalid phone", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -63,6 +64,7 @@ pub async fn challenge(
         (status = 200, description = "Bearer token", body = TokenResponse),
         (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Bad challenge or signature", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -16,7 +16,7 @@ use crate::state::AppState;
     get, path = "/v1/blobs/{blob_id}", tag = "blobs",
     params(("blob_id" = String, Path, description = "Lowercase hex SHA-256 of the blob")),
     responses(
-        (status = 200, description = "The blob's bytes", content_type = "application/octet-stream", body = Vec<u8>,
+        (status = 200, description = "The blob's bytes", content_type = "application/octet-stream", body = crate::uploads::api_doc::BinaryBody,
             headers(("ETag" = String, description = "The blob id, quoted"))),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such blob", body = Problem, content_type = "application/problem+json"),

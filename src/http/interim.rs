@@ -5,8 +5,8 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
@@ -36,7 +36,7 @@ impl Listener for InterimListener {
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                     }
-                    return (SharedStream(Arc::new(stream)), addr);
+                    return (SharedStream(Arc::new(Mutex::new(stream))), addr);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -52,9 +52,17 @@ impl Listener for InterimListener {
     }
 }
 
-/// A TCP stream that hyper reads and writes and that handlers can also write interim responses to.
+/// A TCP stream that hyper reads and writes and that handlers can also write interim responses
+/// to. The mutex is held only inside each poll, never across an await.
 #[derive(Debug, Clone)]
-pub struct SharedStream(Arc<TcpStream>);
+pub struct SharedStream(Arc<Mutex<TcpStream>>);
+
+impl SharedStream {
+    fn with<R>(&self, f: impl FnOnce(Pin<&mut TcpStream>) -> R) -> R {
+        let mut stream = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        f(Pin::new(&mut *stream))
+    }
+}
 
 impl AsyncRead for SharedStream {
     fn poll_read(
@@ -62,17 +70,7 @@ impl AsyncRead for SharedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        loop {
-            ready!(self.0.poll_read_ready(cx))?;
-            match self.0.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        self.with(|s| s.poll_read(cx, buf))
     }
 }
 
@@ -82,25 +80,27 @@ impl AsyncWrite for SharedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                other => return Poll::Ready(other),
-            }
-        }
+        self.with(|s| s.poll_write(cx, buf))
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.with(|s| s.poll_write_vectored(cx, bufs))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let result = socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write);
-        match result {
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
-            other => Poll::Ready(other),
-        }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.with(|s| s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.with(|s| s.poll_shutdown(cx))
     }
 }
 
@@ -139,12 +139,11 @@ impl ClientConn {
         head.push_str("\r\n");
         let mut rest = head.as_bytes();
         while !rest.is_empty() {
-            stream.0.writable().await?;
-            match stream.0.try_write(rest) {
-                Ok(n) => rest = &rest[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+            let n = std::future::poll_fn(|cx| stream.with(|s| s.poll_write(cx, rest))).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
             }
+            rest = &rest[n..];
         }
         Ok(())
     }

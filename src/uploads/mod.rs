@@ -1,6 +1,7 @@
 //! Resumable uploads at `/v1/uploads`: tus 1.0.0 and the IETF resumable-upload draft over one
 //! state machine.
 
+pub mod api_doc;
 pub mod protocol;
 pub mod routes;
 pub mod service;

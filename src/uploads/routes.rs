@@ -11,6 +11,7 @@ use sealpost_auth::{Authenticated, unix_now};
 use sealpost_db::UploadRow;
 use sealpost_proto::{Problem, UploadStatus};
 
+use super::api_doc::{AppendHeaders, BinaryBody, CreateHeaders, ProtocolHeaders};
 use super::protocol::{
     DRAFT_CONTENT_TYPE, Protocol, TUS_CHECKSUM_ALGORITHMS, TUS_CONTENT_TYPE, TUS_EXTENSIONS,
     TUS_VERSION, content_type, parse_checksum, parse_metadata, sf_bool, u64_header,
@@ -172,16 +173,11 @@ pub async fn options_uploads(State(state): State<AppState>) -> Response {
 /// with `Upload-Complete: ?0` is careful creation.
 #[utoipa::path(
     post, path = "/v1/uploads", tag = "uploads",
-    params(
-        ("Tus-Resumable" = Option<String>, Header, description = "1.0.0 (tus)"),
-        ("Upload-Draft-Interop-Version" = Option<u32>, Header, description = "8 or 9 (IETF draft)"),
-        ("Upload-Length" = Option<u64>, Header, description = "Total length in bytes"),
-        ("Upload-Defer-Length" = Option<u8>, Header, description = "1 when the length is not yet known (tus)"),
-        ("Upload-Complete" = Option<String>, Header, description = "?1 if this request carries the last byte (draft)"),
-        ("Upload-Metadata" = Option<String>, Header, description = "filename, content_type, sha256 (base64 SHA-256 of the whole upload), kind (encrypted|preview)"),
-        ("Upload-Checksum" = Option<String>, Header, description = "sha1|sha256 base64 digest of this request's body"),
-    ),
-    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream", description = "Optional first bytes"),
+    params(ProtocolHeaders, CreateHeaders),
+    request_body(description = "Optional first bytes (tus: application/offset+octet-stream; draft: any type)", content(
+        (BinaryBody = "application/offset+octet-stream"),
+        (BinaryBody = "application/octet-stream"),
+    )),
     responses(
         (status = 201, description = "Created", body = UploadStatus, headers(
             ("Location" = String, description = "The upload's URL"),
@@ -189,6 +185,7 @@ pub async fn options_uploads(State(state): State<AppState>) -> Response {
             ("Upload-Expires" = String, description = "When an unfinished upload expires (tus)"),
             ("Sealpost-Blob-Id" = String, description = "Blob id when the upload completed"),
         )),
+        (status = 200, description = "Draft: created and complete in one request", body = UploadStatus),
         (status = 400, description = "Bad headers or metadata", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Unsupported protocol version", body = Problem, content_type = "application/problem+json"),
@@ -314,7 +311,7 @@ pub async fn create_upload(
 /// returned is durable and the next append at it is accepted.
 #[utoipa::path(
     head, path = "/v1/uploads/{id}", tag = "uploads",
-    params(("id" = String, Path, description = "Upload id")),
+    params(("id" = String, Path, description = "Upload id"), ProtocolHeaders),
     responses(
         (status = 200, description = "tus: upload state", headers(
             ("Upload-Offset" = u64, description = "Bytes durably stored"),
@@ -325,8 +322,12 @@ pub async fn create_upload(
             ("Sealpost-Blob-Id" = String, description = "Blob id once complete"),
         )),
         (status = 204, description = "Draft: upload state (Upload-Offset, Upload-Complete, Upload-Length, Upload-Limit)"),
+        (status = 400, description = "Malformed header"),
+        (status = 401, description = "Not authenticated"),
         (status = 404, description = "No such upload for this account"),
+        (status = 409, description = "A newer request took the upload over"),
         (status = 410, description = "The upload expired"),
+        (status = 412, description = "Unsupported protocol version"),
     ),
     security(("bearer" = []))
 )]
@@ -383,14 +384,11 @@ pub async fn get_upload(
 /// the uncommitted tail (none when `Upload-Checksum` is sent: then all or nothing).
 #[utoipa::path(
     patch, path = "/v1/uploads/{id}", tag = "uploads",
-    params(
-        ("id" = String, Path, description = "Upload id"),
-        ("Upload-Offset" = u64, Header, description = "Where these bytes start"),
-        ("Upload-Length" = Option<u64>, Header, description = "Declares a deferred length"),
-        ("Upload-Complete" = Option<String>, Header, description = "?1 if this request carries the last byte (draft)"),
-        ("Upload-Checksum" = Option<String>, Header, description = "sha1|sha256 base64 digest of this body"),
-    ),
-    request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
+    params(("id" = String, Path, description = "Upload id"), ProtocolHeaders, AppendHeaders),
+    request_body(content(
+        (BinaryBody = "application/offset+octet-stream"),
+        (BinaryBody = "application/partial-upload"),
+    )),
     responses(
         (status = 204, description = "Bytes stored", headers(
             ("Upload-Offset" = u64, description = "New offset"),
@@ -399,6 +397,7 @@ pub async fn get_upload(
         )),
         (status = 200, description = "Draft: the upload is complete", body = UploadStatus),
         (status = 400, description = "Bad headers, inconsistent length, completed or failed upload", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such upload for this account", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Upload-Offset mismatch (expected-offset, provided-offset)", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The upload expired", body = Problem, content_type = "application/problem+json"),
@@ -458,10 +457,14 @@ pub async fn patch_upload(
 /// Terminates an upload: stops any request streaming into it and deletes its bytes.
 #[utoipa::path(
     delete, path = "/v1/uploads/{id}", tag = "uploads",
-    params(("id" = String, Path, description = "Upload id")),
+    params(("id" = String, Path, description = "Upload id"), ProtocolHeaders),
     responses(
         (status = 204, description = "Terminated"),
+        (status = 400, description = "Malformed header", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such upload for this account", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A newer request took the upload over", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Unsupported protocol version", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

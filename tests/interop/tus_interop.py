@@ -285,7 +285,7 @@ def main() -> int:
     c = Check()
     c.run("register-and-login", s.register_and_login)
     if c.failed:
-        print("0 passed, 1 failed (cannot log in; nothing else ran)")
+        print("tus_interop: 0 passed, 1 failed (cannot log in; nothing else ran)")
         return 1
     c.run("options-advertises-checksum", options_advertises_checksum, s)
     c.run("chunked-upload-3MiB", chunked_upload, s)

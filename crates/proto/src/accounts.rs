@@ -6,13 +6,16 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct RegisterAccount {
     /// Phone number in E.164 form, e.g. `+4915112345678`.
-    #[schema(example = "+4915112345678")]
+    #[schema(example = "+4915112345678", pattern = r"^\+[1-9][0-9]{6,14}$")]
     pub phone: String,
     /// Display name, 1 to 64 characters.
-    #[schema(example = "Ada")]
+    #[schema(example = "Ada", min_length = 1, max_length = 64)]
     pub name: String,
     /// The device's Ed25519 public key, standard base64 of the 32 raw bytes.
-    #[schema(example = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=")]
+    #[schema(
+        example = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+        pattern = "^[A-Za-z0-9+/]{43}=$"
+    )]
     pub identity_key: String,
 }
 
@@ -35,7 +38,7 @@ pub struct Account {
 #[serde(deny_unknown_fields)]
 pub struct ChallengeRequest {
     /// Phone number in E.164 form.
-    #[schema(example = "+4915112345678")]
+    #[schema(example = "+4915112345678", pattern = r"^\+[1-9][0-9]{6,14}$")]
     pub phone: String,
 }
 
@@ -53,6 +56,7 @@ pub struct ChallengeResponse {
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// Phone number in E.164 form.
+    #[schema(pattern = r"^\+[1-9][0-9]{6,14}$")]
     pub phone: String,
     /// The challenge exactly as returned by `POST /v1/auth/challenge`.
     pub challenge: String,
