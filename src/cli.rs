@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::app::{Application, open_database, shutdown_signal};
@@ -60,10 +61,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config, flags } => {
             let settings = load(config.as_ref(), &flags)?;
             init_tracing(settings.log_format);
-            Application::build(settings)
-                .await?
-                .run_until(shutdown_signal())
-                .await
+            let signal = shutdown_signal().context("cannot install signal handlers")?;
+            Application::build(settings).await?.run_until(signal).await
         }
         Command::Migrate { config, flags } => {
             let settings = load(config.as_ref(), &flags)?;

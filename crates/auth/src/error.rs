@@ -3,9 +3,6 @@ use sealpost_proto::Problem;
 /// Why an account or auth request failed. Each variant has one status and one stable code.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// The request body is not what the endpoint takes.
-    #[error("{0}")]
-    InvalidRequest(String),
     /// The phone number is not E.164.
     #[error("phone must be E.164: '+' then 7 to 15 digits, no leading zero")]
     InvalidPhone,
@@ -42,7 +39,6 @@ impl AuthError {
     /// HTTP status and stable code.
     pub fn status_code(&self) -> (u16, &'static str) {
         match self {
-            Self::InvalidRequest(_) => (400, "invalid-request"),
             Self::InvalidPhone => (400, "invalid-phone"),
             Self::InvalidName => (400, "invalid-name"),
             Self::InvalidIdentityKey => (400, "invalid-identity-key"),
