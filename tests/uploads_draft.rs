@@ -177,6 +177,34 @@ async fn draft_errors() {
     assert_eq!(res.status(), 204);
 }
 
+#[tokio::test]
+async fn a_chunked_final_append_sets_the_length() {
+    let app = TestApp::spawn().await;
+    let user = app.user(&phone()).await;
+    let data = payload(70_000, 8);
+    let res = draft(&app, reqwest::Method::POST, "/v1/uploads", &user)
+        .header("Upload-Complete", "?0")
+        .send()
+        .await
+        .expect("create");
+    let url = location(&res);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        data.chunks(10_000).map(|c| Ok(c.to_vec())).collect();
+    let res = draft(&app, reqwest::Method::PATCH, &url, &user)
+        .header("Upload-Offset", "0")
+        .header("Upload-Complete", "?1")
+        .header("Content-Type", "application/partial-upload")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .expect("append");
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "upload-length").as_deref(), Some("70000"));
+    assert_eq!(header(&res, "sealpost-blob-id"), Some(sha256_hex(&data)));
+}
+
 /// Reads from `stream` until `needle` has been seen; returns everything read.
 async fn read_until(stream: &mut TcpStream, needle: &str) -> String {
     let mut seen = Vec::new();

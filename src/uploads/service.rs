@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{Checksum, Metadata};
-use super::sink::{Sink, Snapshot, restore_sha256, save_sha256};
+use super::sink::{Durable, Finished, Sink, restore_sha256, save_sha256};
 use super::takeover::{Takeover, UploadGuard};
 use crate::config::UploadSettings;
 use crate::error::{ApiError, ApiResult};
@@ -376,7 +376,7 @@ impl UploadService {
             None => length == Some(new_offset),
         };
         if completes {
-            if length != Some(new_offset) {
+            if length.is_some_and(|l| l != new_offset) {
                 return Err(ApiError::InconsistentLength(format!(
                     "Upload-Complete says the upload ends at {new_offset} but its length is {length:?}"
                 )));
@@ -448,19 +448,29 @@ impl UploadService {
         body: Body,
         budget: u64,
         checksum: Option<super::protocol::ChecksumAlgorithm>,
-    ) -> ApiResult<(Stop, u64, Snapshot)> {
+    ) -> ApiResult<(Stop, u64, Finished)> {
         let hasher = restore_sha256(&row.hash_state)
             .ok_or_else(|| ApiError::Internal("corrupt hash state".into()))?;
         let writer = self.store.open_staged(&row.id, row.offset()).await?;
-        let sink = Sink::start(writer, hasher, checksum);
+        // With a per-request checksum the request is all or nothing: no intermediate commits.
+        let every = checksum
+            .is_none()
+            .then_some(self.settings.checkpoint_bytes.max(1));
+        let (sink, mut durable) = Sink::start(writer, hasher, checksum, every);
         let mut stream = body.into_data_stream();
-        let (mut received, mut unsynced) = (0u64, 0u64);
+        let mut received = 0u64;
         let idle = self.settings.idle_timeout;
         let stop = loop {
             let next = tokio::select! {
                 biased;
                 () = guard.cancelled().cancelled() => break Stop::Superseded,
                 () = self.shutdown.cancelled() => break Stop::Shutdown,
+                Some(checkpoint) = durable.recv() => {
+                    if !self.commit_checkpoint(row, checkpoint?).await? {
+                        break Stop::Superseded;
+                    }
+                    continue;
+                }
                 next = tokio::time::timeout(idle, stream.next()) => next,
             };
             let chunk = match next {
@@ -473,33 +483,29 @@ impl UploadService {
                 break Stop::TooLarge;
             }
             received += len;
-            unsynced += len;
             self.metrics.upload_bytes.inc_by(len);
             sink.write(chunk).await?;
-            if checksum.is_none() && unsynced >= self.settings.checkpoint_bytes {
-                unsynced = 0;
-                let snapshot = sink.sync().await?;
-                let now = unix_now();
-                let offset = to_i64(row.offset() + received);
-                let ok = self
-                    .db
-                    .commit_upload_progress(
-                        &row.id,
-                        row.lease,
-                        offset,
-                        &snapshot.hash_state,
-                        None,
-                        now,
-                        self.expiry(now),
-                    )
-                    .await?;
-                if !ok {
-                    break Stop::Superseded;
-                }
-            }
         };
-        let snapshot = sink.finish().await?;
-        Ok((stop, received, snapshot))
+        let finished = sink.finish().await?;
+        Ok((stop, received, finished))
+    }
+
+    /// Records a durable checkpoint of a request still streaming; false when fenced off.
+    async fn commit_checkpoint(&self, row: &UploadRow, checkpoint: Durable) -> ApiResult<bool> {
+        let now = unix_now();
+        let offset = to_i64(row.offset() + checkpoint.written);
+        Ok(self
+            .db
+            .commit_upload_progress(
+                &row.id,
+                row.lease,
+                offset,
+                &checkpoint.hash_state,
+                None,
+                now,
+                self.expiry(now),
+            )
+            .await?)
     }
 
     /// Verifies the declared SHA-256 and publishes the bytes as a blob.

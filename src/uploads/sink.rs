@@ -1,10 +1,14 @@
-//! The write side of one append: a blocking thread that hashes each chunk (the upload's running
-//! SHA-256 and an optional per-request checksum) and writes it to the staged bytes, fed through
-//! a bounded channel so neither hashing nor disk I/O runs on the async executor and memory stays
-//! bounded by the channel's capacity.
+//! The write side of one append, in two blocking threads fed through bounded channels, so that
+//! neither hashing nor disk I/O runs on the async executor and memory stays bounded:
+//!
+//! * the writer hashes each chunk (the upload's running SHA-256 and an optional per-request
+//!   checksum) and appends it to the staged bytes; every `checkpoint_every` bytes it hands a
+//!   sync job and the hash state to
+//! * the syncer, which makes those bytes durable and reports them as a [`Durable`] checkpoint,
+//!   while the writer keeps going: an fsync never stalls the stream.
 
 use bytes::Bytes;
-use sealpost_store::{StagedWriter, StoreError};
+use sealpost_store::{StagedWriter, StoreError, SyncJob};
 use sha1::Sha1;
 use sha2::Digest;
 use sha2::Sha256;
@@ -15,6 +19,8 @@ use super::protocol::ChecksumAlgorithm;
 
 /// Chunks queued between the network and the writer thread.
 const QUEUE: usize = 16;
+/// Checkpoints queued between the writer and the syncer thread.
+const SYNC_QUEUE: usize = 2;
 
 /// Restores a running SHA-256 from its serialized state.
 pub(super) fn restore_sha256(state: &[u8]) -> Option<Sha256> {
@@ -27,19 +33,27 @@ pub(super) fn save_sha256(hasher: &Sha256) -> Vec<u8> {
     hasher.serialize().to_vec()
 }
 
-/// The hashes after the bytes written so far, all durable.
+/// Bytes of this request that are durable, and the upload's hash state after them.
 #[derive(Debug, Clone)]
-pub(super) struct Snapshot {
+pub(super) struct Durable {
+    /// Bytes of this request.
+    pub(super) written: u64,
     /// Serialized upload SHA-256 state.
     pub(super) hash_state: Vec<u8>,
-    /// The per-request checksum's digest (only from [`Sink::finish`]).
+}
+
+/// The end of an append: everything written is durable.
+#[derive(Debug, Clone)]
+pub(super) struct Finished {
+    /// The hash state after all of it.
+    pub(super) hash_state: Vec<u8>,
+    /// The per-request checksum's digest, if one was asked for.
     pub(super) checksum: Option<Vec<u8>>,
 }
 
 enum Command {
     Data(Bytes),
-    Sync(oneshot::Sender<Result<Snapshot, StoreError>>),
-    Finish(oneshot::Sender<Result<Snapshot, StoreError>>),
+    Finish(oneshot::Sender<Result<Finished, StoreError>>),
 }
 
 enum RequestHasher {
@@ -58,19 +72,29 @@ fn gone() -> StoreError {
 }
 
 impl Sink {
-    /// Starts the writer thread over `writer`, continuing `hasher`.
+    /// Starts the threads over `writer`, continuing `hasher`. Durable checkpoints (every
+    /// `checkpoint_every` bytes, if set) arrive on the returned receiver.
     pub(super) fn start(
         writer: Box<dyn StagedWriter>,
         hasher: Sha256,
         checksum: Option<ChecksumAlgorithm>,
-    ) -> Self {
+        checkpoint_every: Option<u64>,
+    ) -> (Self, mpsc::UnboundedReceiver<Result<Durable, StoreError>>) {
         let (tx, rx) = mpsc::channel(QUEUE);
+        // Unbounded so the syncer never waits for the async side (which may itself be waiting
+        // for the writer): at most one small message per `checkpoint_every` bytes.
+        let (durable_tx, durable_rx) = mpsc::unbounded_channel();
         let request = checksum.map(|a| match a {
             ChecksumAlgorithm::Sha1 => RequestHasher::Sha1(Sha1::new()),
             ChecksumAlgorithm::Sha256 => RequestHasher::Sha256(Sha256::new()),
         });
-        tokio::task::spawn_blocking(move || run(rx, writer, hasher, request));
-        Self { tx }
+        let syncer = checkpoint_every.map(|every| {
+            let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(SYNC_QUEUE);
+            tokio::task::spawn_blocking(move || run_syncer(jobs_rx, durable_tx));
+            (every, jobs_tx)
+        });
+        tokio::task::spawn_blocking(move || run_writer(rx, writer, hasher, request, syncer));
+        (Self { tx }, durable_rx)
     }
 
     /// Queues a chunk; waits while the queue is full.
@@ -78,18 +102,8 @@ impl Sink {
         self.tx.send(Command::Data(chunk)).await.map_err(|_| gone())
     }
 
-    /// Makes everything queued so far durable and returns the hash state after it.
-    pub(super) async fn sync(&self) -> Result<Snapshot, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Sync(reply))
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
-    }
-
-    /// Like [`Sink::sync`], also returning the per-request checksum, and stops the thread.
-    pub(super) async fn finish(self) -> Result<Snapshot, StoreError> {
+    /// Makes everything queued durable, stops the threads, and returns the final hashes.
+    pub(super) async fn finish(self) -> Result<Finished, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Finish(reply))
@@ -99,13 +113,17 @@ impl Sink {
     }
 }
 
-fn run(
+type SyncRequest = (SyncJob, Durable);
+
+fn run_writer(
     mut rx: mpsc::Receiver<Command>,
     mut writer: Box<dyn StagedWriter>,
     mut hasher: Sha256,
     mut request: Option<RequestHasher>,
+    syncer: Option<(u64, std::sync::mpsc::SyncSender<SyncRequest>)>,
 ) {
     let mut failed: Option<StoreError> = None;
+    let (mut written, mut unsynced) = (0u64, 0u64);
     while let Some(command) = rx.blocking_recv() {
         match command {
             Command::Data(chunk) => {
@@ -120,37 +138,56 @@ fn run(
                 }
                 if let Err(e) = writer.write_all(&chunk) {
                     failed = Some(e);
+                    continue;
+                }
+                written += chunk.len() as u64;
+                unsynced += chunk.len() as u64;
+                if let Some((every, jobs)) = &syncer
+                    && unsynced >= *every
+                {
+                    unsynced = 0;
+                    match writer.checkpoint() {
+                        Ok(job) => {
+                            let durable = Durable {
+                                written,
+                                hash_state: save_sha256(&hasher),
+                            };
+                            // A syncer that is gone only means no more intermediate checkpoints.
+                            let _ = jobs.send((job, durable));
+                        }
+                        Err(e) => failed = Some(e),
+                    }
                 }
             }
-            Command::Sync(reply) => {
-                let _ = reply.send(snapshot(&mut *writer, &hasher, &mut failed, None));
-            }
             Command::Finish(reply) => {
-                let checksum = request.take().map(|r| match r {
-                    RequestHasher::Sha1(h) => h.finalize().to_vec(),
-                    RequestHasher::Sha256(h) => h.finalize().to_vec(),
-                });
-                let _ = reply.send(snapshot(&mut *writer, &hasher, &mut failed, checksum));
+                let result = match failed.take() {
+                    Some(e) => Err(e),
+                    None => writer.sync().map(|()| Finished {
+                        hash_state: save_sha256(&hasher),
+                        checksum: request.take().map(|r| match r {
+                            RequestHasher::Sha1(h) => h.finalize().to_vec(),
+                            RequestHasher::Sha256(h) => h.finalize().to_vec(),
+                        }),
+                    }),
+                };
+                let _ = reply.send(result);
                 return;
             }
         }
     }
 }
 
-fn snapshot(
-    writer: &mut dyn StagedWriter,
-    hasher: &Sha256,
-    failed: &mut Option<StoreError>,
-    checksum: Option<Vec<u8>>,
-) -> Result<Snapshot, StoreError> {
-    if let Some(e) = failed.take() {
-        return Err(e);
+fn run_syncer(
+    jobs: std::sync::mpsc::Receiver<SyncRequest>,
+    durable: mpsc::UnboundedSender<Result<Durable, StoreError>>,
+) {
+    while let Ok((job, checkpoint)) = jobs.recv() {
+        let result = job().map(|()| checkpoint);
+        let failed = result.is_err();
+        if durable.send(result).is_err() || failed {
+            return;
+        }
     }
-    writer.sync()?;
-    Ok(Snapshot {
-        hash_state: save_sha256(hasher),
-        checksum,
-    })
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use crate::{BlobId, BlobStore, ByteStream, StagedWriter, StoreError};
+use crate::{BlobId, BlobStore, ByteStream, StagedWriter, StoreError, SyncJob};
 
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -177,10 +177,11 @@ impl StagedWriter for FsStagedWriter {
         Ok(self.file.write_all(buf)?)
     }
 
-    fn sync(&mut self) -> Result<(), StoreError> {
+    fn checkpoint(&mut self) -> Result<SyncJob, StoreError> {
         self.file.flush()?;
-        self.file.get_ref().sync_data()?;
-        Ok(())
+        // fsync through a second descriptor of the same file flushes the same inode.
+        let file = self.file.get_ref().try_clone()?;
+        Ok(Box::new(move || Ok(file.sync_data()?)))
     }
 }
 

@@ -51,12 +51,20 @@ pub trait BlobStore: Send + Sync + Debug {
     async fn check(&self) -> Result<(), StoreError>;
 }
 
+/// Makes the bytes written before it was created durable; may run on another thread while
+/// writing goes on.
+pub type SyncJob = Box<dyn FnOnce() -> Result<(), StoreError> + Send>;
+
 /// Appends to one upload's staged bytes. Blocking.
 pub trait StagedWriter: Send {
     /// Appends `buf`.
     fn write_all(&mut self, buf: &[u8]) -> Result<(), StoreError>;
-    /// Makes every byte written so far durable.
-    fn sync(&mut self) -> Result<(), StoreError>;
+    /// Hands everything written so far to the backend and returns the job that makes it durable.
+    fn checkpoint(&mut self) -> Result<SyncJob, StoreError>;
+    /// Makes every byte written so far durable, here and now.
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.checkpoint()?()
+    }
 }
 
 /// Opens the store a URL names: `file:///path` (or a plain path).
