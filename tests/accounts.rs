@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::*;
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -129,74 +129,43 @@ async fn registration_validates_its_input() {
     .await;
 }
 
-async fn challenge(app: &TestApp, phone: &str) -> String {
-    let body: Value = app
-        .client
-        .post(app.url("/v1/auth/challenge"))
-        .json(&json!({"phone": phone}))
-        .send()
-        .await
-        .expect("challenge")
-        .json()
-        .await
-        .expect("json");
-    body["challenge"].as_str().expect("challenge").to_owned()
-}
-
-async fn token_request(
-    app: &TestApp,
-    phone: &str,
-    challenge: &str,
-    key: &SigningKey,
-) -> reqwest::Response {
-    let sig = key.sign(&STANDARD.decode(challenge).expect("b64"));
-    app.client
-        .post(app.url("/v1/auth/token"))
-        .json(&json!({"phone": phone, "challenge": challenge, "signature": STANDARD.encode(sig.to_bytes())}))
-        .send()
-        .await
-        .expect("token")
-}
-
 #[tokio::test]
 async fn challenges_are_single_use_and_signatures_must_verify() {
     let app = TestApp::spawn().await;
     let user = app.user(&phone()).await;
-    let c = challenge(&app, &user.phone).await;
+    let c = app.challenge(&user.phone).await;
     let raw = STANDARD.decode(&c).expect("b64");
     assert!(raw.starts_with(b"sealpost-auth-v1\n") && raw.len() == 17 + 32);
     let stranger = SigningKey::from_bytes(&rand_bytes());
     assert_problem(
-        token_request(&app, &user.phone, &c, &stranger).await,
+        app.token_request(&user.phone, &c, &stranger).await,
         401,
         "invalid-signature",
     )
     .await;
     // A failed attempt used the challenge up.
     assert_problem(
-        token_request(&app, &user.phone, &c, &user.key).await,
+        app.token_request(&user.phone, &c, &user.key).await,
         401,
         "invalid-challenge",
     )
     .await;
-    let c = challenge(&app, &user.phone).await;
+    let c = app.challenge(&user.phone).await;
     assert_eq!(
-        token_request(&app, &user.phone, &c, &user.key)
-            .await
-            .status(),
+        app.token_request(&user.phone, &c, &user.key).await.status(),
         200
     );
     assert_problem(
-        token_request(&app, &user.phone, &c, &user.key).await,
+        app.token_request(&user.phone, &c, &user.key).await,
         401,
         "invalid-challenge",
     )
     .await;
     // Unknown numbers get a challenge too, which never verifies.
     let unknown = phone();
-    let c = challenge(&app, &unknown).await;
+    let c = app.challenge(&unknown).await;
     assert_problem(
-        token_request(&app, &unknown, &c, &user.key).await,
+        app.token_request(&unknown, &c, &user.key).await,
         401,
         "invalid-challenge",
     )
@@ -211,10 +180,10 @@ async fn challenges_and_tokens_expire() {
     })
     .await;
     let user = app.user(&phone()).await;
-    let stale = challenge(&app, &user.phone).await;
+    let stale = app.challenge(&user.phone).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_problem(
-        token_request(&app, &user.phone, &stale, &user.key).await,
+        app.token_request(&user.phone, &stale, &user.key).await,
         401,
         "invalid-challenge",
     )
@@ -238,7 +207,7 @@ async fn login_attempts_are_rate_limited_per_phone_and_address() {
     .await;
     let p = phone();
     for _ in 0..3 {
-        challenge(&app, &p).await;
+        app.challenge(&p).await;
     }
     let res = app
         .client
@@ -256,7 +225,7 @@ async fn login_attempts_are_rate_limited_per_phone_and_address() {
     // Another phone from the same address still has budget, until the address limit.
     let other = phone();
     for _ in 0..2 {
-        challenge(&app, &other).await;
+        app.challenge(&other).await;
     }
     let res = app
         .client

@@ -165,17 +165,14 @@ async fn creation_with_upload_and_deferred_length() {
         204
     );
     let res = app
-        .client
-        .patch(app.url(&url))
-        .bearer_auth(&user.token)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Offset", "1000")
-        .header("Upload-Length", "5000")
-        .header("Content-Type", "application/offset+octet-stream")
-        .body(data[1000..].to_vec())
-        .send()
-        .await
-        .expect("patch");
+        .tus_patch_with(
+            &user,
+            &url,
+            1000,
+            data[1000..].to_vec(),
+            &[("Upload-Length", "5000")],
+        )
+        .await;
     assert_eq!(res.status(), 204);
     assert_eq!(header(&res, "sealpost-blob-id"), Some(sha256_hex(&data)));
 
@@ -255,16 +252,14 @@ async fn protocol_errors_have_tus_statuses_and_codes() {
         (Some(0), Some(3))
     );
     let res = app
-        .client
-        .patch(app.url(&url))
-        .bearer_auth(&user.token)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Offset", "0")
-        .header("Content-Type", "text/plain")
-        .body("hi")
-        .send()
-        .await
-        .expect("patch");
+        .tus_patch_with(
+            &user,
+            &url,
+            0,
+            b"hi".to_vec(),
+            &[("Content-Type", "text/plain")],
+        )
+        .await;
     assert_problem(res, 415, "unsupported-media-type").await;
     // Past the declared length: refused before the body is read, nothing kept.
     assert_problem(
@@ -278,17 +273,8 @@ async fn protocol_errors_have_tus_statuses_and_codes() {
         Some("0")
     );
     let res = app
-        .client
-        .patch(app.url(&url))
-        .bearer_auth(&user.token)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Offset", "0")
-        .header("Upload-Length", "12")
-        .header("Content-Type", "application/offset+octet-stream")
-        .body(vec![0; 2])
-        .send()
-        .await
-        .expect("patch");
+        .tus_patch_with(&user, &url, 0, vec![0; 2], &[("Upload-Length", "12")])
+        .await;
     assert_problem(res, 400, "inconsistent-upload-length").await;
     // Completed uploads take no more bytes.
     assert_eq!(
@@ -312,15 +298,11 @@ async fn checksums_are_verified_per_request_and_for_the_whole_upload() {
     let data = payload(4000, 3);
     let url = app.tus_new(&user, 4000).await;
     let patch = |offset: u64, body: Vec<u8>, checksum: String| {
-        app.client
-            .patch(app.url(&url))
-            .bearer_auth(&user.token)
-            .header("Tus-Resumable", "1.0.0")
-            .header("Upload-Offset", offset.to_string())
-            .header("Upload-Checksum", checksum)
-            .header("Content-Type", "application/offset+octet-stream")
-            .body(body)
-            .send()
+        let (app, user, url) = (&app, &user, &url);
+        async move {
+            app.tus_patch_with(user, url, offset, body, &[("Upload-Checksum", &checksum)])
+                .await
+        }
     };
     use base64::Engine;
     use sha1::Digest as _;
@@ -328,14 +310,11 @@ async fn checksums_are_verified_per_request_and_for_the_whole_upload() {
     assert_eq!(
         patch(0, data[..1000].to_vec(), format!("sha1 {sha1}"))
             .await
-            .expect("p")
             .status(),
         204
     );
     let wrong = sha256_b64(b"something else");
-    let res = patch(1000, data[1000..2000].to_vec(), format!("sha256 {wrong}"))
-        .await
-        .expect("p");
+    let res = patch(1000, data[1000..2000].to_vec(), format!("sha256 {wrong}")).await;
     assert_problem(res, 460, "checksum-mismatch").await;
     assert_eq!(
         header(&app.tus_head(&user, &url).await, "upload-offset").as_deref(),
@@ -346,11 +325,10 @@ async fn checksums_are_verified_per_request_and_for_the_whole_upload() {
         data[1000..].to_vec(),
         format!("sha256 {}", sha256_b64(&data[1000..])),
     )
-    .await
-    .expect("p");
+    .await;
     assert_eq!(header(&res, "sealpost-blob-id"), Some(sha256_hex(&data)));
     assert_problem(
-        patch(0, vec![], "md5 AAAA".into()).await.expect("p"),
+        patch(0, vec![], "md5 AAAA".into()).await,
         400,
         "unsupported-checksum-algorithm",
     )

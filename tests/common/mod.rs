@@ -134,8 +134,9 @@ impl TestApp {
         }
     }
 
-    pub async fn login(&self, phone: &str, key: &SigningKey) -> String {
-        let challenge: Value = self
+    /// Asks for a login challenge.
+    pub async fn challenge(&self, phone: &str) -> String {
+        let body: Value = self
             .client
             .post(self.url("/v1/auth/challenge"))
             .json(&json!({"phone": phone}))
@@ -145,18 +146,23 @@ impl TestApp {
             .json()
             .await
             .expect("json");
-        let c = challenge["challenge"]
-            .as_str()
-            .expect("challenge")
-            .to_owned();
-        let sig = key.sign(&STANDARD.decode(&c).expect("b64"));
-        let res = self
-            .client
+        body["challenge"].as_str().expect("challenge").to_owned()
+    }
+
+    /// Signs `challenge` with `key` and asks for a token.
+    pub async fn token_request(&self, phone: &str, challenge: &str, key: &SigningKey) -> Response {
+        let sig = key.sign(&STANDARD.decode(challenge).expect("b64"));
+        self.client
             .post(self.url("/v1/auth/token"))
-            .json(&json!({"phone": phone, "challenge": c, "signature": STANDARD.encode(sig.to_bytes())}))
+            .json(&json!({"phone": phone, "challenge": challenge, "signature": STANDARD.encode(sig.to_bytes())}))
             .send()
             .await
-            .expect("token");
+            .expect("token")
+    }
+
+    pub async fn login(&self, phone: &str, key: &SigningKey) -> String {
+        let challenge = self.challenge(phone).await;
+        let res = self.token_request(phone, &challenge, key).await;
         assert_eq!(res.status(), StatusCode::OK);
         let body: Value = res.json().await.expect("json");
         body["token"].as_str().expect("token").to_owned()
@@ -185,16 +191,34 @@ impl TestApp {
     }
 
     pub async fn tus_patch(&self, user: &User, url: &str, offset: u64, body: Vec<u8>) -> Response {
-        self.client
+        self.tus_patch_with(user, url, offset, body, &[]).await
+    }
+
+    /// A tus PATCH with extra headers; a `Content-Type` among them replaces the tus one.
+    pub async fn tus_patch_with(
+        &self,
+        user: &User,
+        url: &str,
+        offset: u64,
+        body: Vec<u8>,
+        extra: &[(&str, &str)],
+    ) -> Response {
+        let mut req = self
+            .client
             .patch(self.url(url))
             .bearer_auth(&user.token)
             .header("Tus-Resumable", "1.0.0")
-            .header("Upload-Offset", offset.to_string())
-            .header("Content-Type", "application/offset+octet-stream")
-            .body(body)
-            .send()
-            .await
-            .expect("patch")
+            .header("Upload-Offset", offset.to_string());
+        if !extra
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req = req.header("Content-Type", "application/offset+octet-stream");
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        req.body(body).send().await.expect("patch")
     }
 
     pub async fn tus_head(&self, user: &User, url: &str) -> Response {
