@@ -116,7 +116,7 @@ impl Application {
         });
         let grace = state.settings.shutdown_grace;
         let db = state.db.clone();
-        let app = crate::http::router(state).into_make_service_with_connect_info::<ClientConn>();
+        let app = crate::http::router(state)?.into_make_service_with_connect_info::<ClientConn>();
         let stop = shutdown.clone();
         let graceful = async move {
             signal.await;

@@ -36,6 +36,9 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Origins (e.g. `https://web.example.com`) whose pages may call the API from a browser;
+    /// empty disables CORS.
+    pub cors_origins: Vec<String>,
     /// Database pool size.
     pub database_max_connections: u32,
     /// How long shutdown waits for in-flight requests.
@@ -100,6 +103,7 @@ impl Default for Settings {
             blob_store: None,
             public_url: None,
             log_format: LogFormat::Text,
+            cors_origins: Vec::new(),
             database_max_connections: 16,
             shutdown_grace: Duration::from_secs(30),
             uploads: UploadSettings::default(),

@@ -79,7 +79,7 @@ async fn unknown_routes_and_methods_are_problems() {
     .await;
     assert_problem(
         app.client.put(app.url("/healthz")).send().await.expect("r"),
-        400,
+        405,
         "method-not-allowed",
     )
     .await;
@@ -134,4 +134,62 @@ fn checked_in_openapi_json_is_current() {
         checked_in == sealpost::openapi::spec_json(),
         "openapi/openapi.json is stale: run `cargo run -q -- openapi > openapi/openapi.json`"
     );
+}
+
+#[tokio::test]
+async fn cors_is_off_by_default_and_exposes_the_upload_headers_when_configured() {
+    let preflight = |app: &TestApp, origin: &str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/v1/uploads"))
+            .header("Origin", origin.to_owned())
+            .header("Access-Control-Request-Method", "PATCH")
+            .header(
+                "Access-Control-Request-Headers",
+                "upload-offset, tus-resumable, authorization",
+            )
+            .send()
+    };
+    let app = TestApp::spawn().await;
+    let res = preflight(&app, "https://web.example")
+        .await
+        .expect("preflight");
+    assert!(header(&res, "access-control-allow-origin").is_none());
+
+    let app = TestApp::spawn_with(|s| s.cors_origins = vec!["https://web.example".into()]).await;
+    let res = preflight(&app, "https://web.example")
+        .await
+        .expect("preflight");
+    assert_eq!(
+        header(&res, "access-control-allow-origin").as_deref(),
+        Some("https://web.example")
+    );
+    let allowed = header(&res, "access-control-allow-headers").expect("allow-headers");
+    assert!(
+        allowed.contains("upload-offset") && allowed.contains("authorization"),
+        "{allowed}"
+    );
+    let res = preflight(&app, "https://evil.example")
+        .await
+        .expect("preflight");
+    assert!(header(&res, "access-control-allow-origin").is_none());
+
+    let user = app.user(&phone()).await;
+    let res = app
+        .tus_create(
+            &user,
+            &[
+                ("Upload-Length", "3".into()),
+                ("Origin", "https://web.example".into()),
+            ],
+        )
+        .await;
+    let exposed = header(&res, "access-control-expose-headers").expect("expose-headers");
+    for name in [
+        "location",
+        "upload-offset",
+        "sealpost-blob-id",
+        "upload-expires",
+    ] {
+        assert!(exposed.contains(name), "{name} not exposed: {exposed}");
+    }
 }

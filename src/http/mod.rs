@@ -9,10 +9,11 @@ pub mod ops;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{MatchedPath, State};
-use axum::http::Request;
+use axum::http::{HeaderName, HeaderValue, Method, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -46,19 +47,74 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(upload_routes)
 }
 
+/// The request and response headers a browser client of the upload protocols needs.
+const CORS_REQUEST_HEADERS: [&str; 10] = [
+    "authorization",
+    "content-type",
+    "tus-resumable",
+    "upload-offset",
+    "upload-length",
+    "upload-defer-length",
+    "upload-metadata",
+    "upload-checksum",
+    "upload-complete",
+    "upload-draft-interop-version",
+];
+const CORS_RESPONSE_HEADERS: [&str; 13] = [
+    "location",
+    "tus-resumable",
+    "tus-version",
+    "tus-extension",
+    "tus-max-size",
+    "tus-checksum-algorithm",
+    "upload-offset",
+    "upload-length",
+    "upload-expires",
+    "upload-metadata",
+    "upload-complete",
+    "upload-limit",
+    "sealpost-blob-id",
+];
+
+/// CORS for the configured origins, or `None` when none are configured.
+fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let origins = origins
+        .iter()
+        .map(|o| HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("invalid CORS origin {o:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let names = |list: &[&'static str]| {
+        list.iter()
+            .map(|h| HeaderName::from_static(h))
+            .collect::<Vec<_>>()
+    };
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([
+                Method::GET,
+                Method::HEAD,
+                Method::POST,
+                Method::PATCH,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
+            .allow_headers(names(&CORS_REQUEST_HEADERS))
+            .expose_headers(names(&CORS_RESPONSE_HEADERS))
+            .max_age(std::time::Duration::from_secs(3600)),
+    ))
+}
+
 /// The complete application router.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState) -> anyhow::Result<Router> {
+    let cors = cors(&state.settings.cors_origins)?;
     let (router, spec) = api().split_for_parts();
-    router
+    let router = router
         .merge(ops::docs(spec))
         .fallback(|| async { ApiError::NotFound("no such endpoint").into_response() })
-        .method_not_allowed_fallback(|| async {
-            ApiError::BadRequest(
-                "method-not-allowed",
-                "this endpoint does not take that method".into(),
-            )
-            .into_response()
-        })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed.into_response() })
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -67,7 +123,11 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("handler panicked".into()).into_response()
         }))
-        .with_state(state)
+        .with_state(state);
+    Ok(match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    })
 }
 
 async fn count_requests(

@@ -193,6 +193,7 @@ pub async fn options_uploads(State(state): State<AppState>) -> Response {
         (status = 415, description = "Body with the wrong media type", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many unfinished uploads", body = Problem, content_type = "application/problem+json"),
         (status = 460, description = "Checksum mismatch", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Busy or shutting down; resume later", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
