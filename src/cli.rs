@@ -56,20 +56,39 @@ fn load(config: Option<&PathBuf>, flags: &Overrides) -> anyhow::Result<Settings>
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// A runtime whose blocking pool fits the configured transfers: each streaming upload holds two
+/// blocking threads (writer and syncer), and file I/O needs some more.
+fn runtime(settings: &Settings) -> anyhow::Result<tokio::runtime::Runtime> {
+    let blocking = settings
+        .uploads
+        .max_concurrent_transfers
+        .saturating_mul(2)
+        .saturating_add(64);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(blocking)
+        .build()
+        .context("cannot start the runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, flags } => {
             let settings = load(config.as_ref(), &flags)?;
-            init_tracing(settings.log_format);
-            let signal = shutdown_signal().context("cannot install signal handlers")?;
-            Application::build(settings).await?.run_until(signal).await
+            runtime(&settings)?.block_on(async {
+                init_tracing(settings.log_format);
+                let signal = shutdown_signal().context("cannot install signal handlers")?;
+                Application::build(settings).await?.run_until(signal).await
+            })
         }
         Command::Migrate { config, flags } => {
             let settings = load(config.as_ref(), &flags)?;
-            init_tracing(settings.log_format);
-            open_database(&settings).await?.close().await;
-            tracing::info!("migrations applied");
-            Ok(())
+            runtime(&settings)?.block_on(async {
+                init_tracing(settings.log_format);
+                open_database(&settings).await?.close().await;
+                tracing::info!("migrations applied");
+                Ok(())
+            })
         }
         Command::Openapi => {
             print!("{}", crate::openapi::spec_json());
@@ -80,18 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -305,3 +305,41 @@ async fn interrupted_optimistic_creation_is_resumable_from_the_104_location() {
     assert_eq!(res.status(), 200);
     assert_eq!(header(&res, "sealpost-blob-id"), Some(sha256_hex(&data)));
 }
+
+#[tokio::test]
+async fn completion_is_the_clients_call_even_when_all_bytes_are_there() {
+    let app = TestApp::spawn().await;
+    let user = app.user(&phone()).await;
+    let res = draft(&app, reqwest::Method::POST, "/v1/uploads", &user)
+        .header("Upload-Complete", "?0")
+        .header("Upload-Length", "5")
+        .send()
+        .await
+        .expect("create");
+    let url = location(&res);
+    let append = |offset: &'static str, body: &'static [u8], complete: &'static str| {
+        draft(&app, reqwest::Method::PATCH, &url, &user)
+            .header("Upload-Offset", offset)
+            .header("Upload-Complete", complete)
+            .header("Content-Type", "application/partial-upload")
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        append("0", b"hello", "?0").await.expect("append").status(),
+        204
+    );
+    let head = draft(&app, reqwest::Method::HEAD, &url, &user)
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(header(&head, "upload-offset").as_deref(), Some("5"));
+    assert_eq!(
+        header(&head, "upload-complete").as_deref(),
+        Some("?0"),
+        "HEAD does not complete a draft upload"
+    );
+    let res = append("5", b"", "?1").await.expect("complete");
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "sealpost-blob-id"), Some(sha256_hex(b"hello")));
+}

@@ -537,3 +537,57 @@ async fn expired_rows_are_purged_after_the_retention() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(app.tus_head(&user, &url).await.status(), 404);
 }
+
+#[tokio::test]
+async fn deferred_lengths_count_against_the_quota() {
+    let app = TestApp::spawn_with(|s| s.uploads.max_active_bytes_per_account = 100).await;
+    let user = app.user(&phone()).await;
+    app.tus_new(&user, 60).await;
+    let res = app
+        .tus_create(&user, &[("Upload-Defer-Length", "1".into())])
+        .await;
+    let url = location(&res);
+    let res = app
+        .tus_patch_with(&user, &url, 0, vec![1; 10], &[("Upload-Length", "50")])
+        .await;
+    assert_problem(res, 429, "upload-quota-exceeded").await;
+    // Without a length, a body past what is left of the quota (40 bytes) is refused.
+    assert_problem(
+        app.tus_patch(&user, &url, 0, vec![1; 41]).await,
+        413,
+        "upload-too-large",
+    )
+    .await;
+    assert_eq!(
+        app.tus_patch(&user, &url, 0, vec![1; 40]).await.status(),
+        204
+    );
+}
+
+#[tokio::test]
+async fn a_failed_creation_with_upload_still_says_where_the_upload_is() {
+    let app = TestApp::spawn().await;
+    let user = app.user(&phone()).await;
+    let res = app
+        .client
+        .post(app.url("/v1/uploads"))
+        .bearer_auth(&user.token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", "10")
+        .header(
+            "Upload-Checksum",
+            format!("sha256 {}", sha256_b64(b"other")),
+        )
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(vec![3; 10])
+        .send()
+        .await
+        .expect("create");
+    let url = location(&res);
+    assert_eq!(header(&res, "upload-offset").as_deref(), Some("0"));
+    assert_problem(res, 460, "checksum-mismatch").await;
+    assert_eq!(
+        app.tus_patch(&user, &url, 0, vec![3; 10]).await.status(),
+        204
+    );
+}

@@ -250,8 +250,7 @@ pub async fn create_upload(
             Some(complete)
         }
     };
-    let has_body = content_length != Some(0)
-        && (content_length.is_some() || headers.contains_key(header::TRANSFER_ENCODING));
+    let has_body = content_length != Some(0) && !http_body::Body::is_end_stream(&body);
     if protocol == Protocol::Tus
         && has_body
         && content_type(&headers).as_deref() != Some(TUS_CONTENT_TYPE)
@@ -296,10 +295,18 @@ pub async fn create_upload(
             complete,
             checksum,
         };
-        state
-            .uploads
-            .append(&auth.account_id, &row.id, spec)
-            .await?
+        match state.uploads.append(&auth.account_id, &row.id, spec).await {
+            Ok(row) => row,
+            Err(e) => {
+                // The upload exists: tell the client where, so it can resume or delete it.
+                let mut response = e.into_response();
+                set(response.headers_mut(), "location", &location);
+                if let Ok(current) = state.uploads.owned(&auth.account_id, &row.id).await {
+                    set(response.headers_mut(), "upload-offset", current.offset());
+                }
+                return Ok(response);
+            }
+        }
     } else {
         row
     };
@@ -340,7 +347,10 @@ pub async fn head_upload(
 ) -> ApiResult<Response> {
     valid_upload_id(&id)?;
     let protocol = Protocol::detect(&headers)?;
-    let row = state.uploads.head(&auth.account_id, &id).await?;
+    let row = state
+        .uploads
+        .head(&auth.account_id, &id, protocol == Protocol::Tus)
+        .await?;
     let status = if protocol == Protocol::Tus {
         StatusCode::OK
     } else {

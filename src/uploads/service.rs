@@ -159,16 +159,7 @@ impl UploadService {
                 ),
             ));
         }
-        let declared = to_u64(usage.bytes).saturating_add(spec.length.unwrap_or(0));
-        if declared > self.settings.max_active_bytes_per_account {
-            return Err(ApiError::Quota(
-                "upload-quota-exceeded",
-                format!(
-                    "unfinished uploads of this account would total {declared} bytes (limit {})",
-                    self.settings.max_active_bytes_per_account
-                ),
-            ));
-        }
+        self.check_quota(to_u64(usage.bytes).saturating_add(spec.length.unwrap_or(0)))?;
         let mut raw_id = [0u8; 16];
         rand::rng().fill_bytes(&mut raw_id);
         let meta = spec.metadata;
@@ -197,9 +188,27 @@ impl UploadService {
             .await?
             .ok_or(ApiError::NotFound("upload vanished"))?;
         if spec.length == Some(0) {
-            return self.head(account, &row.id).await;
+            let row = self
+                .db
+                .take_upload_lease(&row.id, now, self.expiry(now))
+                .await?
+                .ok_or(ApiError::NotFound("upload vanished"))?;
+            return self.finalize(&row, row.lease).await;
         }
         Ok(row)
+    }
+
+    fn check_quota(&self, total: u64) -> ApiResult<()> {
+        if total > self.settings.max_active_bytes_per_account {
+            return Err(ApiError::Quota(
+                "upload-quota-exceeded",
+                format!(
+                    "unfinished uploads of this account would total {total} bytes (limit {})",
+                    self.settings.max_active_bytes_per_account
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn check_max_size(&self, length: u64) -> ApiResult<()> {
@@ -243,26 +252,49 @@ impl UploadService {
             .acquire(id)
             .await
             .ok_or(ApiError::Superseded)?;
+        let now = unix_now();
         let row = self
             .db
-            .take_upload_lease(id)
+            .take_upload_lease(id, now, self.expiry(now))
             .await?
             .ok_or(ApiError::NotFound("no such upload"))?;
         Ok((guard, row))
     }
 
+    /// Runs `work` in a task of its own, so that it finishes (and releases the upload) even if
+    /// the client goes away and the request's future is dropped.
+    async fn detached<F>(work: F) -> ApiResult<UploadRow>
+    where
+        F: Future<Output = ApiResult<UploadRow>> + Send + 'static,
+    {
+        tokio::spawn(work)
+            .await
+            .map_err(|e| ApiError::Internal(format!("upload task: {e}")))?
+    }
+
     /// The upload's state for offset retrieval: stops any request still streaming into it
-    /// (it commits what it received first), and completes an upload whose bytes are all there
-    /// but whose completion was cut short.
-    pub async fn head(&self, account: &str, id: &str) -> ApiResult<UploadRow> {
-        let (_guard, row) = self.take_over(account, id).await?;
-        if is_expired(&row, unix_now()) {
-            return Err(ApiError::UploadExpired);
-        }
-        if row.state == "active" && row.length() == Some(row.offset()) {
-            return self.finalize(&row, row.lease).await;
-        }
-        Ok(row)
+    /// (it commits what it received first). With `repair` (tus, where reaching the length is
+    /// completion), also completes an upload whose bytes are all there but whose completion was
+    /// cut short by a crash.
+    pub async fn head(
+        self: &Arc<Self>,
+        account: &str,
+        id: &str,
+        repair: bool,
+    ) -> ApiResult<UploadRow> {
+        let this = self.clone();
+        let (account, id) = (account.to_owned(), id.to_owned());
+        Self::detached(async move {
+            let (_guard, row) = this.take_over(&account, &id).await?;
+            if is_expired(&row, unix_now()) {
+                return Err(ApiError::UploadExpired);
+            }
+            if repair && row.state == "active" && row.length() == Some(row.offset()) {
+                return this.finalize(&row, row.lease).await;
+            }
+            Ok(row)
+        })
+        .await
     }
 
     /// Appends a request body at `spec.offset`.
@@ -274,10 +306,7 @@ impl UploadService {
     ) -> ApiResult<UploadRow> {
         let this = self.clone();
         let (account, id) = (account.to_owned(), id.to_owned());
-        // A task of its own, so the commit finishes even if the client goes away.
-        tokio::spawn(async move { this.append_inner(&account, &id, spec).await })
-            .await
-            .map_err(|e| ApiError::Internal(format!("append task: {e}")))?
+        Self::detached(async move { this.append_inner(&account, &id, spec).await }).await
     }
 
     async fn append_inner(
@@ -304,12 +333,24 @@ impl UploadService {
                 provided: spec.offset,
             });
         }
-        let length = self.resolve_length(&row, &spec)?;
-        let budget = length
-            .unwrap_or(self.settings.max_size)
-            .saturating_sub(offset);
+        let length = self
+            .resolve_length(
+                &row,
+                spec.declared_length,
+                spec.complete,
+                spec.content_length,
+                now,
+            )
+            .await?;
+        let budget = self.budget(&row, length, now).await?;
         if spec.content_length.is_some_and(|cl| cl > budget) {
             return Err(Self::over_budget(length));
+        }
+        let wants_completion = spec.complete.unwrap_or(true);
+        if empty && wants_completion && length == Some(offset) {
+            // Nothing left to send: complete (also repairs a completion cut short by a crash).
+            self.commit(&row, offset, &row.hash_state, length).await?;
+            return self.finalize(&row, row.lease).await;
         }
         let _permit = self.transfers.clone().try_acquire_owned().map_err(|_| {
             ApiError::Unavailable(
@@ -328,7 +369,7 @@ impl UploadService {
             )
             .await;
         self.metrics.transfers_active.dec();
-        let (stop, received, snapshot) = streamed?;
+        let (stop, received, finished) = streamed?;
 
         if stop == Stop::TooLarge {
             return Err(Self::over_budget(length));
@@ -337,7 +378,7 @@ impl UploadService {
             if stop != Stop::End {
                 return Err(Self::stop_error(stop));
             }
-            if snapshot.checksum.as_deref() != Some(expected.digest.as_slice()) {
+            if finished.checksum.as_deref() != Some(expected.digest.as_slice()) {
                 return Err(ApiError::ChecksumMismatch(
                     "the body does not match Upload-Checksum; nothing from this request was kept"
                         .into(),
@@ -345,45 +386,87 @@ impl UploadService {
             }
         }
         let new_offset = offset + received;
+        let completes = stop == Stop::End
+            && match spec.complete {
+                Some(complete) => complete,
+                None => length == Some(new_offset),
+            };
+        let inconsistent = completes && length.is_some_and(|l| l != new_offset);
+        let length = if completes && !inconsistent {
+            Some(new_offset)
+        } else {
+            length
+        };
+        self.commit(&row, new_offset, &finished.hash_state, length)
+            .await?;
+        if stop != Stop::End {
+            tracing::info!(upload = %id, offset = new_offset, ?stop, "append stopped early; progress kept");
+            return Err(Self::stop_error(stop));
+        }
+        if inconsistent {
+            return Err(ApiError::InconsistentLength(format!(
+                "Upload-Complete says the upload ends at {new_offset} but its length is {length:?}"
+            )));
+        }
+        let row = self
+            .db
+            .upload(id)
+            .await?
+            .ok_or(ApiError::NotFound("no such upload"))?;
+        if completes {
+            return self.finalize(&row, row.lease).await;
+        }
+        Ok(row)
+    }
+
+    /// Commits durable progress under `row`'s lease. Fenced off: 410 if the upload expired
+    /// meanwhile, else 409 (a newer request holds it).
+    async fn commit(
+        &self,
+        row: &UploadRow,
+        offset: u64,
+        hash_state: &[u8],
+        length: Option<u64>,
+    ) -> ApiResult<()> {
         let now = unix_now();
         let committed = self
             .db
             .commit_upload_progress(
-                id,
+                &row.id,
                 row.lease,
-                to_i64(new_offset),
-                &snapshot.hash_state,
+                to_i64(offset),
+                hash_state,
                 length.map(to_i64),
                 now,
                 self.expiry(now),
             )
             .await?;
-        if !committed {
-            return Err(ApiError::Superseded);
+        if committed {
+            return Ok(());
         }
-        if stop != Stop::End {
-            tracing::info!(upload = %id, offset = new_offset, ?stop, "append stopped early; progress kept");
-            return Err(Self::stop_error(stop));
+        match self.db.upload(&row.id).await? {
+            Some(current) if current.state == "expired" => Err(ApiError::UploadExpired),
+            _ => Err(ApiError::Superseded),
         }
-        let mut row = self
-            .db
-            .upload(id)
-            .await?
-            .ok_or(ApiError::NotFound("no such upload"))?;
-        let completes = match spec.complete {
-            Some(true) => true,
-            Some(false) => false,
-            None => length == Some(new_offset),
-        };
-        if completes {
-            if length.is_some_and(|l| l != new_offset) {
-                return Err(ApiError::InconsistentLength(format!(
-                    "Upload-Complete says the upload ends at {new_offset} but its length is {length:?}"
-                )));
-            }
-            row = self.finalize(&row, row.lease).await?;
+    }
+
+    /// How many more bytes this upload may take: up to its length, the size limit, and (for a
+    /// length not yet declared) what is left of the account's quota.
+    async fn budget(&self, row: &UploadRow, length: Option<u64>, now: i64) -> ApiResult<u64> {
+        let offset = row.offset();
+        if let Some(length) = length {
+            return Ok(length.saturating_sub(offset));
         }
-        Ok(row)
+        let usage = self.db.upload_usage(&row.account_id, now).await?;
+        let quota_left = self
+            .settings
+            .max_active_bytes_per_account
+            .saturating_sub(to_u64(usage.bytes));
+        Ok(self
+            .settings
+            .max_size
+            .saturating_sub(offset)
+            .min(quota_left))
     }
 
     fn over_budget(length: Option<u64>) -> ApiError {
@@ -413,8 +496,16 @@ impl UploadService {
         }
     }
 
-    /// Checks any length this request declares against what is known, returning the length.
-    fn resolve_length(&self, row: &UploadRow, spec: &AppendSpec) -> ApiResult<Option<u64>> {
+    /// Checks any length this request declares against what is known (and, for a newly declared
+    /// length, against the account's quota), returning the length.
+    async fn resolve_length(
+        &self,
+        row: &UploadRow,
+        declared: Option<u64>,
+        complete: Option<bool>,
+        content_length: Option<u64>,
+        now: i64,
+    ) -> ApiResult<Option<u64>> {
         let offset = row.offset();
         let mut length = row.length();
         let mut declare = |l: u64, source: &str| -> ApiResult<()> {
@@ -427,16 +518,24 @@ impl UploadService {
             length = Some(l);
             Ok(())
         };
-        if let Some(l) = spec.declared_length {
+        if let Some(l) = declared {
             declare(l, "Upload-Length")?;
         }
-        if spec.complete == Some(true)
-            && let Some(cl) = spec.content_length
+        if complete == Some(true)
+            && let Some(cl) = content_length
         {
             declare(
                 offset.saturating_add(cl),
                 "Upload-Complete with Content-Length",
             )?;
+        }
+        if let (None, Some(new_length)) = (row.length(), length) {
+            let usage = self.db.upload_usage(&row.account_id, now).await?;
+            // The usage counts this upload at its offset until its length is known.
+            let total = to_u64(usage.bytes)
+                .saturating_sub(offset)
+                .saturating_add(new_length);
+            self.check_quota(total)?;
         }
         Ok(length)
     }
@@ -460,33 +559,39 @@ impl UploadService {
         let mut stream = body.into_data_stream();
         let mut received = 0u64;
         let idle = self.settings.idle_timeout;
-        let stop = loop {
-            let next = tokio::select! {
-                biased;
-                () = guard.cancelled().cancelled() => break Stop::Superseded,
-                () = self.shutdown.cancelled() => break Stop::Shutdown,
-                Some(checkpoint) = durable.recv() => {
-                    if !self.commit_checkpoint(row, checkpoint?).await? {
-                        break Stop::Superseded;
+        let stop: ApiResult<Stop> = async {
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    () = guard.cancelled().cancelled() => return Ok(Stop::Superseded),
+                    () = self.shutdown.cancelled() => return Ok(Stop::Shutdown),
+                    Some(checkpoint) = durable.recv() => {
+                        if !self.commit_checkpoint(row, checkpoint?).await? {
+                            return Ok(Stop::Superseded);
+                        }
+                        continue;
                     }
-                    continue;
+                    next = tokio::time::timeout(idle, stream.next()) => next,
+                };
+                let chunk = match next {
+                    Ok(Some(Ok(chunk))) => chunk,
+                    Ok(None) => return Ok(Stop::End),
+                    Ok(Some(Err(_))) | Err(_) => return Ok(Stop::Interrupted),
+                };
+                let len = chunk.len() as u64;
+                if received + len > budget {
+                    return Ok(Stop::TooLarge);
                 }
-                next = tokio::time::timeout(idle, stream.next()) => next,
-            };
-            let chunk = match next {
-                Ok(Some(Ok(chunk))) => chunk,
-                Ok(None) => break Stop::End,
-                Ok(Some(Err(_))) | Err(_) => break Stop::Interrupted,
-            };
-            let len = chunk.len() as u64;
-            if received + len > budget {
-                break Stop::TooLarge;
+                received += len;
+                self.metrics.upload_bytes.inc_by(len);
+                sink.write(chunk).await?;
             }
-            received += len;
-            self.metrics.upload_bytes.inc_by(len);
-            sink.write(chunk).await?;
-        };
-        let finished = sink.finish().await?;
+        }
+        .await;
+        // Always wait for the writer thread, even on error, so that no write of this request
+        // can land after the upload is released to the next one.
+        let finished = sink.finish().await;
+        let (stop, finished) = (stop?, finished?);
         Ok((stop, received, finished))
     }
 
@@ -545,12 +650,18 @@ impl UploadService {
     }
 
     /// Terminates an upload: stops any request streaming into it, deletes its bytes and row.
-    pub async fn terminate(&self, account: &str, id: &str) -> ApiResult<()> {
-        let (_guard, _row) = self.take_over(account, id).await?;
-        self.store.discard_staged(id).await?;
-        self.db.delete_upload(id).await?;
-        tracing::info!(upload = %id, "upload terminated");
-        Ok(())
+    pub async fn terminate(self: &Arc<Self>, account: &str, id: &str) -> ApiResult<()> {
+        let this = self.clone();
+        let (account, id) = (account.to_owned(), id.to_owned());
+        Self::detached(async move {
+            let (_guard, row) = this.take_over(&account, &id).await?;
+            this.store.discard_staged(&id).await?;
+            this.db.delete_upload(&id).await?;
+            tracing::info!(upload = %id, "upload terminated");
+            Ok(row)
+        })
+        .await
+        .map(drop)
     }
 
     /// Expires due uploads (deleting their bytes) and deletes old finished rows.
@@ -559,8 +670,10 @@ impl UploadService {
         let mut expired = 0;
         for id in self.db.due_uploads(now, 500).await? {
             if self.db.expire_upload(&id, now).await? {
-                self.store.discard_staged(&id).await?;
                 expired += 1;
+                if let Err(e) = self.store.discard_staged(&id).await {
+                    tracing::warn!(upload = %id, error = %e, "cannot delete an expired upload's bytes");
+                }
             }
         }
         let cutoff = now - to_i64(self.settings.finished_retention.as_secs());

@@ -69,13 +69,13 @@ async fn an_older_lease_is_fenced_off() {
         .expect("account");
     db.insert_upload(&upload("u", "a")).await.expect("upload");
     let first = db
-        .take_upload_lease("u")
+        .take_upload_lease("u", 0, 0)
         .await
         .expect("lease")
         .expect("row")
         .lease;
     let second = db
-        .take_upload_lease("u")
+        .take_upload_lease("u", 0, 0)
         .await
         .expect("lease")
         .expect("row")
@@ -111,7 +111,7 @@ async fn completion_dedups_blobs_and_usage_counts_active_uploads() {
     assert_eq!((usage.count, usage.bytes), (3, 30));
     for id in ["u1", "u2"] {
         let lease = db
-            .take_upload_lease(id)
+            .take_upload_lease(id, 0, 0)
             .await
             .expect("lease")
             .expect("row")
@@ -130,4 +130,31 @@ async fn completion_dedups_blobs_and_usage_counts_active_uploads() {
     );
     assert!(db.expire_upload("u3", 250).await.expect("expire"));
     assert_eq!(db.purge_finished_uploads(250).await.expect("purge"), 3);
+}
+
+#[tokio::test]
+async fn taking_the_lease_extends_only_a_live_upload() {
+    let (_dir, db) = fresh().await;
+    db.insert_account(&account("a", "+100"))
+        .await
+        .expect("account");
+    db.insert_upload(&upload("u", "a")).await.expect("upload");
+    let row = db
+        .take_upload_lease("u", 150, 400)
+        .await
+        .expect("lease")
+        .expect("row");
+    assert_eq!(row.expires_at, 400);
+    let row = db
+        .take_upload_lease("u", 150, 300)
+        .await
+        .expect("lease")
+        .expect("row");
+    assert_eq!(row.expires_at, 400, "never shortened");
+    let row = db
+        .take_upload_lease("u", 450, 900)
+        .await
+        .expect("lease")
+        .expect("row");
+    assert_eq!(row.expires_at, 400, "an expired upload stays expired");
 }

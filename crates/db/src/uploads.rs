@@ -121,14 +121,25 @@ impl Db {
         .await?)
     }
 
-    /// Takes the upload over for a new writer: bumps the fencing token and returns the row as it
-    /// is now. Writes by holders of older tokens are rejected from here on.
-    pub async fn take_upload_lease(&self, id: &str) -> Result<Option<UploadRow>, DbError> {
+    /// Takes the upload over for a new writer: bumps the fencing token and, if the upload is
+    /// active and not yet expired at `now`, pushes its expiry out to `expires_at` (so it cannot
+    /// expire under a request that is streaming into it). Returns the row as it is now. Writes
+    /// by holders of older tokens are rejected from here on.
+    pub async fn take_upload_lease(
+        &self,
+        id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Option<UploadRow>, DbError> {
         Ok(sqlx::query_as(concat!(
-            "UPDATE uploads SET lease = lease + 1 WHERE id = $1 RETURNING ",
+            "UPDATE uploads SET lease = lease + 1, expires_at = CASE \
+             WHEN state = 'active' AND expires_at > $2 AND expires_at < $3 THEN $3 \
+             ELSE expires_at END WHERE id = $1 RETURNING ",
             upload_columns!()
         ))
         .bind(id)
+        .bind(now)
+        .bind(expires_at)
         .fetch_optional(&self.pool)
         .await?)
     }

@@ -67,11 +67,14 @@ impl BlobStore for FsStore {
     ) -> Result<Box<dyn StagedWriter>, StoreError> {
         let path = self.staged_path(upload)?;
         let writer = tokio::task::spawn_blocking(move || -> Result<FsStagedWriter, StoreError> {
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
+            // Only a new upload creates its staged file: a missing one at a later offset was
+            // published (or lost), and must not come back empty.
+            let opened = std::fs::OpenOptions::new()
+                .create(offset == 0)
                 .write(true)
                 .truncate(false)
-                .open(&path)?;
+                .open(&path);
+            let mut file = not_found_is_none(opened)?.ok_or(StoreError::NotFound)?;
             let len = file.metadata()?.len();
             if len < offset {
                 return Err(StoreError::SizeMismatch {
@@ -114,6 +117,11 @@ impl BlobStore for FsStore {
                 }
                 return Ok(());
             };
+            // Same content address, same bytes: an existing blob wins whatever is staged.
+            if target.exists() {
+                std::fs::remove_file(&staged)?;
+                return Ok(());
+            }
             if meta.len() < size {
                 return Err(StoreError::SizeMismatch {
                     expected: size,
@@ -125,10 +133,6 @@ impl BlobStore for FsStore {
                     .write(true)
                     .open(&staged)?
                     .set_len(size)?;
-            }
-            if target.exists() {
-                std::fs::remove_file(&staged)?;
-                return Ok(());
             }
             let dir = target
                 .parent()
@@ -228,12 +232,24 @@ mod tests {
             .publish("u1", &id(1), 7)
             .await
             .expect("publish is idempotent");
+        assert!(
+            matches!(store.open_staged("u1", 7).await, Err(StoreError::NotFound)),
+            "a published upload's staged bytes are gone, not recreated empty"
+        );
     }
 
     #[tokio::test]
     async fn offsets_past_the_staged_bytes_and_bad_ids_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FsStore::open(dir.path()).await.expect("open");
+        assert!(matches!(
+            store.open_staged("u2", 3).await,
+            Err(StoreError::NotFound)
+        ));
+        let mut w = store.open_staged("u2", 0).await.expect("stage");
+        w.write_all(b"ab").expect("write");
+        w.sync().expect("sync");
+        drop(w);
         assert!(matches!(
             store.open_staged("u2", 3).await,
             Err(StoreError::SizeMismatch { .. })
