@@ -3,7 +3,8 @@
 #
 #   1. tools: apt packages (only if missing) and the Python venv at .venv
 #   2. cargo fmt --check, clippy -D warnings, cargo build --all-targets --locked,
-#      cargo test --workspace --locked
+#      cargo test --workspace --locked on SQLite, then again on a throw-away PostgreSQL
+#      cluster (every test gets a database of its own; see crates/db/src/testing.rs)
 #   3. against the built binary: OpenAPI document freshness, then a live server
 #      (SQLite + files in a temp dir) driven by tests/interop/tus_interop.py (tuspy)
 #      and by schemathesis.
@@ -29,11 +30,16 @@ section() { printf '\n========== %s ==========\n' "$*"; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sealpost-test.XXXXXX")
 SERVER_PID=
+PG_DATA=
+PGBIN=
 cleanup() {
     local rc=$?
     if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [[ -n $PG_DATA ]]; then
+        runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
     fi
     rm -rf "$WORK"
     exit "$rc"
@@ -97,6 +103,31 @@ fi
     | grep -iE '^(tuspy|cryptography|requests|schemathesis)==' | tr '\n' ' '
 echo
 
+# A throw-away PostgreSQL cluster in $WORK on a free port; sets PG_URL (a superuser URL, so
+# tests can create a database each). Stopped by cleanup.
+start_postgres() {
+    PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+    if [[ -z $PGBIN ]]; then
+        apt_install_missing postgresql
+        PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+    fi
+    command -v psql >/dev/null || apt_install_missing postgresql-client
+    local root=$WORK/pg port
+    mkdir -p "$root"
+    chown postgres:postgres "$root"
+    echo pw >"$root/pw"
+    chown postgres "$root/pw"
+    chmod 600 "$root/pw"
+    port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    runuser -u postgres -- "$PGBIN/initdb" -D "$root/data" -U postgres --pwfile="$root/pw" \
+        --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$root/initdb.log"
+    PG_DATA=$root/data
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$root/server.log" -w -t 30 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $root -c fsync=off" start
+    PG_URL=postgres://postgres:pw@127.0.0.1:$port/postgres
+    echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') ready at 127.0.0.1:$port"
+}
+
 # ---------------------------------------------------------------------------------------------
 if [[ ${SKIP_CARGO:-} == 1 ]]; then
     section "cargo (skipped: SKIP_CARGO=1)"
@@ -106,8 +137,13 @@ else
     cargo clippy --all-targets --workspace --locked -- -D warnings
     section "cargo build --all-targets --locked"
     cargo build --all-targets --locked
-    section "cargo test --workspace --locked"
+    section "cargo test --workspace --locked (SQLite)"
     cargo test --workspace --locked
+
+    section "PostgreSQL (throw-away cluster on 127.0.0.1)"
+    start_postgres
+    section "cargo test --workspace --locked (PostgreSQL)"
+    SEALPOST_TEST_DATABASE=postgres SEALPOST_TEST_POSTGRES_URL=$PG_URL cargo test --workspace --locked
 fi
 [[ -x $BIN ]] || { echo "error: $BIN is missing; build it with cargo build" >&2; exit 1; }
 

@@ -143,9 +143,14 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sealpost"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sealpost"));
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .arg(data_dir);
+        if let Some(url) = sealpost_db::testing::database_url(&data_dir.display().to_string()) {
+            command.args(["--database-url", &url]);
+        }
+        let mut child = command
             .env("SEALPOST__UPLOADS__CHECKPOINT_BYTES", "65536")
             .env("SEALPOST__LOG_FORMAT", "json")
             .env("RUST_LOG", "info")

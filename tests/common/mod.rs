@@ -26,11 +26,13 @@ pub struct TestApp {
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Settings for a test server over `dir`.
+/// Settings for a test server over `dir`: its blobs (and SQLite) there, or a PostgreSQL
+/// database of its own when `SEALPOST_TEST_DATABASE=postgres` (see `sealpost_db::testing`).
 pub fn settings_in(dir: &std::path::Path) -> Settings {
     let mut s = Settings {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.to_path_buf(),
+        database_url: sealpost_db::testing::database_url(&dir.display().to_string()),
         ..Settings::default()
     };
     s.auth.attempts_per_address_per_minute = 10_000;

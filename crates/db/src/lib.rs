@@ -5,6 +5,8 @@ mod accounts;
 mod blobs;
 mod credentials;
 mod error;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 mod uploads;
 
 use std::str::FromStr;

@@ -2,7 +2,8 @@ use super::*;
 
 async fn fresh() -> (tempfile::TempDir, Db) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let url = crate::testing::database_url(&dir.path().display().to_string())
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("t.db").display()));
     let db = Db::connect(&url, 4).await.expect("connect");
     db.migrate().await.expect("migrate");
     (dir, db)
