@@ -31,6 +31,7 @@ section() { printf '\n========== %s ==========\n' "$*"; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sealpost-test.XXXXXX")
 SERVER_PID=
 PG_DATA=
+PG_ROOT=
 PGBIN=
 cleanup() {
     local rc=$?
@@ -41,6 +42,7 @@ cleanup() {
     if [[ -n $PG_DATA ]]; then
         runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
     fi
+    [[ -n $PG_ROOT ]] && rm -rf "$PG_ROOT"
     rm -rf "$WORK"
     exit "$rc"
 }
@@ -103,7 +105,7 @@ fi
     | grep -iE '^(tuspy|cryptography|requests|schemathesis)==' | tr '\n' ' '
 echo
 
-# A throw-away PostgreSQL cluster in $WORK on a free port; sets PG_URL (a superuser URL, so
+# A throw-away PostgreSQL cluster in a temp dir on a free port; sets PG_URL (a superuser URL, so
 # tests can create a database each). Stopped by cleanup.
 start_postgres() {
     PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
@@ -112,8 +114,10 @@ start_postgres() {
         PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
     fi
     command -v psql >/dev/null || apt_install_missing postgresql-client
-    local root=$WORK/pg port
-    mkdir -p "$root"
+    local root port
+    # Outside $WORK: the postgres user must be able to reach it.
+    root=$(mktemp -d "${TMPDIR:-/tmp}/sealpost-pg.XXXXXX")
+    PG_ROOT=$root
     chown postgres:postgres "$root"
     echo pw >"$root/pw"
     chown postgres "$root/pw"
