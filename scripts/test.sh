@@ -5,7 +5,8 @@
 #   2. cargo fmt --check, clippy -D warnings, cargo build --all-targets --locked,
 #      cargo test --workspace --locked on SQLite, then again on a throw-away PostgreSQL
 #      cluster (every test gets a database of its own; see crates/db/src/testing.rs)
-#   3. against the built binary: OpenAPI document freshness, then a live server
+#   3. docker-compose.yml validation (Debian's docker-compose, no engine needed); against the
+#      built binary: OpenAPI document freshness, then a live server
 #      (SQLite + files in a temp dir) driven by tests/interop/tus_interop.py (tuspy)
 #      and by schemathesis.
 #
@@ -165,6 +166,13 @@ stage_result() { # name rc
         echo "stage $1: FAIL (exit $2)"
     fi
 }
+
+section "docker-compose config"
+apt_install_missing docker-compose
+rc=0
+docker-compose -f "$ROOT/docker-compose.yml" config -q || rc=$?
+((rc == 0)) && echo "docker-compose.yml is valid"
+stage_result compose-config "$rc"
 
 section "openapi freshness"
 rc=0
