@@ -73,6 +73,10 @@ pub struct UploadSettings {
     /// A request that sends no bytes for this long is treated as interrupted.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// How often a streaming request checks that no request on another node took its upload
+    /// over (takeovers on the same node are immediate).
+    #[serde(with = "humantime_serde")]
+    pub lease_check_interval: Duration,
     /// How often expired uploads are swept.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
@@ -123,6 +127,7 @@ impl Default for UploadSettings {
             checkpoint_bytes: 8 << 20,
             max_concurrent_transfers: 256,
             idle_timeout: Duration::from_secs(60),
+            lease_check_interval: Duration::from_secs(1),
             sweep_interval: Duration::from_secs(60),
         }
     }

@@ -75,7 +75,7 @@ pub enum ApiError {
     Db(#[from] DbError),
     /// The blob store failed.
     #[error("blob store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// Anything else that is our fault.
     #[error("internal: {0}")]
     Internal(String),
@@ -171,6 +171,18 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Busy => Self::Unavailable(
+                "upload-busy",
+                "an earlier request still holds this upload; retry shortly".into(),
+            ),
+            other => Self::Store(other),
+        }
     }
 }
 

@@ -559,12 +559,20 @@ impl UploadService {
         let mut stream = body.into_data_stream();
         let mut received = 0u64;
         let idle = self.settings.idle_timeout;
+        let mut lease_check = tokio::time::interval(self.settings.lease_check_interval);
+        lease_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stop: ApiResult<Stop> = async {
             loop {
                 let next = tokio::select! {
                     biased;
                     () = guard.cancelled().cancelled() => return Ok(Stop::Superseded),
                     () = self.shutdown.cancelled() => return Ok(Stop::Shutdown),
+                    _ = lease_check.tick() => {
+                        if self.db.upload_lease(&row.id).await? != Some(row.lease) {
+                            return Ok(Stop::Superseded);
+                        }
+                        continue;
+                    }
                     Some(checkpoint) = durable.recv() => {
                         if !self.commit_checkpoint(row, checkpoint?).await? {
                             return Ok(Stop::Superseded);

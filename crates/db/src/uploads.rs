@@ -144,6 +144,17 @@ impl Db {
         .await?)
     }
 
+    /// The upload's current fencing token.
+    pub async fn upload_lease(&self, id: &str) -> Result<Option<i64>, DbError> {
+        let row = sqlx::query("SELECT lease FROM uploads WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get("lease"))
+            .transpose()
+            .map_err(DbError::from)
+    }
+
     /// Records durable progress (and a newly declared length) if `lease` still holds the upload.
     /// Slides the expiry forward. Returns false when fenced off.
     #[allow(clippy::too_many_arguments)]

@@ -7,6 +7,9 @@ pub enum StoreError {
     /// The blob or staged upload does not exist.
     #[error("not found")]
     NotFound,
+    /// Another writer still holds the upload's staged bytes.
+    #[error("another writer still holds the upload")]
+    Busy,
     /// An id that cannot name a blob or upload.
     #[error("invalid id {0:?}")]
     InvalidId(String),

@@ -1,6 +1,7 @@
 use std::io::{Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -50,6 +51,26 @@ impl FsStore {
     }
 }
 
+/// How long a writer waits for the previous writer of an upload (on this or another node
+/// sharing the directory) to let go of the staged file.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// Takes the staged file's exclusive lock (held until every descriptor of this open file is
+/// closed), so that two writers never write one upload's bytes at once, even across processes.
+fn lock_exclusive(file: &std::fs::File) -> Result<(), StoreError> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Busy),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+    }
+}
+
 fn not_found_is_none<T>(r: std::io::Result<T>) -> Result<Option<T>, StoreError> {
     match r {
         Ok(v) => Ok(Some(v)),
@@ -75,6 +96,7 @@ impl BlobStore for FsStore {
                 .truncate(false)
                 .open(&path);
             let mut file = not_found_is_none(opened)?.ok_or(StoreError::NotFound)?;
+            lock_exclusive(&file)?;
             let len = file.metadata()?.len();
             if len < offset {
                 return Err(StoreError::SizeMismatch {
