@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use tokio::sync::mpsc;
 
 async fn two_nodes() -> (tempfile::TempDir, TestApp, TestApp) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -53,20 +52,7 @@ async fn a_newer_request_on_another_node_wins_and_writes_never_interleave() {
     let url = a.tus_new(&user, 200_000).await;
 
     // Node A streams, slowly, a body the client will give up on.
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    let mut rx = rx;
-    let body =
-        reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
-    let old = a
-        .client
-        .patch(a.url(&url))
-        .bearer_auth(&user.token)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Offset", "0")
-        .header("Content-Type", "application/offset+octet-stream")
-        .body(body)
-        .send();
-    let old = tokio::spawn(old);
+    let (tx, old) = a.streaming_patch(&user, &url, 0);
     let junk = vec![0xEE; 50_000];
     tx.send(Ok(Bytes::from(junk))).await.expect("send");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -76,7 +62,7 @@ async fn a_newer_request_on_another_node_wins_and_writes_never_interleave() {
         .expect("offset")
         .parse()
         .expect("n");
-    let res = old.await.expect("join").expect("response");
+    let res = old.await.expect("join");
     assert_problem(res, 409, "upload-superseded").await;
     // Node A keeps the stream open a little longer: nothing it receives may land anywhere.
     let _ = tx.send(Ok(Bytes::from(vec![0xEE; 10_000]))).await;

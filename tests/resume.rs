@@ -10,39 +10,6 @@ use bytes::Bytes;
 use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-
-/// Starts a PATCH whose body is fed through the returned sender; the response arrives on the handle.
-fn streaming_patch(
-    app: &TestApp,
-    user: &User,
-    url: &str,
-    offset: u64,
-) -> (
-    mpsc::Sender<Result<Bytes, std::io::Error>>,
-    tokio::task::JoinHandle<reqwest::Response>,
-) {
-    let (tx, rx) = mpsc::channel(4);
-    let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
-    let req = app
-        .client
-        .patch(app.url(url))
-        .bearer_auth(&user.token)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Offset", offset.to_string())
-        .header("Content-Type", "application/offset+octet-stream")
-        .body(body);
-    (
-        tx,
-        tokio::spawn(async move { req.send().await.expect("patch") }),
-    )
-}
-
-fn tokio_stream_from(
-    mut rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
-) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
 
 async fn offset_of(app: &TestApp, user: &User, url: &str) -> u64 {
     let head = app.tus_head(user, url).await;
@@ -83,7 +50,7 @@ async fn offset_retrieval_takes_over_a_request_still_streaming() {
     let user = app.user(&phone()).await;
     let data = payload(64_000, 12);
     let url = app.tus_new(&user, 64_000).await;
-    let (tx, old) = streaming_patch(&app, &user, &url, 0);
+    let (tx, old) = app.streaming_patch(&user, &url, 0);
     tx.send(Ok(Bytes::copy_from_slice(&data[..16_000])))
         .await
         .expect("send");
@@ -93,12 +60,12 @@ async fn offset_retrieval_takes_over_a_request_still_streaming() {
     let old = old.await.expect("join");
     assert_problem(old, 409, "upload-superseded").await;
     // A newer PATCH also takes over from an older one still streaming.
-    let (tx2, older) = streaming_patch(&app, &user, &url, 16_000);
+    let (tx2, older) = app.streaming_patch(&user, &url, 16_000);
     tx2.send(Ok(Bytes::copy_from_slice(&data[16_000..30_000])))
         .await
         .expect("send");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (tx3, newer) = streaming_patch(&app, &user, &url, 30_000);
+    let (tx3, newer) = app.streaming_patch(&user, &url, 30_000);
     assert_problem(older.await.expect("join"), 409, "upload-superseded").await;
     tx3.send(Ok(Bytes::copy_from_slice(&data[30_000..])))
         .await
@@ -117,7 +84,7 @@ async fn graceful_shutdown_commits_in_flight_uploads() {
     let user = app.user(&phone()).await;
     let data = payload(50_000, 13);
     let url = app.tus_new(&user, 50_000).await;
-    let (tx, pending) = streaming_patch(&app, &user, &url, 0);
+    let (tx, pending) = app.streaming_patch(&user, &url, 0);
     tx.send(Ok(Bytes::copy_from_slice(&data[..25_000])))
         .await
         .expect("send");
@@ -202,7 +169,7 @@ async fn kill_9_mid_patch_then_resume_to_the_right_sha256() {
         )
         .await;
     let url = location(&res);
-    let (tx, pending) = streaming_patch(&app, &user, &url, 0);
+    let (tx, pending) = app.streaming_patch(&user, &url, 0);
     let sent = 2 << 20;
     for chunk in data[..sent].chunks(64 * 1024) {
         tx.send(Ok(Bytes::copy_from_slice(chunk)))

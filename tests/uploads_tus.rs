@@ -89,16 +89,7 @@ async fn upload_in_chunks_then_download_the_blob() {
     assert_eq!(header(&head, "upload-offset").as_deref(), Some("300000"));
     assert_eq!(header(&head, "sealpost-blob-id"), Some(blob.clone()));
 
-    let status: serde_json::Value = app
-        .client
-        .get(app.url(&url))
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let status = app.upload_status(&user, &url).await;
     assert_eq!(status["state"], "complete");
     assert_eq!(status["blob_id"], blob.as_str());
     assert_eq!(status["filename"], "clip.bin");
@@ -352,16 +343,7 @@ async fn checksums_are_verified_per_request_and_for_the_whole_upload() {
     .await;
     assert!(!app.blob_path(&sha256_hex(&bytes)).exists());
     assert!(!app.staged_path(&url).exists());
-    let status: serde_json::Value = app
-        .client
-        .get(app.url(&url))
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let status = app.upload_status(&user, &url).await;
     assert_eq!(
         (status["state"].as_str(), status["error"].as_str()),
         (Some("failed"), Some("sha256-mismatch"))

@@ -7,12 +7,13 @@ use std::path::PathBuf;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
 use ed25519_dalek::{Signer, SigningKey};
 use reqwest::{Client, Response, StatusCode};
 use sealpost::{Application, Settings};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// A running server.
@@ -231,6 +232,46 @@ impl TestApp {
             .send()
             .await
             .expect("head")
+    }
+
+    /// `GET /v1/uploads/{id}` as JSON.
+    pub async fn upload_status(&self, user: &User, url: &str) -> Value {
+        let res = self
+            .client
+            .get(self.url(url))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .expect("get");
+        res.json().await.expect("json")
+    }
+
+    /// Starts a tus PATCH whose body is fed through the returned sender; the response arrives
+    /// on the handle.
+    pub fn streaming_patch(
+        &self,
+        user: &User,
+        url: &str,
+        offset: u64,
+    ) -> (
+        mpsc::Sender<Result<Bytes, std::io::Error>>,
+        JoinHandle<Response>,
+    ) {
+        let (tx, mut rx) = mpsc::channel(4);
+        let body =
+            reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        let req = self
+            .client
+            .patch(self.url(url))
+            .bearer_auth(&user.token)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Offset", offset.to_string())
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(body);
+        (
+            tx,
+            tokio::spawn(async move { req.send().await.expect("patch") }),
+        )
     }
 
     pub async fn blob(&self, user: &User, id: &str) -> Response {
