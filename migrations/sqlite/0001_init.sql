@@ -24,10 +24,12 @@ CREATE TABLE tokens (
 );
 CREATE INDEX tokens_expires_at ON tokens (expires_at);
 
+-- A blob's content address (id) maps to where the store keeps it (storage_key).
 CREATE TABLE blobs (
-    id         TEXT PRIMARY KEY,
-    size       BIGINT NOT NULL,
-    created_at BIGINT NOT NULL
+    id          TEXT PRIMARY KEY,
+    size        BIGINT NOT NULL,
+    storage_key TEXT NOT NULL,
+    created_at  BIGINT NOT NULL
 );
 
 CREATE TABLE uploads (

@@ -37,7 +37,7 @@ pub async fn get_blob(
         .await?
         .ok_or(ApiError::NotFound("no such blob"))?;
     let size = u64::try_from(row.size).unwrap_or(0);
-    let stream = state.store.read(&id, 0..size).await?;
+    let stream = state.store.read(&row.storage_key, 0..size).await?;
     let mut response = (StatusCode::OK, Body::from_stream(stream)).into_response();
     let h = response.headers_mut();
     h.insert(

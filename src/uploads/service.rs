@@ -641,13 +641,26 @@ impl UploadService {
             return Err(ApiError::Sha256Mismatch);
         }
         let size = row.offset();
-        self.store.publish(&row.id, &blob, size).await?;
+        let key = match self.db.blob(blob.as_str()).await? {
+            // Identical bytes are stored already: keep that copy.
+            Some(existing) => {
+                self.store.discard_staged(&row.id).await?;
+                existing.storage_key
+            }
+            None => self.store.publish(&row.id, &blob, size).await?,
+        };
         if !self
             .db
-            .complete_upload(&row.id, lease, blob.as_str(), to_i64(size), now)
+            .complete_upload(&row.id, lease, blob.as_str(), to_i64(size), &key, now)
             .await?
         {
             return Err(ApiError::Superseded);
+        }
+        // A concurrent upload of the same bytes may have recorded its own copy first.
+        if let Some(stored) = self.db.blob(blob.as_str()).await?
+            && stored.storage_key != key
+        {
+            self.store.delete(&key).await?;
         }
         self.metrics.uploads_completed.inc();
         tracing::info!(upload = %row.id, blob = %blob, size, "upload complete");

@@ -9,6 +9,8 @@ pub struct BlobRow {
     pub id: String,
     /// Size in bytes.
     pub size: i64,
+    /// Where the blob store keeps the bytes.
+    pub storage_key: String,
     /// Unix seconds of the first upload.
     pub created_at: i64,
 }
@@ -17,7 +19,7 @@ impl Db {
     /// Looks a blob up by id.
     pub async fn blob(&self, id: &str) -> Result<Option<BlobRow>, DbError> {
         Ok(
-            sqlx::query_as("SELECT id, size, created_at FROM blobs WHERE id = $1")
+            sqlx::query_as("SELECT id, size, storage_key, created_at FROM blobs WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?,

@@ -118,12 +118,13 @@ async fn completion_dedups_blobs_and_usage_counts_active_uploads() {
             .expect("row")
             .lease;
         assert!(
-            db.complete_upload(id, lease, "beef", 10, 150)
+            db.complete_upload(id, lease, "beef", 10, "k/beef", 150)
                 .await
                 .expect("complete")
         );
     }
-    assert_eq!(db.blob("beef").await.expect("blob").expect("row").size, 10);
+    let blob = db.blob("beef").await.expect("blob").expect("row");
+    assert_eq!((blob.size, blob.storage_key.as_str()), (10, "k/beef"));
     assert_eq!(db.upload_usage("a", 150).await.expect("usage").count, 1);
     assert_eq!(
         db.due_uploads(250, 10).await.expect("due"),

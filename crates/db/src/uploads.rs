@@ -184,14 +184,16 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Marks the upload complete as blob `blob_id` and records the blob (deduplicated by id), in
-    /// one transaction. Returns false when fenced off.
+    /// Marks the upload complete as blob `blob_id` and records the blob (stored at
+    /// `storage_key`; deduplicated by id: an existing row keeps its key), in one transaction.
+    /// Returns false when fenced off.
     pub async fn complete_upload(
         &self,
         id: &str,
         lease: i64,
         blob_id: &str,
         size: i64,
+        storage_key: &str,
         now: i64,
     ) -> Result<bool, DbError> {
         let mut tx = self.pool.begin().await?;
@@ -210,10 +212,12 @@ impl Db {
             return Ok(false);
         }
         sqlx::query(
-            "INSERT INTO blobs (id, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO blobs (id, size, storage_key, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(blob_id)
         .bind(size)
+        .bind(storage_key)
         .bind(now)
         .execute(&mut *tx)
         .await?;

@@ -45,9 +45,24 @@ impl FsStore {
         Ok(self.root.join(".staging").join(upload))
     }
 
-    fn blob_path(&self, blob: &BlobId) -> PathBuf {
+    /// The storage key of a blob: `ab/cd/<id>`, relative to the root.
+    fn blob_key(blob: &BlobId) -> String {
         let id = blob.as_str();
-        self.root.join(&id[0..2]).join(&id[2..4]).join(id)
+        format!("{}/{}/{id}", &id[0..2], &id[2..4])
+    }
+
+    /// The path of a storage key, which must be one this store made.
+    fn key_path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        let valid = key
+            .rsplit('/')
+            .next()
+            .and_then(|id| id.parse::<BlobId>().ok())
+            .is_some_and(|id| Self::blob_key(&id) == key);
+        if valid {
+            Ok(self.root.join(key))
+        } else {
+            Err(StoreError::InvalidId(key.to_owned()))
+        }
     }
 }
 
@@ -123,9 +138,10 @@ impl BlobStore for FsStore {
         Ok(())
     }
 
-    async fn publish(&self, upload: &str, blob: &BlobId, size: u64) -> Result<(), StoreError> {
+    async fn publish(&self, upload: &str, blob: &BlobId, size: u64) -> Result<String, StoreError> {
         let staged = self.staged_path(upload)?;
-        let target = self.blob_path(blob);
+        let key = Self::blob_key(blob);
+        let target = self.root.join(&key);
         tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
             let Some(meta) = not_found_is_none(std::fs::metadata(&staged))? else {
                 // Already published by an earlier attempt that crashed after the rename, or
@@ -166,23 +182,20 @@ impl BlobStore for FsStore {
             Ok(())
         })
         .await
-        .map_err(std::io::Error::other)?
+        .map_err(std::io::Error::other)??;
+        Ok(key)
     }
 
-    async fn blob_len(&self, blob: &BlobId) -> Result<Option<u64>, StoreError> {
-        Ok(not_found_is_none(tokio::fs::metadata(self.blob_path(blob)).await)?.map(|m| m.len()))
-    }
-
-    async fn read(&self, blob: &BlobId, range: Range<u64>) -> Result<ByteStream, StoreError> {
-        let mut file = not_found_is_none(tokio::fs::File::open(self.blob_path(blob)).await)?
+    async fn read(&self, key: &str, range: Range<u64>) -> Result<ByteStream, StoreError> {
+        let mut file = not_found_is_none(tokio::fs::File::open(self.key_path(key)?).await)?
             .ok_or(StoreError::NotFound)?;
         file.seek(SeekFrom::Start(range.start)).await?;
         let limited = file.take(range.end.saturating_sub(range.start));
         Ok(ReaderStream::with_capacity(limited, READ_CHUNK).boxed())
     }
 
-    async fn delete(&self, blob: &BlobId) -> Result<(), StoreError> {
-        not_found_is_none(tokio::fs::remove_file(self.blob_path(blob)).await)?;
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        not_found_is_none(tokio::fs::remove_file(self.key_path(key)?).await)?;
         Ok(())
     }
 
@@ -240,20 +253,21 @@ mod tests {
         w.write_all(b"!!").expect("write");
         w.sync().expect("sync");
         drop(w);
-        store.publish("u1", &id(1), 7).await.expect("publish");
-        assert_eq!(store.blob_len(&id(1)).await.expect("len"), Some(7));
+        let key = store.publish("u1", &id(1), 7).await.expect("publish");
+        assert_eq!(key, format!("01/01/{}", id(1)));
         assert_eq!(
-            collect(store.read(&id(1), 0..7).await.expect("read")).await,
+            collect(store.read(&key, 0..7).await.expect("read")).await,
             b"hello!!"
         );
         assert_eq!(
-            collect(store.read(&id(1), 2..6).await.expect("range")).await,
+            collect(store.read(&key, 2..6).await.expect("range")).await,
             b"llo!"
         );
-        store
+        let again = store
             .publish("u1", &id(1), 7)
             .await
             .expect("publish is idempotent");
+        assert_eq!(again, key);
         assert!(
             matches!(store.open_staged("u1", 7).await, Err(StoreError::NotFound)),
             "a published upload's staged bytes are gone, not recreated empty"
@@ -280,12 +294,19 @@ mod tests {
             store.open_staged("../x", 0).await,
             Err(StoreError::InvalidId(_))
         ));
+        let missing = format!("02/02/{}", id(2));
         assert!(matches!(
-            store.read(&id(2), 0..1).await,
+            store.read(&missing, 0..1).await,
             Err(StoreError::NotFound)
         ));
+        for bad in ["../../etc/passwd", "01/01/x", &format!("aa/bb/{}", id(2))] {
+            assert!(
+                matches!(store.read(bad, 0..1).await, Err(StoreError::InvalidId(_))),
+                "{bad}"
+            );
+        }
         store
-            .delete(&id(2))
+            .delete(&missing)
             .await
             .expect("deleting a missing blob is fine");
         store.check().await.expect("ready");

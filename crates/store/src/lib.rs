@@ -1,5 +1,5 @@
-//! Blob storage: content-addressed blobs (streaming, range-aware reads) and the staged bytes of
-//! resumable uploads. One trait, one backend per URL scheme, chosen once at start-up.
+//! Blob storage: blobs (streaming, range-aware reads by the storage key the store chose when it
+//! published them) and the staged bytes of resumable uploads. One trait, one backend per URL scheme, chosen once at start-up.
 
 mod blob_id;
 mod error;
@@ -34,18 +34,15 @@ pub trait BlobStore: Send + Sync + Debug {
     /// Deletes an upload's staged bytes, if any.
     async fn discard_staged(&self, upload: &str) -> Result<(), StoreError>;
 
-    /// Turns an upload's `size` staged bytes into the blob `blob`. If the blob already exists
-    /// (same content), the staged copy is dropped. Idempotent.
-    async fn publish(&self, upload: &str, blob: &BlobId, size: u64) -> Result<(), StoreError>;
+    /// Turns an upload's `size` staged bytes into the blob `blob` and returns the storage key
+    /// the bytes live under now (recorded with the blob; the store picks it). Idempotent.
+    async fn publish(&self, upload: &str, blob: &BlobId, size: u64) -> Result<String, StoreError>;
 
-    /// A blob's size, or `None` if it is not stored.
-    async fn blob_len(&self, blob: &BlobId) -> Result<Option<u64>, StoreError>;
+    /// Streams `range` of the blob stored under `key`, with bounded memory.
+    async fn read(&self, key: &str, range: Range<u64>) -> Result<ByteStream, StoreError>;
 
-    /// Streams `range` of a blob with bounded memory.
-    async fn read(&self, blob: &BlobId, range: Range<u64>) -> Result<ByteStream, StoreError>;
-
-    /// Deletes a blob; deleting a missing blob is not an error.
-    async fn delete(&self, blob: &BlobId) -> Result<(), StoreError>;
+    /// Deletes the blob stored under `key`; deleting a missing blob is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
 
     /// Checks that the store is usable (readiness).
     async fn check(&self) -> Result<(), StoreError>;
