@@ -1,5 +1,6 @@
 //! Blob storage: blobs (streaming, range-aware reads by the storage key the store chose when it
-//! published them) and the staged bytes of resumable uploads. One trait, one backend per URL scheme, chosen once at start-up.
+//! published them) and the staged bytes of resumable uploads. One trait, one backend per URL
+//! scheme, chosen once at start-up.
 
 mod blob_id;
 mod error;
