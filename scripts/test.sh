@@ -33,13 +33,21 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/sealpost-test.XXXXXX")
 SERVER_PID=
 PG_DATA=
 PG_ROOT=
+PG_PORT=
+PG_URL=
 PGBIN=
+S3_SERVER_PID=
+GARAGE_PID=
 cleanup() {
     local rc=$?
     if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
     fi
+    for pid in $S3_SERVER_PID $GARAGE_PID; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     if [[ -n $PG_DATA ]]; then
         runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
     fi
@@ -129,8 +137,56 @@ start_postgres() {
     PG_DATA=$root/data
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$root/server.log" -w -t 30 \
         -o "-c listen_addresses=127.0.0.1 -p $port -k $root -c fsync=off" start
+    PG_PORT=$port
     PG_URL=postgres://postgres:pw@127.0.0.1:$port/postgres
     echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') ready at 127.0.0.1:$port"
+}
+
+# Garage, an S3-compatible server, single node in a temp dir on free ports, with bucket
+# `media` and fixed test credentials (exported as the standard AWS variables). Installed with
+# cargo the first time (about 12 minutes), then reused from ~/.cargo/bin.
+GARAGE_VERSION=2.5.0
+start_garage() {
+    if ! garage --version 2>/dev/null | grep -qE "[ :v]$GARAGE_VERSION( |$)"; then
+        echo "installing garage $GARAGE_VERSION (cargo install, once per machine)"
+        cargo install "garage@$GARAGE_VERSION" --locked
+    fi
+    local dir=$WORK/garage secret g node rpc
+    mkdir -p "$dir"
+    free() { "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+    GARAGE_S3_PORT=$(free)
+    rpc=127.0.0.1:$(free)
+    secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    cat >"$dir/garage.toml" <<TOML
+metadata_dir = "$dir/meta"
+data_dir = "$dir/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "$rpc"
+rpc_public_addr = "$rpc"
+rpc_secret = "$secret"
+[s3_api]
+s3_region = "us-east-1"
+api_bind_addr = "127.0.0.1:$GARAGE_S3_PORT"
+root_domain = ".s3.garage.localhost"
+[admin]
+api_bind_addr = "127.0.0.1:$(free)"
+admin_token = "test-admin-token"
+TOML
+    g="garage -c $dir/garage.toml"
+    $g server >"$dir/server.log" 2>&1 &
+    GARAGE_PID=$!
+    for _ in $(seq 1 100); do $g status >/dev/null 2>&1 && break; sleep 0.2; done
+    node=$($g node id -q | cut -d@ -f1)
+    $g layout assign -z dc1 -c 1G "$node" >/dev/null
+    $g layout apply --version 1 >/dev/null
+    $g key import --yes -n test GKtest00000001 test-secret-0123456789 >/dev/null
+    $g key allow --create-bucket test >/dev/null
+    $g bucket create media >/dev/null
+    $g bucket allow --read --write --owner media --key test >/dev/null
+    export AWS_ACCESS_KEY_ID=GKtest00000001 AWS_SECRET_ACCESS_KEY=test-secret-0123456789 \
+        AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+    echo "garage $GARAGE_VERSION (pid $GARAGE_PID) ready, S3 at 127.0.0.1:$GARAGE_S3_PORT"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -192,29 +248,29 @@ stage_result openapi-freshness "$rc"
 
 # ---------------------------------------------------------------------------------------------
 section "start sealpost serve"
-SERVER_LOG=$WORK/server.log
-mkdir -p "$WORK/data"
-env \
-    SEALPOST__AUTH__ATTEMPTS_PER_PHONE_PER_MINUTE=100000 \
-    SEALPOST__AUTH__ATTEMPTS_PER_ADDRESS_PER_MINUTE=100000 \
-    SEALPOST__UPLOADS__MAX_ACTIVE_PER_ACCOUNT=100000 \
-    SEALPOST__UPLOADS__MAX_ACTIVE_BYTES_PER_ACCOUNT=1125899906842624 \
-    SEALPOST__SHUTDOWN_GRACE=5s \
-    NO_COLOR=1 \
-    "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" </dev/null >"$SERVER_LOG" 2>&1 &
-SERVER_PID=$!
-
-BASE_URL=
-for _ in $(seq 1 300); do
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    BASE_URL=$(sed 's/\x1b\[[0-9;]*m//g' "$SERVER_LOG" \
-        | grep -o 'sealpost listening on http://[^ ]*' | head -n1 | sed 's/.* //') || true
-    [[ -n $BASE_URL ]] && break
-    sleep 0.1
-done
-ready=0
-if [[ -n $BASE_URL ]]; then
-    "$VENV/bin/python" - "$BASE_URL/readyz" <<'PY' && ready=1
+# start_sealpost NAME ARGS...: starts `sealpost serve` on a free port with ARGS, logging to
+# $WORK/NAME.log, and waits until it is ready; sets STARTED_PID and STARTED_URL.
+start_sealpost() {
+    local name=$1 log=$WORK/$1.log url= ready=0
+    shift
+    env \
+        SEALPOST__AUTH__ATTEMPTS_PER_PHONE_PER_MINUTE=100000 \
+        SEALPOST__AUTH__ATTEMPTS_PER_ADDRESS_PER_MINUTE=100000 \
+        SEALPOST__UPLOADS__MAX_ACTIVE_PER_ACCOUNT=100000 \
+        SEALPOST__UPLOADS__MAX_ACTIVE_BYTES_PER_ACCOUNT=1125899906842624 \
+        SEALPOST__SHUTDOWN_GRACE=5s \
+        NO_COLOR=1 \
+        "$BIN" serve --listen 127.0.0.1:0 "$@" </dev/null >"$log" 2>&1 &
+    STARTED_PID=$!
+    for _ in $(seq 1 300); do
+        kill -0 "$STARTED_PID" 2>/dev/null || break
+        url=$(sed 's/\x1b\[[0-9;]*m//g' "$log" \
+            | grep -o 'sealpost listening on http://[^ ]*' | head -n1 | sed 's/.* //') || true
+        [[ -n $url ]] && break
+        sleep 0.1
+    done
+    if [[ -n $url ]]; then
+        "$VENV/bin/python" - "$url/readyz" <<'PY' && ready=1
 import sys, time, urllib.request
 deadline = time.monotonic() + 30
 while time.monotonic() < deadline:
@@ -227,19 +283,43 @@ while time.monotonic() < deadline:
     time.sleep(0.2)
 sys.exit(1)
 PY
-fi
-if ((ready == 0)); then
-    echo "error: sealpost did not become ready; its log:" >&2
-    cat "$SERVER_LOG" >&2
-    exit 1
-fi
-echo "sealpost (pid $SERVER_PID) ready at $BASE_URL"
+    fi
+    if ((ready == 0)); then
+        echo "error: sealpost ($name) did not become ready; its log:" >&2
+        cat "$log" >&2
+        exit 1
+    fi
+    STARTED_URL=$url
+    echo "sealpost $name (pid $STARTED_PID) ready at $url"
+}
+
+SERVER_LOG=$WORK/embedded.log
+mkdir -p "$WORK/data"
+start_sealpost embedded --data-dir "$WORK/data"
+SERVER_PID=$STARTED_PID
+BASE_URL=$STARTED_URL
 
 # ---------------------------------------------------------------------------------------------
 section "tus interop (tuspy)"
 rc=0
 "$VENV/bin/python" "$ROOT/tests/interop/tus_interop.py" --base-url "$BASE_URL" || rc=$?
 stage_result tus-interop "$rc"
+
+# ---------------------------------------------------------------------------------------------
+section "tus interop (tuspy) on PostgreSQL + S3 (Garage)"
+[[ -n $PG_URL ]] || start_postgres
+start_garage
+runuser -u postgres -- psql -h "$PG_ROOT" -p "$PG_PORT" -U postgres -qc "CREATE DATABASE live_s3"
+start_sealpost postgres-s3 --data-dir "$WORK/data-s3" \
+    --database-url "${PG_URL%/postgres}/live_s3" \
+    --blob-store "s3://media?endpoint=http://127.0.0.1:$GARAGE_S3_PORT&region=us-east-1"
+S3_SERVER_PID=$STARTED_PID
+rc=0
+"$VENV/bin/python" "$ROOT/tests/interop/tus_interop.py" --base-url "$STARTED_URL" || rc=$?
+stage_result tus-interop-postgres-s3 "$rc"
+kill -TERM "$S3_SERVER_PID" 2>/dev/null || true
+wait "$S3_SERVER_PID" 2>/dev/null || true
+S3_SERVER_PID=
 
 # ---------------------------------------------------------------------------------------------
 section "schemathesis"

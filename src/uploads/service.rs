@@ -442,6 +442,7 @@ impl UploadService {
             )
             .await?;
         if committed {
+            self.release_staged(&row.id, offset).await;
             return Ok(());
         }
         match self.db.upload(&row.id).await? {
@@ -550,7 +551,11 @@ impl UploadService {
     ) -> ApiResult<(Stop, u64, Finished)> {
         let hasher = restore_sha256(&row.hash_state)
             .ok_or_else(|| ApiError::Internal("corrupt hash state".into()))?;
-        let writer = self.store.open_staged(&row.id, row.offset()).await?;
+        let max_len = row.length().unwrap_or(self.settings.max_size);
+        let writer = self
+            .store
+            .open_staged(&row.id, row.offset(), max_len)
+            .await?;
         // With a per-request checksum the request is all or nothing: no intermediate commits.
         let every = checksum
             .is_none()
@@ -606,19 +611,31 @@ impl UploadService {
     /// Records a durable checkpoint of a request still streaming; false when fenced off.
     async fn commit_checkpoint(&self, row: &UploadRow, checkpoint: Durable) -> ApiResult<bool> {
         let now = unix_now();
-        let offset = to_i64(row.offset() + checkpoint.written);
-        Ok(self
+        let offset = row.offset() + checkpoint.written;
+        let committed = self
             .db
             .commit_upload_progress(
                 &row.id,
                 row.lease,
-                offset,
+                to_i64(offset),
                 &checkpoint.hash_state,
                 None,
                 now,
                 self.expiry(now),
             )
-            .await?)
+            .await?;
+        if committed {
+            self.release_staged(&row.id, offset).await;
+        }
+        Ok(committed)
+    }
+
+    /// Lets the store drop what it kept only to resume from before `offset` (best effort: what
+    /// it keeps is deleted with the upload anyway).
+    async fn release_staged(&self, id: &str, offset: u64) {
+        if let Err(e) = self.store.committed(id, offset).await {
+            tracing::warn!(upload = %id, error = %e, "cannot release staged bytes before the committed offset");
+        }
     }
 
     /// Verifies the declared SHA-256 and publishes the bytes as a blob.

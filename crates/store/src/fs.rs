@@ -100,6 +100,7 @@ impl BlobStore for FsStore {
         &self,
         upload: &str,
         offset: u64,
+        _max_len: u64,
     ) -> Result<Box<dyn StagedWriter>, StoreError> {
         let path = self.staged_path(upload)?;
         let writer = tokio::task::spawn_blocking(move || -> Result<FsStagedWriter, StoreError> {
@@ -244,12 +245,12 @@ mod tests {
     async fn staged_bytes_resume_at_the_committed_offset_and_publish() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FsStore::open(dir.path()).await.expect("open");
-        let mut w = store.open_staged("u1", 0).await.expect("stage");
+        let mut w = store.open_staged("u1", 0, 100).await.expect("stage");
         w.write_all(b"hello world, uncommitted tail")
             .expect("write");
         w.sync().expect("sync");
         drop(w);
-        let mut w = store.open_staged("u1", 5).await.expect("reopen");
+        let mut w = store.open_staged("u1", 5, 100).await.expect("reopen");
         w.write_all(b"!!").expect("write");
         w.sync().expect("sync");
         drop(w);
@@ -269,7 +270,10 @@ mod tests {
             .expect("publish is idempotent");
         assert_eq!(again, key);
         assert!(
-            matches!(store.open_staged("u1", 7).await, Err(StoreError::NotFound)),
+            matches!(
+                store.open_staged("u1", 7, 100).await,
+                Err(StoreError::NotFound)
+            ),
             "a published upload's staged bytes are gone, not recreated empty"
         );
     }
@@ -279,19 +283,19 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FsStore::open(dir.path()).await.expect("open");
         assert!(matches!(
-            store.open_staged("u2", 3).await,
+            store.open_staged("u2", 3, 100).await,
             Err(StoreError::NotFound)
         ));
-        let mut w = store.open_staged("u2", 0).await.expect("stage");
+        let mut w = store.open_staged("u2", 0, 100).await.expect("stage");
         w.write_all(b"ab").expect("write");
         w.sync().expect("sync");
         drop(w);
         assert!(matches!(
-            store.open_staged("u2", 3).await,
+            store.open_staged("u2", 3, 100).await,
             Err(StoreError::SizeMismatch { .. })
         ));
         assert!(matches!(
-            store.open_staged("../x", 0).await,
+            store.open_staged("../x", 0, 100).await,
             Err(StoreError::InvalidId(_))
         ));
         let missing = format!("02/02/{}", id(2));

@@ -5,6 +5,7 @@
 mod blob_id;
 mod error;
 mod fs;
+mod s3;
 
 use std::fmt::Debug;
 use std::ops::Range;
@@ -16,6 +17,7 @@ use futures_util::stream::BoxStream;
 pub use blob_id::BlobId;
 pub use error::StoreError;
 pub use fs::FsStore;
+pub use s3::S3Store;
 
 /// A stream of blob bytes.
 pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
@@ -23,14 +25,21 @@ pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
 /// Where blobs and staged upload bytes live.
 #[async_trait::async_trait]
 pub trait BlobStore: Send + Sync + Debug {
-    /// Opens an upload's staged bytes for appending at `offset`; anything stored past `offset`
-    /// (written but never committed) is dropped. The writer is blocking: drive it from a
-    /// blocking thread.
+    /// Opens an upload of at most `max_len` bytes for appending at `offset`; anything stored
+    /// past `offset` (written but never committed) is dropped. The writer is blocking: drive it
+    /// from a blocking thread.
     async fn open_staged(
         &self,
         upload: &str,
         offset: u64,
+        max_len: u64,
     ) -> Result<Box<dyn StagedWriter>, StoreError>;
+
+    /// Tells the store that `offset` bytes of the upload are committed, so that it can drop
+    /// what it kept only to resume from an earlier offset.
+    async fn committed(&self, _upload: &str, _offset: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Deletes an upload's staged bytes, if any.
     async fn discard_staged(&self, upload: &str) -> Result<(), StoreError>;
@@ -65,7 +74,8 @@ pub trait StagedWriter: Send {
     }
 }
 
-/// Opens the store a URL names: `file:///path` (or a plain path).
+/// Opens the store a URL names: `file:///path` (or a plain path), or
+/// `s3://BUCKET?endpoint=URL&region=REGION&path_style=true`.
 pub async fn open(url: &str) -> Result<Arc<dyn BlobStore>, StoreError> {
     let scheme = url.split_once("://").map(|(s, _)| s);
     match scheme {
@@ -76,11 +86,9 @@ pub async fn open(url: &str) -> Result<Arc<dyn BlobStore>, StoreError> {
             }
             Ok(Arc::new(FsStore::open(path).await?))
         }
-        Some("s3") => Err(StoreError::Config(
-            "the s3:// blob store is not available in this build; use file:///PATH".into(),
-        )),
+        Some("s3") => Ok(Arc::new(S3Store::open(url).await?)),
         Some(other) => Err(StoreError::Config(format!(
-            "unsupported blob store scheme {other:?}: use file:///PATH"
+            "unsupported blob store scheme {other:?}: use file:///PATH or s3://BUCKET?endpoint=URL"
         ))),
     }
 }
