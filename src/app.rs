@@ -48,6 +48,10 @@ impl Application {
         let store = sealpost_store::open(&settings.blob_store_url())
             .await
             .context("cannot open the blob store")?;
+        store
+            .check()
+            .await
+            .context("the blob store is not usable")?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;

@@ -42,14 +42,18 @@ fn openapi_prints_the_generated_document() {
 #[test]
 fn bad_configuration_fails_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["serve", "--config", "/nonexistent/sealpost.toml"],
             "does not exist",
         ),
         (
-            &["serve", "--blob-store", "s3://bucket"],
-            "not available in this build",
+            &["serve", "--blob-store", "s3://?region=us-east-1"],
+            "needs a bucket",
+        ),
+        (
+            &["serve", "--blob-store", "ftp://host/x"],
+            "unsupported blob store scheme",
         ),
         (
             &["serve", "--database-url", "mysql://x"],
