@@ -182,15 +182,22 @@ impl S3Store {
     async fn delete_tails(&self, upload: &str, before: Option<u64>) -> Result<(), StoreError> {
         for (start, key) in self.tails(upload).await? {
             if before.is_none_or(|b| start < b) {
-                self.client
-                    .delete_object()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .map_err(s3_err)?;
+                self.delete(&key).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Stores an empty object (an empty upload needs no multipart upload).
+    async fn put_empty(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(S3Body::from(Vec::new()))
+            .send()
+            .await
+            .map_err(s3_err)?;
         Ok(())
     }
 
@@ -320,14 +327,7 @@ impl BlobStore for S3Store {
             return match len {
                 Some(len) if len == size => Ok(key),
                 _ if size == 0 => {
-                    self.client
-                        .put_object()
-                        .bucket(&self.bucket)
-                        .key(&key)
-                        .body(S3Body::from(Vec::new()))
-                        .send()
-                        .await
-                        .map_err(s3_err)?;
+                    self.put_empty(&key).await?;
                     Ok(key)
                 }
                 _ => Err(StoreError::NotFound),
@@ -342,14 +342,7 @@ impl BlobStore for S3Store {
                 .send()
                 .await
                 .map_err(s3_err)?;
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .body(S3Body::from(Vec::new()))
-                .send()
-                .await
-                .map_err(s3_err)?;
+            self.put_empty(&key).await?;
             self.delete_tails(upload, None).await?;
             return Ok(key);
         }
