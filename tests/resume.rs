@@ -202,3 +202,37 @@ async fn kill_9_mid_patch_then_resume_to_the_right_sha256() {
     let res = app.blob(&user, &blob).await;
     assert_eq!(res.bytes().await.expect("bytes").as_ref(), data.as_slice());
 }
+
+#[tokio::test]
+async fn a_silent_body_counts_as_interrupted_and_keeps_what_arrived() {
+    let app = TestApp::spawn_with(|s| s.uploads.idle_timeout = Duration::from_millis(300)).await;
+    let user = app.user(&phone()).await;
+    let url = app.tus_new(&user, 10_000).await;
+    let (tx, pending) = app.streaming_patch(&user, &url, 0);
+    tx.send(Ok(Bytes::from(vec![7; 1000]))).await.expect("send");
+    let res = pending.await.expect("join");
+    assert_problem(res, 400, "request-interrupted").await;
+    assert_eq!(offset_of(&app, &user, &url).await, 1000);
+    drop(tx);
+}
+
+#[tokio::test]
+async fn transfers_past_the_node_limit_get_503() {
+    let app = TestApp::spawn_with(|s| s.uploads.max_concurrent_transfers = 1).await;
+    let user = app.user(&phone()).await;
+    let first = app.tus_new(&user, 10_000).await;
+    let second = app.tus_new(&user, 10).await;
+    let (tx, pending) = app.streaming_patch(&user, &first, 0);
+    tx.send(Ok(Bytes::from(vec![7; 1000]))).await.expect("send");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let res = app.tus_patch(&user, &second, 0, vec![1; 10]).await;
+    assert_eq!(header(&res, "retry-after").as_deref(), Some("5"));
+    assert_problem(res, 503, "too-busy").await;
+    tx.send(Ok(Bytes::from(vec![7; 9000]))).await.expect("send");
+    drop(tx);
+    assert_eq!(pending.await.expect("join").status(), 204);
+    assert_eq!(
+        app.tus_patch(&user, &second, 0, vec![1; 10]).await.status(),
+        204
+    );
+}
