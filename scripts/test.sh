@@ -3,8 +3,9 @@
 #
 #   1. tools: apt packages (only if missing) and the Python venv at .venv
 #   2. cargo fmt --check, clippy -D warnings, cargo build --all-targets --locked,
-#      cargo test --workspace --locked on SQLite, then again on a throw-away PostgreSQL
-#      cluster (every test gets a database of its own; see crates/db/src/testing.rs)
+#      cargo test --workspace --locked on the embedded defaults (SQLite + files), then again
+#      on a throw-away PostgreSQL cluster + Garage S3 server (every test gets a database and a
+#      bucket of its own; see crates/db/src/testing.rs and crates/store/src/testing.rs)
 #   3. docker-compose.yml validation (Debian's docker-compose, no engine needed); against the
 #      built binary: OpenAPI document freshness, then a live server
 #      (SQLite + files in a temp dir) driven by tests/interop/tus_interop.py (tuspy)
@@ -198,13 +199,16 @@ else
     cargo clippy --all-targets --workspace --locked -- -D warnings
     section "cargo build --all-targets --locked"
     cargo build --all-targets --locked
-    section "cargo test --workspace --locked (SQLite)"
+    section "cargo test --workspace --locked (SQLite + files)"
     cargo test --workspace --locked
 
-    section "PostgreSQL (throw-away cluster on 127.0.0.1)"
+    section "PostgreSQL and S3 (throw-away servers on 127.0.0.1)"
     start_postgres
-    section "cargo test --workspace --locked (PostgreSQL)"
-    SEALPOST_TEST_DATABASE=postgres SEALPOST_TEST_POSTGRES_URL=$PG_URL cargo test --workspace --locked
+    start_garage
+    section "cargo test --workspace --locked (PostgreSQL + S3)"
+    SEALPOST_TEST_DATABASE=postgres SEALPOST_TEST_POSTGRES_URL=$PG_URL \
+        SEALPOST_TEST_BLOB_STORE=s3 SEALPOST_TEST_S3_ENDPOINT=http://127.0.0.1:$GARAGE_S3_PORT \
+        cargo test --workspace --locked
 fi
 [[ -x $BIN ]] || { echo "error: $BIN is missing; build it with cargo build" >&2; exit 1; }
 
@@ -308,7 +312,7 @@ stage_result tus-interop "$rc"
 # ---------------------------------------------------------------------------------------------
 section "tus interop (tuspy) on PostgreSQL + S3 (Garage)"
 [[ -n $PG_URL ]] || start_postgres
-start_garage
+[[ -n $GARAGE_PID ]] || start_garage
 runuser -u postgres -- psql -h "$PG_ROOT" -p "$PG_PORT" -U postgres -qc "CREATE DATABASE live_s3"
 start_sealpost postgres-s3 --data-dir "$WORK/data-s3" \
     --database-url "${PG_URL%/postgres}/live_s3" \

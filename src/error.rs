@@ -46,6 +46,12 @@ pub enum ApiError {
     /// A newer request took the upload over while this one was streaming.
     #[error("a newer request took this upload over")]
     Superseded,
+    /// Concurrent requests wrote different bytes at one offset; the upload failed.
+    #[error(
+        "two requests wrote different bytes at the same offset of this upload, so it cannot be \
+         completed; nothing was stored, start a new upload"
+    )]
+    UploadConflict,
     /// The protocol version is missing or unsupported.
     #[error("{0}")]
     UnsupportedVersion(String),
@@ -95,6 +101,7 @@ impl ApiError {
             Self::CompletedUpload => (400, "completed-upload"),
             Self::UploadFailed(_) => (400, "upload-failed"),
             Self::Superseded => (409, "upload-superseded"),
+            Self::UploadConflict => (409, "upload-conflict"),
             Self::UnsupportedVersion(_) => (412, "unsupported-version"),
             Self::TooLarge(code, _) => (413, code),
             Self::UnsupportedMediaType(_) => (415, "unsupported-media-type"),

@@ -1,4 +1,4 @@
-//! Two server processes' worth of nodes sharing one database and one blob directory: an upload
+//! Two server processes' worth of nodes sharing one database and one blob store: an upload
 //! moves between nodes, and a request on one node takes an upload over from a request still
 //! streaming on the other without their writes ever interleaving.
 

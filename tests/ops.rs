@@ -57,7 +57,8 @@ async fn health_readiness_and_metrics() {
 
 #[tokio::test]
 async fn readiness_fails_when_the_store_is_gone() {
-    let app = TestApp::spawn().await;
+    // Files, whatever the suite's store: removing the directory is how this store goes away.
+    let app = TestApp::spawn_with(|s| s.blob_store = None).await;
     std::fs::remove_dir_all(app.data_dir.join("blobs")).expect("remove store");
     let res = app
         .client

@@ -114,8 +114,12 @@ impl Server {
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir);
-        if let Some(url) = sealpost_db::testing::database_url(&data_dir.display().to_string()) {
+        let key = data_dir.display().to_string();
+        if let Some(url) = sealpost_db::testing::database_url(&key) {
             command.args(["--database-url", &url]);
+        }
+        if let Some(url) = sealpost_store::testing::blob_store_url(&key) {
+            command.args(["--blob-store", &url]);
         }
         let mut child = command
             .env("SEALPOST__UPLOADS__CHECKPOINT_BYTES", "65536")

@@ -101,7 +101,7 @@ async fn upload_in_chunks_then_download_the_blob() {
     assert_eq!(header(&res, "content-length").as_deref(), Some("300000"));
     assert_eq!(header(&res, "etag"), Some(format!("\"{blob}\"")));
     assert_eq!(res.bytes().await.expect("bytes").as_ref(), data.as_slice());
-    assert!(!app.staged_path(&url).exists());
+    assert!(!app.has_staged(&url).await);
 
     // Another account can fetch the blob by id, but not see the upload.
     let other = app.user(&phone()).await;
@@ -341,8 +341,12 @@ async fn checksums_are_verified_per_request_and_for_the_whole_upload() {
         "sha256-mismatch",
     )
     .await;
-    assert!(!app.blob_path(&sha256_hex(&bytes)).exists());
-    assert!(!app.staged_path(&url).exists());
+    let stored = app.stored().await;
+    assert!(
+        stored.staged.is_empty() && stored.blobs.len() == 1,
+        "only the first blob is stored: {stored:?}"
+    );
+    assert_eq!(app.blob(&user, &sha256_hex(&bytes)).await.status(), 404);
     let status = app.upload_status(&user, &url).await;
     assert_eq!(
         (status["state"].as_str(), status["error"].as_str()),
@@ -390,7 +394,7 @@ async fn termination_deletes_bytes_and_row() {
         app.tus_patch(&user, &url, 0, vec![1; 4]).await.status(),
         204
     );
-    assert!(app.staged_path(&url).exists());
+    assert!(app.has_staged(&url).await);
     let res = app
         .client
         .delete(app.url(&url))
@@ -400,7 +404,8 @@ async fn termination_deletes_bytes_and_row() {
         .await
         .expect("d");
     assert_eq!(res.status(), 204);
-    assert!(!app.staged_path(&url).exists());
+    let stored = app.stored().await;
+    assert!(stored.staged.is_empty(), "{stored:?}");
     assert_eq!(app.tus_head(&user, &url).await.status(), 404);
 }
 
@@ -417,11 +422,11 @@ async fn identical_bytes_dedup_to_one_blob() {
         ids.push(header(&res, "sealpost-blob-id").expect("blob id"));
     }
     assert!(ids.iter().all(|id| *id == sha256_hex(&data)));
-    let blob_dir = app.blob_path(&ids[0]);
-    let siblings = std::fs::read_dir(blob_dir.parent().expect("dir"))
-        .expect("ls")
-        .count();
-    assert_eq!(siblings, 1);
+    let stored = app.stored().await;
+    assert!(
+        stored.blobs.len() == 1 && stored.staged.is_empty(),
+        "one copy, nothing staged: {stored:?}"
+    );
 }
 
 #[tokio::test]
@@ -483,7 +488,7 @@ async fn unfinished_uploads_expire_and_are_swept() {
         app.tus_patch(&user, &url, 0, vec![1; 3]).await.status(),
         204
     );
-    assert!(app.staged_path(&url).exists());
+    assert!(app.has_staged(&url).await);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_problem(
         app.tus_patch(&user, &url, 3, vec![1; 3]).await,
@@ -492,10 +497,7 @@ async fn unfinished_uploads_expire_and_are_swept() {
     )
     .await;
     assert_eq!(app.tus_head(&user, &url).await.status(), 410);
-    assert!(
-        !app.staged_path(&url).exists(),
-        "the sweep deletes the bytes"
-    );
+    assert!(!app.has_staged(&url).await, "the sweep deletes the bytes");
     let res = app
         .client
         .get(app.url(&url))

@@ -10,7 +10,7 @@ use rand::Rng;
 use sealpost_auth::unix_now;
 use sealpost_db::{Db, NewUpload, UploadRow};
 use sealpost_proto::{UploadKind, UploadState};
-use sealpost_store::{BlobId, BlobStore};
+use sealpost_store::{BlobId, BlobStore, Manifest, StoreError};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -349,7 +349,8 @@ impl UploadService {
         let wants_completion = spec.complete.unwrap_or(true);
         if empty && wants_completion && length == Some(offset) {
             // Nothing left to send: complete (also repairs a completion cut short by a crash).
-            self.commit(&row, offset, &row.hash_state, length).await?;
+            self.commit(&row, offset, &row.hash_state, &Manifest::new(), length)
+                .await?;
             return self.finalize(&row, row.lease).await;
         }
         let _permit = self.transfers.clone().try_acquire_owned().map_err(|_| {
@@ -397,8 +398,14 @@ impl UploadService {
         } else {
             length
         };
-        self.commit(&row, new_offset, &finished.hash_state, length)
-            .await?;
+        self.commit(
+            &row,
+            new_offset,
+            &finished.hash_state,
+            &finished.manifest,
+            length,
+        )
+        .await?;
         if stop != Stop::End {
             tracing::info!(upload = %id, offset = new_offset, ?stop, "append stopped early; progress kept");
             return Err(Self::stop_error(stop));
@@ -426,6 +433,7 @@ impl UploadService {
         row: &UploadRow,
         offset: u64,
         hash_state: &[u8],
+        manifest: &Manifest,
         length: Option<u64>,
     ) -> ApiResult<()> {
         let now = unix_now();
@@ -437,12 +445,13 @@ impl UploadService {
                 to_i64(offset),
                 hash_state,
                 length.map(to_i64),
+                manifest,
                 now,
                 self.expiry(now),
             )
             .await?;
         if committed {
-            self.release_staged(&row.id, offset).await;
+            self.release_staged(&row.id, manifest).await;
             return Ok(());
         }
         match self.db.upload(&row.id).await? {
@@ -552,9 +561,10 @@ impl UploadService {
         let hasher = restore_sha256(&row.hash_state)
             .ok_or_else(|| ApiError::Internal("corrupt hash state".into()))?;
         let max_len = row.length().unwrap_or(self.settings.max_size);
+        let manifest = self.db.upload_manifest(&row.id).await?;
         let writer = self
             .store
-            .open_staged(&row.id, row.offset(), max_len)
+            .open_staged(&row.id, row.offset(), max_len, &manifest)
             .await?;
         // With a per-request checksum the request is all or nothing: no intermediate commits.
         let every = checksum
@@ -620,20 +630,22 @@ impl UploadService {
                 to_i64(offset),
                 &checkpoint.hash_state,
                 None,
+                &checkpoint.manifest,
                 now,
                 self.expiry(now),
             )
             .await?;
         if committed {
-            self.release_staged(&row.id, offset).await;
+            self.release_staged(&row.id, &checkpoint.manifest).await;
         }
         Ok(committed)
     }
 
-    /// Lets the store drop what it kept only to resume from before `offset` (best effort: what
-    /// it keeps is deleted with the upload anyway).
-    async fn release_staged(&self, id: &str, offset: u64) {
-        if let Err(e) = self.store.committed(id, offset).await {
+    /// Lets the store drop what it kept only to resume from before the checkpoint whose
+    /// manifest entries were just committed (best effort: what it keeps is deleted with the
+    /// upload anyway).
+    async fn release_staged(&self, id: &str, committed: &Manifest) {
+        if let Err(e) = self.store.committed(id, committed).await {
             tracing::warn!(upload = %id, error = %e, "cannot release staged bytes before the committed offset");
         }
     }
@@ -664,7 +676,21 @@ impl UploadService {
                 self.store.discard_staged(&row.id).await?;
                 existing.storage_key
             }
-            None => self.store.publish(&row.id, &blob, size).await?,
+            None => {
+                let manifest = self.db.upload_manifest(&row.id).await?;
+                match self.store.publish(&row.id, &blob, size, &manifest).await {
+                    Ok(key) => key,
+                    Err(StoreError::Conflict) => {
+                        self.store.discard_staged(&row.id).await?;
+                        self.db
+                            .fail_upload(&row.id, lease, "upload-conflict", now)
+                            .await?;
+                        tracing::warn!(upload = %row.id, "upload failed: a fenced-off writer overwrote committed bytes");
+                        return Err(ApiError::UploadConflict);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
         };
         if !self
             .db

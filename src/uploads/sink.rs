@@ -6,9 +6,13 @@
 //!   sync job and the hash state to
 //! * the syncer, which makes those bytes durable and reports them as a [`Durable`] checkpoint,
 //!   while the writer keeps going: an fsync never stalls the stream.
+//!
+//! Each checkpoint carries the store's manifest entries for it; [`Finished`] carries every
+//! entry of the append, so that committing it alone is enough whichever checkpoints the caller
+//! committed before.
 
 use bytes::Bytes;
-use sealpost_store::{StagedWriter, StoreError, SyncJob};
+use sealpost_store::{Manifest, StagedWriter, StoreError, SyncJob};
 use sha1::Sha1;
 use sha2::Digest;
 use sha2::Sha256;
@@ -40,6 +44,8 @@ pub(super) struct Durable {
     pub(super) written: u64,
     /// Serialized upload SHA-256 state.
     pub(super) hash_state: Vec<u8>,
+    /// The store's manifest entries to commit with it.
+    pub(super) manifest: Manifest,
 }
 
 /// The end of an append: everything written is durable.
@@ -49,6 +55,8 @@ pub(super) struct Finished {
     pub(super) hash_state: Vec<u8>,
     /// The per-request checksum's digest, if one was asked for.
     pub(super) checksum: Option<Vec<u8>>,
+    /// Every manifest entry of this append.
+    pub(super) manifest: Manifest,
 }
 
 enum Command {
@@ -90,8 +98,15 @@ impl Sink {
         });
         let syncer = checkpoint_every.map(|every| {
             let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(SYNC_QUEUE);
-            tokio::task::spawn_blocking(move || run_syncer(jobs_rx, durable_tx));
-            (every, jobs_tx)
+            let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+            tokio::task::spawn_blocking(move || {
+                let _ = done_tx.send(run_syncer(jobs_rx, durable_tx));
+            });
+            Syncer {
+                every,
+                jobs: jobs_tx,
+                done: done_rx,
+            }
         });
         tokio::task::spawn_blocking(move || run_writer(rx, writer, hasher, request, syncer));
         (Self { tx }, durable_rx)
@@ -115,12 +130,51 @@ impl Sink {
 
 type SyncRequest = (SyncJob, Durable);
 
+/// The writer's side of the syncer thread.
+struct Syncer {
+    every: u64,
+    jobs: std::sync::mpsc::SyncSender<SyncRequest>,
+    /// The syncer's outcome: every manifest entry of the jobs it ran, or the first failure.
+    done: std::sync::mpsc::Receiver<Result<Manifest, StoreError>>,
+}
+
+impl Syncer {
+    /// Waits for the queued jobs to finish.
+    fn join(self) -> Result<Manifest, StoreError> {
+        drop(self.jobs);
+        self.done.recv().map_err(|_| gone())?
+    }
+}
+
+/// Makes everything written durable, after every queued checkpoint, and returns the append's
+/// final hashes and all of its manifest entries.
+fn finish(
+    writer: &mut dyn StagedWriter,
+    syncer: Option<Syncer>,
+    hasher: &Sha256,
+    request: Option<RequestHasher>,
+) -> Result<Finished, StoreError> {
+    let mut manifest = match syncer {
+        Some(syncer) => syncer.join()?,
+        None => Manifest::new(),
+    };
+    manifest.extend(writer.sync()?);
+    Ok(Finished {
+        hash_state: save_sha256(hasher),
+        checksum: request.map(|r| match r {
+            RequestHasher::Sha1(h) => h.finalize().to_vec(),
+            RequestHasher::Sha256(h) => h.finalize().to_vec(),
+        }),
+        manifest,
+    })
+}
+
 fn run_writer(
     mut rx: mpsc::Receiver<Command>,
     mut writer: Box<dyn StagedWriter>,
     mut hasher: Sha256,
     mut request: Option<RequestHasher>,
-    syncer: Option<(u64, std::sync::mpsc::SyncSender<SyncRequest>)>,
+    mut syncer: Option<Syncer>,
 ) {
     let mut failed: Option<StoreError> = None;
     let (mut written, mut unsynced) = (0u64, 0u64);
@@ -142,8 +196,8 @@ fn run_writer(
                 }
                 written += chunk.len() as u64;
                 unsynced += chunk.len() as u64;
-                if let Some((every, jobs)) = &syncer
-                    && unsynced >= *every
+                if let Some(syncer) = &syncer
+                    && unsynced >= syncer.every
                 {
                     unsynced = 0;
                     match writer.checkpoint() {
@@ -151,9 +205,10 @@ fn run_writer(
                             let durable = Durable {
                                 written,
                                 hash_state: save_sha256(&hasher),
+                                manifest: Manifest::new(),
                             };
-                            // A syncer that is gone only means no more intermediate checkpoints.
-                            let _ = jobs.send((job, durable));
+                            // A syncer that is gone failed a job; `finish` reports it.
+                            let _ = syncer.jobs.send((job, durable));
                         }
                         Err(e) => failed = Some(e),
                     }
@@ -162,13 +217,7 @@ fn run_writer(
             Command::Finish(reply) => {
                 let result = match failed.take() {
                     Some(e) => Err(e),
-                    None => writer.sync().map(|()| Finished {
-                        hash_state: save_sha256(&hasher),
-                        checksum: request.take().map(|r| match r {
-                            RequestHasher::Sha1(h) => h.finalize().to_vec(),
-                            RequestHasher::Sha256(h) => h.finalize().to_vec(),
-                        }),
-                    }),
+                    None => finish(writer.as_mut(), syncer.take(), &hasher, request.take()),
                 };
                 let _ = reply.send(result);
                 return;
@@ -177,17 +226,29 @@ fn run_writer(
     }
 }
 
+/// Runs sync jobs in order, reporting each durable checkpoint; returns every manifest entry
+/// of the jobs, or the first failure.
 fn run_syncer(
     jobs: std::sync::mpsc::Receiver<SyncRequest>,
     durable: mpsc::UnboundedSender<Result<Durable, StoreError>>,
-) {
-    while let Ok((job, checkpoint)) = jobs.recv() {
-        let result = job().map(|()| checkpoint);
-        let failed = result.is_err();
-        if durable.send(result).is_err() || failed {
-            return;
-        }
+) -> Result<Manifest, StoreError> {
+    let mut all = Manifest::new();
+    while let Ok((job, mut checkpoint)) = jobs.recv() {
+        let manifest = match job() {
+            Ok(manifest) => manifest,
+            Err(e) => {
+                let _ = durable.send(Err(e));
+                return Err(StoreError::Io(std::io::Error::other(
+                    "an earlier checkpoint failed",
+                )));
+            }
+        };
+        all.extend(manifest.clone());
+        checkpoint.manifest = manifest;
+        // The caller no longer listening only means no more intermediate commits.
+        let _ = durable.send(Ok(checkpoint));
     }
+    Ok(all)
 }
 
 #[cfg(test)]

@@ -22,18 +22,23 @@ pub struct TestApp {
     pub base: String,
     pub client: Client,
     pub data_dir: PathBuf,
+    /// The blob store's URL (files in the data directory, or a test bucket on S3).
+    pub blob_store: String,
     _dir: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Settings for a test server over `dir`: its blobs (and SQLite) there, or a PostgreSQL
-/// database of its own when `SEALPOST_TEST_DATABASE=postgres` (see `sealpost_db::testing`).
+/// Settings for a test server over `dir`: its blobs and SQLite there, or a PostgreSQL
+/// database of its own when `SEALPOST_TEST_DATABASE=postgres` (see `sealpost_db::testing`) and
+/// an S3 bucket of its own when `SEALPOST_TEST_BLOB_STORE=s3` (see `sealpost_store::testing`).
 pub fn settings_in(dir: &std::path::Path) -> Settings {
+    let key = dir.display().to_string();
     let mut s = Settings {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.to_path_buf(),
-        database_url: sealpost_db::testing::database_url(&dir.display().to_string()),
+        database_url: sealpost_db::testing::database_url(&key),
+        blob_store: sealpost_store::testing::blob_store_url(&key),
         ..Settings::default()
     };
     s.auth.attempts_per_address_per_minute = 10_000;
@@ -59,6 +64,7 @@ impl TestApp {
     /// Starts a server with exactly these settings.
     pub async fn start(settings: Settings) -> Self {
         let data_dir = settings.data_dir.clone();
+        let blob_store = settings.blob_store_url();
         let app = Application::build(settings).await.expect("build");
         let addr = app.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -71,6 +77,7 @@ impl TestApp {
             base: format!("http://{addr}"),
             client,
             data_dir,
+            blob_store,
             _dir: None,
             stop: Some(stop),
             task: Some(task),
@@ -86,6 +93,7 @@ impl TestApp {
             base: base.to_owned(),
             client,
             data_dir: PathBuf::new(),
+            blob_store: String::new(),
             _dir: None,
             stop: None,
             task: None,
@@ -283,19 +291,15 @@ impl TestApp {
             .expect("blob")
     }
 
-    /// Where the file store keeps a blob.
-    pub fn blob_path(&self, id: &str) -> PathBuf {
-        self.data_dir
-            .join("blobs")
-            .join(&id[0..2])
-            .join(&id[2..4])
-            .join(id)
+    /// What the blob store holds.
+    pub async fn stored(&self) -> sealpost_store::testing::Contents {
+        sealpost_store::testing::contents(&self.blob_store).await
     }
 
-    /// Where the file store stages an upload.
-    pub fn staged_path(&self, upload_url: &str) -> PathBuf {
+    /// Whether the blob store holds staged bytes for the upload at `upload_url`.
+    pub async fn has_staged(&self, upload_url: &str) -> bool {
         let id = upload_url.rsplit('/').next().expect("id");
-        self.data_dir.join("blobs").join(".staging").join(id)
+        self.stored().await.staged.iter().any(|k| k.contains(id))
     }
 }
 

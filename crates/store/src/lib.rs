@@ -6,7 +6,10 @@ mod blob_id;
 mod error;
 mod fs;
 mod s3;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::Range;
 use std::sync::Arc;
@@ -22,31 +25,50 @@ pub use s3::S3Store;
 /// A stream of blob bytes.
 pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
 
+/// What a store must know, beside the offset, to resume or publish an upload: entries it hands
+/// out with every durable checkpoint, which the caller commits in the same transaction as the
+/// offset (an entry replaces an earlier one of the same name) and gives back on
+/// [`BlobStore::open_staged`] and [`BlobStore::publish`]. Because only the holder of an
+/// upload's lease can commit, a fenced-off writer's late writes never become part of the
+/// upload. The file store needs none; the S3 store records its multipart upload, its parts and
+/// the object holding the part in progress.
+pub type Manifest = BTreeMap<String, String>;
+
 /// Where blobs and staged upload bytes live.
 #[async_trait::async_trait]
 pub trait BlobStore: Send + Sync + Debug {
-    /// Opens an upload of at most `max_len` bytes for appending at `offset`; anything stored
-    /// past `offset` (written but never committed) is dropped. The writer is blocking: drive it
-    /// from a blocking thread.
+    /// Opens an upload of at most `max_len` bytes for appending at `offset`, the committed
+    /// offset, whose committed manifest is `manifest`; anything stored past `offset` (written
+    /// but never committed) is ignored or dropped. The writer is blocking: drive it from a
+    /// blocking thread.
     async fn open_staged(
         &self,
         upload: &str,
         offset: u64,
         max_len: u64,
+        manifest: &Manifest,
     ) -> Result<Box<dyn StagedWriter>, StoreError>;
 
-    /// Tells the store that `offset` bytes of the upload are committed, so that it can drop
-    /// what it kept only to resume from an earlier offset.
-    async fn committed(&self, _upload: &str, _offset: u64) -> Result<(), StoreError> {
+    /// Tells the store that a checkpoint's manifest entries `committed` are committed, so that
+    /// it can drop what it kept only to resume from an earlier offset.
+    async fn committed(&self, _upload: &str, _committed: &Manifest) -> Result<(), StoreError> {
         Ok(())
     }
 
     /// Deletes an upload's staged bytes, if any.
     async fn discard_staged(&self, upload: &str) -> Result<(), StoreError>;
 
-    /// Turns an upload's `size` staged bytes into the blob `blob` and returns the storage key
-    /// the bytes live under now (recorded with the blob; the store picks it). Idempotent.
-    async fn publish(&self, upload: &str, blob: &BlobId, size: u64) -> Result<String, StoreError>;
+    /// Turns an upload's `size` committed bytes (described by `manifest`) into the blob `blob`
+    /// and returns the storage key the bytes live under now (recorded with the blob; the store
+    /// picks it). Idempotent. [`StoreError::Conflict`] if a fenced-off writer overwrote
+    /// committed bytes, which the store detects rather than publishing them.
+    async fn publish(
+        &self,
+        upload: &str,
+        blob: &BlobId,
+        size: u64,
+        manifest: &Manifest,
+    ) -> Result<String, StoreError>;
 
     /// Streams `range` of the blob stored under `key`, with bounded memory.
     async fn read(&self, key: &str, range: Range<u64>) -> Result<ByteStream, StoreError>;
@@ -58,9 +80,9 @@ pub trait BlobStore: Send + Sync + Debug {
     async fn check(&self) -> Result<(), StoreError>;
 }
 
-/// Makes the bytes written before it was created durable; may run on another thread while
-/// writing goes on.
-pub type SyncJob = Box<dyn FnOnce() -> Result<(), StoreError> + Send>;
+/// Makes the bytes written before it was created durable and returns the manifest entries to
+/// commit with them; may run on another thread while writing goes on.
+pub type SyncJob = Box<dyn FnOnce() -> Result<Manifest, StoreError> + Send>;
 
 /// Appends to one upload's staged bytes. Blocking.
 pub trait StagedWriter: Send {
@@ -68,8 +90,9 @@ pub trait StagedWriter: Send {
     fn write_all(&mut self, buf: &[u8]) -> Result<(), StoreError>;
     /// Hands everything written so far to the backend and returns the job that makes it durable.
     fn checkpoint(&mut self) -> Result<SyncJob, StoreError>;
-    /// Makes every byte written so far durable, here and now.
-    fn sync(&mut self) -> Result<(), StoreError> {
+    /// Makes every byte written so far durable, here and now; returns the manifest entries to
+    /// commit with them.
+    fn sync(&mut self) -> Result<Manifest, StoreError> {
         self.checkpoint()?()
     }
 }

@@ -3,26 +3,43 @@
 //! An upload is one multipart upload of the object `objects/<upload id>`, whose key becomes the
 //! blob's storage key. Every part has the same size, `max(5 MiB, length / 10 000)` rounded up to
 //! a MiB (so no upload needs more than 10 000 parts), fixed by the first part. Bytes that do not
-//! fill a part yet are made durable as a temporary object `staging/<upload id>/<start>` holding
-//! the part's bytes from `start`; any node can continue any upload from the committed offset by
-//! reading that object back (at most one part). Completion copies the last partial part from its
-//! temporary object server-side and completes the multipart upload: the bytes never come back
-//! through the server.
+//! fill a part yet are made durable as a temporary object `staging/<upload id>/<start>-<writer>`
+//! holding the part's bytes from `start`; any node can continue any upload from the committed
+//! offset by reading that object back (at most one part). Completion copies the last partial
+//! part from its temporary object server-side (a part under 64 KiB is sent again) and completes
+//! the multipart upload: the blob's bytes never come back through the server.
+//!
+//! Fencing: the [`Manifest`] committed with each offset names the multipart upload, every part
+//! with its ETag, and the temporary object. A writer that lost the upload's lease can still
+//! finish a request to S3 it had started, but its temporary objects carry its own writer id, so
+//! they never replace the committed one, and a part it overwrites no longer has the committed
+//! ETag, so completion fails with [`StoreError::Conflict`] instead of publishing mixed bytes.
 
 use std::ops::Range;
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use futures_util::StreamExt;
 use tokio::runtime::Handle;
 use tokio_util::io::ReaderStream;
 
-use crate::{BlobId, BlobStore, ByteStream, StagedWriter, StoreError, SyncJob};
+use crate::{BlobId, BlobStore, ByteStream, Manifest, StagedWriter, StoreError, SyncJob};
 
 const MIB: u64 = 1 << 20;
 const MIN_PART: u64 = 5 * MIB;
 const MAX_PARTS: u64 = 10_000;
+/// Last parts at least this long are copied from their temporary object server-side; shorter
+/// ones are sent again.
+const COPY_MIN: u64 = 64 * 1024;
+
+/// Manifest entry: the multipart upload's id.
+const MULTIPART: &str = "multipart";
+/// Manifest entry: the key of the temporary object holding the committed part in progress.
+const TAIL: &str = "tail";
+/// Manifest entries `part/<number>`: `<size> <etag>` of an uploaded part.
+const PART: &str = "part/";
 
 /// An S3 bucket.
 #[derive(Debug, Clone)]
@@ -35,6 +52,23 @@ fn s3_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(std::io::Error::other(format!("S3: {e}")))
 }
 
+/// A failed S3 request: the service's code and message, or what went wrong on the way.
+fn sdk_err<E: ProvideErrorMetadata + std::error::Error, R>(e: SdkError<E, R>) -> StoreError {
+    match e.as_service_error() {
+        Some(service) => s3_err(format!(
+            "{} ({})",
+            service.code().unwrap_or("unknown error"),
+            service.message().unwrap_or("no message")
+        )),
+        None => s3_err(e),
+    }
+}
+
+/// The S3 error code of a failed request (`NoSuchUpload`, `InvalidPart`, …).
+fn error_code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
+    e.as_service_error().and_then(ProvideErrorMetadata::code)
+}
+
 fn object_key(upload: &str) -> String {
     format!("objects/{upload}")
 }
@@ -43,8 +77,14 @@ fn tail_prefix(upload: &str) -> String {
     format!("staging/{upload}/")
 }
 
-fn tail_key(upload: &str, start: u64) -> String {
-    format!("staging/{upload}/{start:020}")
+fn tail_key(upload: &str, start: u64, writer: &str) -> String {
+    format!("staging/{upload}/{start:020}-{writer}")
+}
+
+/// The part offset a temporary object's key names.
+fn tail_start(key: &str) -> Option<u64> {
+    let name = key.rsplit('/').next()?;
+    name.split('-').next()?.parse().ok()
 }
 
 /// The part size for an upload of at most `max_len` bytes.
@@ -63,6 +103,78 @@ fn check_upload_id(upload: &str) -> Result<(), StoreError> {
     } else {
         Err(StoreError::InvalidId(upload.to_owned()))
     }
+}
+
+/// An uploaded part as the manifest records it.
+#[derive(Debug, Clone)]
+struct Part {
+    number: i32,
+    size: u64,
+    etag: String,
+}
+
+impl Part {
+    fn entry(&self) -> (String, String) {
+        (
+            format!("{PART}{:05}", self.number),
+            format!("{} {}", self.size, self.etag),
+        )
+    }
+
+    fn completed(&self) -> CompletedPart {
+        CompletedPart::builder()
+            .part_number(self.number)
+            .e_tag(&self.etag)
+            .build()
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    s3_err(format!("inconsistent upload manifest: {what}"))
+}
+
+/// The parts a manifest records, in order.
+fn manifest_parts(manifest: &Manifest) -> Result<Vec<Part>, StoreError> {
+    manifest
+        .range(PART.to_owned()..)
+        .take_while(|(k, _)| k.starts_with(PART))
+        .map(|(k, v)| {
+            let number = k[PART.len()..].parse().map_err(|_| corrupt(k))?;
+            let (size, etag) = v.split_once(' ').ok_or_else(|| corrupt(k))?;
+            Ok(Part {
+                number,
+                size: size.parse().map_err(|_| corrupt(k))?,
+                etag: etag.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// The first `full` parts of a manifest, which must be parts 1..=full of one size.
+fn full_parts(parts: &[Part], full: u64) -> Result<&[Part], StoreError> {
+    let n = usize::try_from(full).map_err(s3_err)?;
+    let taken = parts.get(..n).ok_or(StoreError::SizeMismatch {
+        expected: full,
+        actual: parts.len() as u64,
+    })?;
+    let contiguous = taken
+        .iter()
+        .enumerate()
+        .all(|(i, p)| usize::try_from(p.number).is_ok_and(|n| n == i + 1));
+    if contiguous {
+        Ok(taken)
+    } else {
+        Err(corrupt("missing part"))
+    }
+}
+
+/// The committed temporary object for a part starting at `start`.
+fn manifest_tail(manifest: &Manifest, start: u64) -> Result<&str, StoreError> {
+    manifest
+        .get(TAIL)
+        .map(String::as_str)
+        .filter(|k| tail_start(k) == Some(start))
+        .ok_or_else(|| corrupt("no temporary object for the part in progress"))
 }
 
 impl S3Store {
@@ -108,7 +220,9 @@ impl S3Store {
         })
     }
 
-    async fn multipart_id(&self, key: &str) -> Result<Option<String>, StoreError> {
+    /// Ids of every multipart upload in progress for `key` (normally one; two writers that
+    /// raced at offset 0 may have made two).
+    async fn multipart_ids(&self, key: &str) -> Result<Vec<String>, StoreError> {
         let listed = self
             .client
             .list_multipart_uploads()
@@ -116,69 +230,58 @@ impl S3Store {
             .prefix(key)
             .send()
             .await
-            .map_err(s3_err)?;
+            .map_err(sdk_err)?;
         Ok(listed
             .uploads()
             .iter()
-            .find(|u| u.key() == Some(key))
-            .and_then(|u| u.upload_id().map(str::to_owned)))
-    }
-
-    /// The uploaded parts, in order, with their sizes.
-    async fn parts(
-        &self,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<Vec<(CompletedPart, u64)>, StoreError> {
-        let mut parts = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .list_parts()
-                .bucket(&self.bucket)
-                .key(key)
-                .upload_id(upload_id)
-                .set_part_number_marker(marker.clone())
-                .send()
-                .await
-                .map_err(s3_err)?;
-            for p in page.parts() {
-                let part = CompletedPart::builder()
-                    .set_part_number(p.part_number())
-                    .set_e_tag(p.e_tag().map(str::to_owned))
-                    .build();
-                parts.push((part, u64::try_from(p.size().unwrap_or(0)).unwrap_or(0)));
-            }
-            if page.is_truncated() != Some(true) {
-                break;
-            }
-            marker = page.next_part_number_marker().map(str::to_owned);
-        }
-        parts.sort_by_key(|(p, _)| p.part_number());
-        Ok(parts)
-    }
-
-    async fn tails(&self, upload: &str) -> Result<Vec<(u64, String)>, StoreError> {
-        let listed = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(tail_prefix(upload))
-            .send()
-            .await
-            .map_err(s3_err)?;
-        Ok(listed
-            .contents()
-            .iter()
-            .filter_map(|o| {
-                let key = o.key()?;
-                let start = key.rsplit('/').next()?.parse().ok()?;
-                Some((start, key.to_owned()))
-            })
+            .filter(|u| u.key() == Some(key))
+            .filter_map(|u| u.upload_id().map(str::to_owned))
             .collect())
     }
 
+    async fn abort(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Err(e) if error_code(&e) != Some("NoSuchUpload") => Err(sdk_err(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The temporary objects of an upload, with the part offset each starts at.
+    async fn tails(&self, upload: &str) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut tails = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(tail_prefix(upload))
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            tails.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key())
+                    .filter_map(|k| Some((tail_start(k)?, k.to_owned()))),
+            );
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => return Ok(tails),
+            }
+        }
+    }
+
+    /// Deletes the upload's temporary objects for parts before `before` (all of them if `None`).
     async fn delete_tails(&self, upload: &str, before: Option<u64>) -> Result<(), StoreError> {
         for (start, key) in self.tails(upload).await? {
             if before.is_none_or(|b| start < b) {
@@ -197,11 +300,12 @@ impl S3Store {
             .body(S3Body::from(Vec::new()))
             .send()
             .await
-            .map_err(s3_err)?;
+            .map_err(sdk_err)?;
         Ok(())
     }
 
-    async fn read_tail(&self, upload: &str, start: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+    /// The first `len` bytes of a temporary object.
+    async fn read_tail(&self, key: &str, len: u64) -> Result<Vec<u8>, StoreError> {
         if len == 0 {
             return Ok(Vec::new());
         }
@@ -209,11 +313,14 @@ impl S3Store {
             .client
             .get_object()
             .bucket(&self.bucket)
-            .key(tail_key(upload, start))
+            .key(key)
             .range(format!("bytes=0-{}", len - 1))
             .send()
             .await
-            .map_err(|_| StoreError::NotFound)?;
+            .map_err(|e| match error_code(&e) {
+                Some("NoSuchKey") => StoreError::NotFound,
+                _ => sdk_err(e),
+            })?;
         let bytes = object.body.collect().await.map_err(s3_err)?.into_bytes();
         if (bytes.len() as u64) < len {
             return Err(StoreError::SizeMismatch {
@@ -222,6 +329,150 @@ impl S3Store {
             });
         }
         Ok(bytes.to_vec())
+    }
+
+    /// The size of an object, if it exists.
+    async fn object_size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(head) => Ok(head.content_length().and_then(|l| u64::try_from(l).ok())),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    /// Makes the first `len` bytes of the temporary object `tail` the last part, `number`, and
+    /// returns its ETag; [`StoreError::NotFound`] if the multipart upload is gone. A server-side
+    /// copy, except for tails under [`COPY_MIN`]: stores may refuse to copy objects that small
+    /// (Garage keeps them inline), and sending them again costs less than a copy request.
+    async fn last_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        tail: &str,
+        len: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let gone = |code: Option<&str>| code == Some("NoSuchUpload");
+        if len < COPY_MIN {
+            let bytes = self.read_tail(tail, len).await?;
+            return match self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(S3Body::from(bytes))
+                .send()
+                .await
+            {
+                Ok(uploaded) => Ok(uploaded.e_tag().map(str::to_owned)),
+                Err(e) if gone(error_code(&e)) => Err(StoreError::NotFound),
+                Err(e) => Err(sdk_err(e)),
+            };
+        }
+        match self
+            .client
+            .upload_part_copy()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .copy_source(format!("{}/{tail}", self.bucket))
+            .copy_source_range(format!("bytes=0-{}", len - 1))
+            .send()
+            .await
+        {
+            Ok(copied) => Ok(copied
+                .copy_part_result()
+                .and_then(|r| r.e_tag())
+                .map(str::to_owned)),
+            Err(e) if gone(error_code(&e)) => Err(StoreError::NotFound),
+            Err(e) => Err(sdk_err(e)),
+        }
+    }
+
+    /// Completes an earlier publish that finished in S3 but not in the caller's records: the
+    /// multipart upload is gone and the object has the expected size.
+    async fn already_published(&self, key: &str, size: u64) -> Result<String, StoreError> {
+        match self.object_size(key).await? {
+            Some(len) if len == size => Ok(key.to_owned()),
+            _ => Err(StoreError::NotFound),
+        }
+    }
+}
+
+#[cfg(feature = "test-support")]
+impl S3Store {
+    /// Creates the bucket; one that exists already is fine.
+    pub(crate) async fn create_bucket(&self) -> Result<(), StoreError> {
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Err(e)
+                if !matches!(
+                    error_code(&e),
+                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
+                ) =>
+            {
+                Err(sdk_err(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Everything in the bucket: objects under `objects/` as blobs; temporary objects and
+    /// multipart uploads in progress as staged.
+    pub(crate) async fn contents(&self) -> Result<crate::testing::Contents, StoreError> {
+        let mut contents = crate::testing::Contents::default();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(sdk_err)?;
+            for key in page.contents().iter().filter_map(|o| o.key()) {
+                if key.starts_with("staging/") {
+                    contents.staged.push(key.to_owned());
+                } else {
+                    contents.blobs.push(key.to_owned());
+                }
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        let uploads = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        contents.staged.extend(
+            uploads
+                .uploads()
+                .iter()
+                .filter_map(|u| u.key())
+                .map(|k| format!("multipart:{k}")),
+        );
+        Ok(contents)
     }
 }
 
@@ -232,11 +483,12 @@ impl BlobStore for S3Store {
         upload: &str,
         offset: u64,
         max_len: u64,
+        manifest: &Manifest,
     ) -> Result<Box<dyn StagedWriter>, StoreError> {
         check_upload_id(upload)?;
         let key = object_key(upload);
-        let upload_id = match self.multipart_id(&key).await? {
-            Some(id) => id,
+        let upload_id = match manifest.get(MULTIPART) {
+            Some(id) => id.clone(),
             None if offset == 0 => self
                 .client
                 .create_multipart_upload()
@@ -245,145 +497,104 @@ impl BlobStore for S3Store {
                 .content_type("application/octet-stream")
                 .send()
                 .await
-                .map_err(s3_err)?
+                .map_err(sdk_err)?
                 .upload_id()
                 .ok_or_else(|| s3_err("no upload id"))?
                 .to_owned(),
             None => return Err(StoreError::NotFound),
         };
-        let uploaded = self.parts(&key, &upload_id).await?;
-        let part_size = uploaded.first().map_or_else(
+        let recorded = manifest_parts(manifest)?;
+        let part_size = recorded.first().map_or_else(
             || part_size_for(max_len).max(offset.div_ceil(MIB) * MIB),
-            |(_, size)| *size,
+            |p| p.size,
         );
         let full = offset / part_size;
+        let parts = full_parts(&recorded, full)?.to_vec();
         let start = full * part_size;
-        let parts: Vec<CompletedPart> = uploaded
-            .into_iter()
-            .map(|(p, _)| p)
-            .take(usize::try_from(full).unwrap_or(usize::MAX))
-            .collect();
-        if (parts.len() as u64) < full {
-            return Err(StoreError::SizeMismatch {
-                expected: offset,
-                actual: parts.len() as u64 * part_size,
-            });
-        }
-        let buffer = self.read_tail(upload, start, offset - start).await?;
+        let buffer = if offset > start {
+            self.read_tail(manifest_tail(manifest, start)?, offset - start)
+                .await?
+        } else {
+            Vec::new()
+        };
         Ok(Box::new(S3Writer {
             rt: Handle::current(),
             store: self.clone(),
             upload: upload.to_owned(),
+            writer: uuid::Uuid::new_v4().simple().to_string(),
             key,
             upload_id,
             part_size,
-            parts,
+            next_part: i32::try_from(parts.len() + 1).map_err(s3_err)?,
+            new_parts: Vec::new(),
             start,
             buffer,
         }))
     }
 
-    async fn committed(&self, upload: &str, offset: u64) -> Result<(), StoreError> {
-        // The tail the committed offset needs is the newest one starting at or before it.
-        let tails = self.tails(upload).await?;
-        if let Some(needed) = tails.iter().map(|(s, _)| *s).filter(|s| *s <= offset).max() {
-            self.delete_tails(upload, Some(needed)).await?;
+    async fn committed(&self, upload: &str, committed: &Manifest) -> Result<(), StoreError> {
+        // Temporary objects for earlier parts are no longer needed by anyone: the committed
+        // offset is past them, and a fenced-off writer cannot commit.
+        match committed.get(TAIL).and_then(|k| tail_start(k)) {
+            Some(start) if start > 0 => self.delete_tails(upload, Some(start)).await,
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     async fn discard_staged(&self, upload: &str) -> Result<(), StoreError> {
         check_upload_id(upload)?;
         let key = object_key(upload);
-        if let Some(id) = self.multipart_id(&key).await? {
-            self.client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&key)
-                .upload_id(id)
-                .send()
-                .await
-                .map_err(s3_err)?;
+        for id in self.multipart_ids(&key).await? {
+            self.abort(&key, &id).await?;
         }
         self.delete_tails(upload, None).await
     }
 
-    async fn publish(&self, upload: &str, _blob: &BlobId, size: u64) -> Result<String, StoreError> {
+    async fn publish(
+        &self,
+        upload: &str,
+        _blob: &BlobId,
+        size: u64,
+        manifest: &Manifest,
+    ) -> Result<String, StoreError> {
         check_upload_id(upload)?;
         let key = object_key(upload);
-        let Some(upload_id) = self.multipart_id(&key).await? else {
-            // Completed by an earlier attempt that crashed before it was recorded.
-            let head = self
-                .client
-                .head_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .send()
-                .await;
-            let len = head
-                .ok()
-                .and_then(|h| h.content_length())
-                .and_then(|l| u64::try_from(l).ok());
-            return match len {
-                Some(len) if len == size => Ok(key),
-                _ if size == 0 => {
-                    self.put_empty(&key).await?;
-                    Ok(key)
-                }
-                _ => Err(StoreError::NotFound),
-            };
+        // Published already by an earlier attempt that crashed before it was recorded.
+        if self.object_size(&key).await? == Some(size) {
+            self.delete_tails(upload, None).await?;
+            return Ok(key);
+        }
+        let Some(upload_id) = manifest.get(MULTIPART) else {
+            // No byte was ever staged.
+            if size > 0 {
+                return Err(StoreError::NotFound);
+            }
+            self.put_empty(&key).await?;
+            return Ok(key);
         };
         if size == 0 {
-            self.client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&key)
-                .upload_id(&upload_id)
-                .send()
-                .await
-                .map_err(s3_err)?;
+            self.abort(&key, upload_id).await?;
             self.put_empty(&key).await?;
             self.delete_tails(upload, None).await?;
             return Ok(key);
         }
-        let uploaded = self.parts(&key, &upload_id).await?;
+        let recorded = manifest_parts(manifest)?;
         // No part uploaded yet: all bytes are in the temporary object from 0.
-        let part_size = uploaded.first().map_or(u64::MAX, |(_, s)| *s).max(1);
+        let part_size = recorded.first().map_or(u64::MAX, |p| p.size).max(1);
         let full = size / part_size;
         let rest = size - full * part_size;
-        let mut parts: Vec<CompletedPart> = uploaded
-            .into_iter()
-            .map(|(p, _)| p)
-            .take(usize::try_from(full).unwrap_or(usize::MAX))
+        let mut parts: Vec<CompletedPart> = full_parts(&recorded, full)?
+            .iter()
+            .map(Part::completed)
             .collect();
-        if (parts.len() as u64) < full {
-            return Err(StoreError::SizeMismatch {
-                expected: size,
-                actual: parts.len() as u64 * part_size,
-            });
-        }
         if rest > 0 {
             let number = i32::try_from(full + 1).map_err(s3_err)?;
-            let copied = self
-                .client
-                .upload_part_copy()
-                .bucket(&self.bucket)
-                .key(&key)
-                .upload_id(&upload_id)
-                .part_number(number)
-                .copy_source(format!(
-                    "{}/{}",
-                    self.bucket,
-                    tail_key(upload, full * part_size)
-                ))
-                .copy_source_range(format!("bytes=0-{}", rest - 1))
-                .send()
-                .await
-                .map_err(s3_err)?;
-            let etag = copied
-                .copy_part_result()
-                .and_then(|r| r.e_tag())
-                .map(str::to_owned);
+            let tail = manifest_tail(manifest, full * part_size)?;
+            let etag = match self.last_part(&key, upload_id, number, tail, rest).await {
+                Ok(etag) => etag,
+                Err(StoreError::NotFound) => return self.already_published(&key, size).await,
+                Err(e) => return Err(e),
+            };
             parts.push(
                 CompletedPart::builder()
                     .part_number(number)
@@ -391,19 +602,29 @@ impl BlobStore for S3Store {
                     .build(),
             );
         }
-        self.client
+        let completed = self
+            .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(&key)
-            .upload_id(&upload_id)
+            .upload_id(upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(parts))
                     .build(),
             )
             .send()
-            .await
-            .map_err(s3_err)?;
+            .await;
+        match completed {
+            Ok(_) => {}
+            Err(e) if error_code(&e) == Some("NoSuchUpload") => {
+                return self.already_published(&key, size).await;
+            }
+            // A part no longer has the ETag its writer committed: a fenced-off writer
+            // replaced it.
+            Err(e) if error_code(&e) == Some("InvalidPart") => return Err(StoreError::Conflict),
+            Err(e) => return Err(sdk_err(e)),
+        }
         self.delete_tails(upload, None).await?;
         Ok(key)
     }
@@ -420,9 +641,9 @@ impl BlobStore for S3Store {
             .range(format!("bytes={}-{}", range.start, range.end - 1))
             .send()
             .await
-            .map_err(|e| match e.as_service_error() {
-                Some(s) if s.is_no_such_key() => StoreError::NotFound,
-                _ => s3_err(e),
+            .map_err(|e| match error_code(&e) {
+                Some("NoSuchKey") => StoreError::NotFound,
+                _ => sdk_err(e),
             })?;
         Ok(ReaderStream::with_capacity(object.body.into_async_read(), 64 * 1024).boxed())
     }
@@ -434,7 +655,7 @@ impl BlobStore for S3Store {
             .key(key)
             .send()
             .await
-            .map_err(s3_err)?;
+            .map_err(sdk_err)?;
         Ok(())
     }
 
@@ -444,33 +665,42 @@ impl BlobStore for S3Store {
             .bucket(&self.bucket)
             .send()
             .await
-            .map_err(s3_err)?;
+            .map_err(sdk_err)?;
         Ok(())
     }
 }
 
 /// Appends to one upload: full parts go up as multipart parts, the rest stays in memory (at most
-/// one part) until a checkpoint makes it a temporary object.
+/// one part) until a checkpoint makes it a temporary object of this writer's own.
 struct S3Writer {
     rt: Handle,
     store: S3Store,
     upload: String,
+    /// Names this writer's temporary objects, so that no other writer can replace them.
+    writer: String,
     key: String,
     upload_id: String,
     part_size: u64,
-    parts: Vec<CompletedPart>,
+    next_part: i32,
+    /// Parts uploaded since the last checkpoint.
+    new_parts: Vec<Part>,
+    /// Upload offset of `buffer`'s first byte.
     start: u64,
     buffer: Vec<u8>,
 }
 
 impl StagedWriter for S3Writer {
     fn write_all(&mut self, buf: &[u8]) -> Result<(), StoreError> {
-        self.buffer.extend_from_slice(buf);
         let part_size = usize::try_from(self.part_size).unwrap_or(usize::MAX);
-        while self.buffer.len() >= part_size {
-            let rest = self.buffer.split_off(part_size);
-            let part = std::mem::replace(&mut self.buffer, rest);
-            let number = i32::try_from(self.parts.len() + 1).map_err(s3_err)?;
+        let mut buf = buf;
+        while !buf.is_empty() {
+            let take = (part_size - self.buffer.len()).min(buf.len());
+            self.buffer.extend_from_slice(&buf[..take]);
+            buf = &buf[take..];
+            if self.buffer.len() < part_size {
+                break;
+            }
+            let part = std::mem::take(&mut self.buffer);
             let store = &self.store;
             let uploaded = self.rt.block_on(
                 store
@@ -479,17 +709,21 @@ impl StagedWriter for S3Writer {
                     .bucket(&store.bucket)
                     .key(&self.key)
                     .upload_id(&self.upload_id)
-                    .part_number(number)
+                    .part_number(self.next_part)
                     .body(S3Body::from(part))
                     .send(),
             );
-            let etag = uploaded.map_err(s3_err)?.e_tag().map(str::to_owned);
-            self.parts.push(
-                CompletedPart::builder()
-                    .part_number(number)
-                    .set_e_tag(etag)
-                    .build(),
-            );
+            let etag = uploaded
+                .map_err(sdk_err)?
+                .e_tag()
+                .ok_or_else(|| s3_err("UploadPart returned no ETag"))?
+                .to_owned();
+            self.new_parts.push(Part {
+                number: self.next_part,
+                size: self.part_size,
+                etag,
+            });
+            self.next_part += 1;
             self.start += self.part_size;
         }
         Ok(())
@@ -497,20 +731,26 @@ impl StagedWriter for S3Writer {
 
     fn checkpoint(&mut self) -> Result<SyncJob, StoreError> {
         let (rt, store) = (self.rt.clone(), self.store.clone());
-        let key = tail_key(&self.upload, self.start);
-        let snapshot = self.buffer.clone();
+        let tail = tail_key(&self.upload, self.start, &self.writer);
+        let mut manifest = Manifest::new();
+        manifest.insert(MULTIPART.to_owned(), self.upload_id.clone());
+        manifest.extend(self.new_parts.drain(..).map(|p| p.entry()));
+        manifest.insert(TAIL.to_owned(), tail.clone());
+        let snapshot = (!self.buffer.is_empty()).then(|| self.buffer.clone());
         Ok(Box::new(move || {
-            rt.block_on(
-                store
-                    .client
-                    .put_object()
-                    .bucket(&store.bucket)
-                    .key(key)
-                    .body(S3Body::from(snapshot))
-                    .send(),
-            )
-            .map_err(s3_err)?;
-            Ok(())
+            if let Some(bytes) = snapshot {
+                rt.block_on(
+                    store
+                        .client
+                        .put_object()
+                        .bucket(&store.bucket)
+                        .key(tail)
+                        .body(S3Body::from(bytes))
+                        .send(),
+                )
+                .map_err(sdk_err)?;
+            }
+            Ok(manifest)
         }))
     }
 }
