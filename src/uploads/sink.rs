@@ -2,8 +2,8 @@
 //! neither hashing nor disk I/O runs on the async executor and memory stays bounded:
 //!
 //! * the writer hashes each chunk (the upload's running SHA-256 and an optional per-request
-//!   checksum) and appends it to the staged bytes; every `checkpoint_every` bytes it hands a
-//!   sync job and the hash state to
+//!   checksum) and appends it to the staged bytes; every `checkpoint_every` bytes (or sooner,
+//!   when the store says a checkpoint is cheap now) it hands a sync job and the hash state to
 //! * the syncer, which makes those bytes durable and reports them as a [`Durable`] checkpoint,
 //!   while the writer keeps going: an fsync never stalls the stream.
 //!
@@ -197,7 +197,7 @@ fn run_writer(
                 written += chunk.len() as u64;
                 unsynced += chunk.len() as u64;
                 if let Some(syncer) = &syncer
-                    && unsynced >= syncer.every
+                    && (unsynced >= syncer.every || writer.wants_checkpoint())
                 {
                     unsynced = 0;
                     match writer.checkpoint() {

@@ -90,6 +90,12 @@ pub trait StagedWriter: Send {
     fn write_all(&mut self, buf: &[u8]) -> Result<(), StoreError>;
     /// Hands everything written so far to the backend and returns the job that makes it durable.
     fn checkpoint(&mut self) -> Result<SyncJob, StoreError>;
+    /// Whether now is a cheap moment for a checkpoint (the S3 store: right after a part went
+    /// up, when little is left to store as a temporary object). Checkpoints also happen every
+    /// `checkpoint_bytes` regardless.
+    fn wants_checkpoint(&self) -> bool {
+        false
+    }
     /// Makes every byte written so far durable, here and now; returns the manifest entries to
     /// commit with them.
     fn sync(&mut self) -> Result<Manifest, StoreError> {

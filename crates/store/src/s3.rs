@@ -672,6 +672,10 @@ impl BlobStore for S3Store {
 
 /// Appends to one upload: full parts go up as multipart parts, the rest stays in memory (at most
 /// one part) until a checkpoint makes it a temporary object of this writer's own.
+///
+/// Requests carry their body unsigned (`UNSIGNED-PAYLOAD`): the SDK's CRC32 checksum, which S3
+/// verifies, protects the bytes, and the upload is already hashed once with SHA-256; a signed
+/// payload would hash every byte a second time.
 struct S3Writer {
     rt: Handle,
     store: S3Store,
@@ -711,6 +715,8 @@ impl StagedWriter for S3Writer {
                     .upload_id(&self.upload_id)
                     .part_number(self.next_part)
                     .body(S3Body::from(part))
+                    .customize()
+                    .disable_payload_signing()
                     .send(),
             );
             let etag = uploaded
@@ -727,6 +733,11 @@ impl StagedWriter for S3Writer {
             self.start += self.part_size;
         }
         Ok(())
+    }
+
+    /// Right after a part went up, little is left for the temporary object.
+    fn wants_checkpoint(&self) -> bool {
+        !self.new_parts.is_empty()
     }
 
     fn checkpoint(&mut self) -> Result<SyncJob, StoreError> {
@@ -746,6 +757,8 @@ impl StagedWriter for S3Writer {
                         .bucket(&store.bucket)
                         .key(tail)
                         .body(S3Body::from(bytes))
+                        .customize()
+                        .disable_payload_signing()
                         .send(),
                 )
                 .map_err(sdk_err)?;
