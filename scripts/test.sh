@@ -3,9 +3,10 @@
 #
 #   1. tools: apt packages (only if missing) and the Python venv at .venv
 #   2. cargo fmt --check, clippy -D warnings, cargo build --all-targets --locked,
-#      cargo test --workspace --locked on the embedded defaults (SQLite + files), then again
-#      on a throw-away PostgreSQL cluster + Garage S3 server (every test gets a database and a
-#      bucket of its own; see crates/db/src/testing.rs and crates/store/src/testing.rs)
+#      cargo test --workspace --locked on the embedded defaults (SQLite + files + in-process
+#      bus), then again on a throw-away PostgreSQL cluster, Garage S3 server and tansu Kafka
+#      broker (every test gets a database and a bucket of its own; see the `testing` modules of
+#      crates/db, crates/store and crates/bus)
 #   3. docker-compose.yml validation (Debian's docker-compose, no engine needed); against the
 #      built binary: OpenAPI document freshness, then a live server
 #      (SQLite + files in a temp dir) driven by tests/interop/tus_interop.py (tuspy)
@@ -39,13 +40,15 @@ PG_URL=
 PGBIN=
 S3_SERVER_PID=
 GARAGE_PID=
+TANSU_PID=
+KAFKA_BROKERS=
 cleanup() {
     local rc=$?
     if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
     fi
-    for pid in $S3_SERVER_PID $GARAGE_PID; do
+    for pid in $S3_SERVER_PID $GARAGE_PID $TANSU_PID; do
         kill -TERM "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
@@ -115,6 +118,9 @@ fi
     | grep -iE '^(tuspy|cryptography|requests|schemathesis)==' | tr '\n' ' '
 echo
 
+# A free TCP port on 127.0.0.1.
+free_port() { "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
 # A throw-away PostgreSQL cluster in a temp dir on a free port; sets PG_URL (a superuser URL, so
 # tests can create a database each). Stopped by cleanup.
 start_postgres() {
@@ -132,7 +138,7 @@ start_postgres() {
     echo pw >"$root/pw"
     chown postgres "$root/pw"
     chmod 600 "$root/pw"
-    port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(free_port)
     runuser -u postgres -- "$PGBIN/initdb" -D "$root/data" -U postgres --pwfile="$root/pw" \
         --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$root/initdb.log"
     PG_DATA=$root/data
@@ -154,9 +160,8 @@ start_garage() {
     fi
     local dir=$WORK/garage secret g node rpc
     mkdir -p "$dir"
-    free() { "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-    GARAGE_S3_PORT=$(free)
-    rpc=127.0.0.1:$(free)
+    GARAGE_S3_PORT=$(free_port)
+    rpc=127.0.0.1:$(free_port)
     secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
     cat >"$dir/garage.toml" <<TOML
 metadata_dir = "$dir/meta"
@@ -171,7 +176,7 @@ s3_region = "us-east-1"
 api_bind_addr = "127.0.0.1:$GARAGE_S3_PORT"
 root_domain = ".s3.garage.localhost"
 [admin]
-api_bind_addr = "127.0.0.1:$(free)"
+api_bind_addr = "127.0.0.1:$(free_port)"
 admin_token = "test-admin-token"
 TOML
     g="garage -c $dir/garage.toml"
@@ -190,6 +195,41 @@ TOML
     echo "garage $GARAGE_VERSION (pid $GARAGE_PID) ready, S3 at 127.0.0.1:$GARAGE_S3_PORT"
 }
 
+# tansu, a Kafka-protocol broker, in memory on a free port; sets KAFKA_BROKERS. Installed with
+# cargo the first time (about 15 minutes; the features give it a storage engine that keeps
+# data), then reused from ~/.cargo/bin.
+TANSU_VERSION=0.6.0
+start_tansu() {
+    if ! cargo install --list | grep -q "^tansu v$TANSU_VERSION:"; then
+        echo "installing tansu $TANSU_VERSION (cargo install, once per machine)"
+        cargo install "tansu@$TANSU_VERSION" --locked --features dynostore,libsql
+    fi
+    local port log=$WORK/tansu.log
+    port=$(free_port)
+    tansu broker --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" \
+        --storage-engine memory://tansu/ >"$log" 2>&1 &
+    TANSU_PID=$!
+    if ! "$PYTHON" - "$port" <<'PY'
+import socket, sys, time
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.2)
+sys.exit(1)
+PY
+    then
+        echo "error: tansu did not start; its log:" >&2
+        cat "$log" >&2
+        exit 1
+    fi
+    KAFKA_BROKERS=127.0.0.1:$port
+    echo "tansu $TANSU_VERSION (pid $TANSU_PID) ready, Kafka protocol at $KAFKA_BROKERS"
+}
+
 # ---------------------------------------------------------------------------------------------
 if [[ ${SKIP_CARGO:-} == 1 ]]; then
     section "cargo (skipped: SKIP_CARGO=1)"
@@ -202,12 +242,14 @@ else
     section "cargo test --workspace --locked (SQLite + files)"
     cargo test --workspace --locked
 
-    section "PostgreSQL and S3 (throw-away servers on 127.0.0.1)"
+    section "PostgreSQL, S3 and Kafka (throw-away servers on 127.0.0.1)"
     start_postgres
     start_garage
-    section "cargo test --workspace --locked (PostgreSQL + S3)"
+    start_tansu
+    section "cargo test --workspace --locked (PostgreSQL + S3 + Kafka)"
     SEALPOST_TEST_DATABASE=postgres SEALPOST_TEST_POSTGRES_URL=$PG_URL \
         SEALPOST_TEST_BLOB_STORE=s3 SEALPOST_TEST_S3_ENDPOINT=http://127.0.0.1:$GARAGE_S3_PORT \
+        SEALPOST_TEST_BUS=kafka SEALPOST_TEST_KAFKA_BROKERS=$KAFKA_BROKERS \
         cargo test --workspace --locked
 fi
 [[ -x $BIN ]] || { echo "error: $BIN is missing; build it with cargo build" >&2; exit 1; }
@@ -310,12 +352,13 @@ rc=0
 stage_result tus-interop "$rc"
 
 # ---------------------------------------------------------------------------------------------
-section "tus interop (tuspy) on PostgreSQL + S3 (Garage)"
+section "tus interop (tuspy) on PostgreSQL + S3 (Garage) + Kafka (tansu)"
 [[ -n $PG_URL ]] || start_postgres
 [[ -n $GARAGE_PID ]] || start_garage
+[[ -n $TANSU_PID ]] || start_tansu
 runuser -u postgres -- psql -h "$PG_ROOT" -p "$PG_PORT" -U postgres -qc "CREATE DATABASE live_s3"
 start_sealpost postgres-s3 --data-dir "$WORK/data-s3" \
-    --database-url "${PG_URL%/postgres}/live_s3" \
+    --database-url "${PG_URL%/postgres}/live_s3" --bus "kafka://$KAFKA_BROKERS" \
     --blob-store "s3://media?endpoint=http://127.0.0.1:$GARAGE_S3_PORT&region=us-east-1"
 S3_SERVER_PID=$STARTED_PID
 rc=0

@@ -52,6 +52,10 @@ impl Application {
             .check()
             .await
             .context("the blob store is not usable")?;
+        let bus = sealpost_bus::open(&settings.bus)
+            .await
+            .context("cannot open the bus")?;
+        bus.check().await.context("the bus is not usable")?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -69,6 +73,7 @@ impl Application {
             settings: Arc::new(settings),
             db,
             store,
+            bus,
             auth,
             uploads,
             metrics,

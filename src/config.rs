@@ -29,8 +29,11 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `sqlite://PATH` or `postgres://…`; defaults to `sqlite://<data_dir>/sealpost.db`.
     pub database_url: Option<String>,
-    /// `file:///PATH`; defaults to `file://<data_dir>/blobs`.
+    /// `file:///PATH` or `s3://BUCKET?endpoint=URL&region=REGION`; defaults to
+    /// `file://<data_dir>/blobs`.
     pub blob_store: Option<String>,
+    /// `memory://` (in this process) or `kafka://HOST:PORT[,HOST:PORT…]`.
+    pub bus: String,
     /// Absolute base URL clients reach this server at, for `Location` headers; relative
     /// locations are sent when unset.
     pub public_url: Option<String>,
@@ -105,6 +108,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             blob_store: None,
+            bus: "memory://".into(),
             public_url: None,
             log_format: LogFormat::Text,
             cors_origins: Vec::new(),
@@ -160,10 +164,14 @@ pub struct Overrides {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
-    /// Blob store URL: file:///PATH
+    /// Blob store URL: file:///PATH or s3://BUCKET?endpoint=URL&region=REGION
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blob_store: Option<String>,
+    /// Bus URL: memory:// or kafka://HOST:PORT [default: memory://]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bus: Option<String>,
     /// Log format
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use sealpost_auth::AuthService;
+use sealpost_bus::Bus;
 use sealpost_db::Db;
 use sealpost_store::BlobStore;
 
@@ -20,6 +21,8 @@ pub struct AppState {
     pub db: Db,
     /// Blob store.
     pub store: Arc<dyn BlobStore>,
+    /// Message bus.
+    pub bus: Arc<dyn Bus>,
     /// Accounts and tokens.
     pub auth: Arc<AuthService>,
     /// Uploads.

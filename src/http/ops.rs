@@ -16,7 +16,7 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the database and the blob store answer.
+/// Readiness: the database, the blob store and the bus answer.
 #[utoipa::path(
     get, path = "/readyz", tag = "operations",
     responses(
@@ -36,6 +36,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if let Err(e) = state.store.check().await {
         tracing::warn!(error = %e, "readiness: blob store");
         return ApiError::Unavailable("store-unavailable", "the blob store does not answer".into())
+            .into_response();
+    }
+    if let Err(e) = state.bus.check().await {
+        tracing::warn!(error = %e, "readiness: bus");
+        return ApiError::Unavailable("bus-unavailable", "the message bus does not answer".into())
             .into_response();
     }
     "ready".into_response()

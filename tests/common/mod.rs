@@ -31,7 +31,8 @@ pub struct TestApp {
 
 /// Settings for a test server over `dir`: its blobs and SQLite there, or a PostgreSQL
 /// database of its own when `SEALPOST_TEST_DATABASE=postgres` (see `sealpost_db::testing`) and
-/// an S3 bucket of its own when `SEALPOST_TEST_BLOB_STORE=s3` (see `sealpost_store::testing`).
+/// an S3 bucket of its own when `SEALPOST_TEST_BLOB_STORE=s3` (see `sealpost_store::testing`),
+/// on the Kafka broker when `SEALPOST_TEST_BUS=kafka` (see `sealpost_bus::testing`).
 pub fn settings_in(dir: &std::path::Path) -> Settings {
     let key = dir.display().to_string();
     let mut s = Settings {
@@ -39,6 +40,7 @@ pub fn settings_in(dir: &std::path::Path) -> Settings {
         data_dir: dir.to_path_buf(),
         database_url: sealpost_db::testing::database_url(&key),
         blob_store: sealpost_store::testing::blob_store_url(&key),
+        bus: sealpost_bus::testing::bus_url(),
         ..Settings::default()
     };
     s.auth.attempts_per_address_per_minute = 10_000;

@@ -1,0 +1,248 @@
+//! The bus on Apache Kafka or any Kafka-protocol broker, with rdkafka: an idempotent producer
+//! with `acks=all`, and consumer groups that commit only when told to (after the work is
+//! durable), so delivery is at-least-once.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::{Bus, BusError, Record, Subscription};
+
+/// How long a publish may wait for room in the producer's queue.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long topic creation may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the readiness check waits for cluster metadata.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A Kafka cluster.
+pub struct KafkaBus {
+    brokers: String,
+    partitions: i32,
+    replication: i32,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    /// Topics known to exist.
+    topics: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for KafkaBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBus")
+            .field("brokers", &self.brokers)
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+fn config_err(url: &str, why: impl std::fmt::Display) -> BusError {
+    BusError::Config(format!("invalid Kafka URL {url:?}: {why}"))
+}
+
+impl KafkaBus {
+    /// Connects to `kafka://HOST:PORT[,HOST:PORT…][?partitions=N&replication=N]` (lazily: the
+    /// first request reaches the brokers).
+    pub fn open(url: &str) -> Result<Self, BusError> {
+        let rest = url
+            .strip_prefix("kafka://")
+            .ok_or_else(|| config_err(url, "not a kafka:// URL"))?;
+        let (brokers, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let brokers = brokers.trim_end_matches('/').to_owned();
+        if brokers.is_empty() || brokers.split(',').any(|b| !b.contains(':')) {
+            return Err(config_err(
+                url,
+                "give the brokers as HOST:PORT[,HOST:PORT…]",
+            ));
+        }
+        let (mut partitions, mut replication) = (8, 1);
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            let n = || {
+                v.parse::<i32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| config_err(url, format!("{k} must be a positive number")))
+            };
+            match k.as_ref() {
+                "partitions" => partitions = n()?,
+                "replication" => replication = n()?,
+                other => return Err(config_err(url, format!("unknown parameter {other:?}"))),
+            }
+        }
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &brokers);
+        let producer = config
+            .clone()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", "30000")
+            .create()?;
+        let admin = config.create()?;
+        Ok(Self {
+            brokers,
+            partitions,
+            replication,
+            producer,
+            admin,
+            topics: Mutex::default(),
+        })
+    }
+
+    /// Creates `topic` unless it is known to exist.
+    async fn ensure_topic(&self, topic: &str) -> Result<(), BusError> {
+        let known = self
+            .topics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(topic);
+        if known {
+            return Ok(());
+        }
+        let new = NewTopic::new(
+            topic,
+            self.partitions,
+            TopicReplication::Fixed(self.replication),
+        );
+        let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+        for result in self.admin.create_topics([&new], &options).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    tracing::warn!(topic = %name, %code, "cannot create topic");
+                    return Err(BusError::Kafka(KafkaError::AdminOp(code)));
+                }
+            }
+        }
+        self.topics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(topic.to_owned());
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Bus for KafkaBus {
+    async fn publish(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(), BusError> {
+        self.ensure_topic(topic).await?;
+        self.producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(payload),
+                QUEUE_TIMEOUT,
+            )
+            .await
+            .map_err(|(e, _)| BusError::Kafka(e))?;
+        Ok(())
+    }
+
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
+        self.ensure_topic(topic).await?;
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()?;
+        consumer.subscribe(&[topic])?;
+        Ok(Box::new(KafkaSubscription {
+            consumer: Some(Arc::new(consumer)),
+        }))
+    }
+
+    async fn check(&self) -> Result<(), BusError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, CHECK_TIMEOUT)
+                .map(|_| ())
+        })
+        .await
+        .map_err(|_| BusError::Closed)??;
+        Ok(())
+    }
+}
+
+struct KafkaSubscription {
+    consumer: Option<Arc<StreamConsumer>>,
+}
+
+impl KafkaSubscription {
+    fn consumer(&self) -> Result<&Arc<StreamConsumer>, BusError> {
+        self.consumer.as_ref().ok_or(BusError::Closed)
+    }
+}
+
+#[async_trait::async_trait]
+impl Subscription for KafkaSubscription {
+    async fn next(&mut self) -> Result<Record, BusError> {
+        let message = self.consumer()?.recv().await?;
+        Ok(Record {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message
+                .key()
+                .map(bytes::Bytes::copy_from_slice)
+                .unwrap_or_default(),
+            payload: message
+                .payload()
+                .map(bytes::Bytes::copy_from_slice)
+                .unwrap_or_default(),
+        })
+    }
+
+    async fn commit(&mut self, record: &Record) -> Result<(), BusError> {
+        let mut offsets = TopicPartitionList::new();
+        offsets.add_partition_offset(
+            &record.topic,
+            record.partition,
+            Offset::Offset(record.offset + 1),
+        )?;
+        let consumer = self.consumer()?.clone();
+        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
+            .await
+            .map_err(|_| BusError::Closed)?
+            .map_err(|e| match e {
+                KafkaError::ConsumerCommit(
+                    RDKafkaErrorCode::IllegalGeneration
+                    | RDKafkaErrorCode::UnknownMemberId
+                    | RDKafkaErrorCode::RebalanceInProgress,
+                ) => BusError::Revoked,
+                other => BusError::Kafka(other),
+            })
+    }
+
+    async fn close(mut self: Box<Self>) {
+        if let Some(consumer) = self.consumer.take() {
+            leave(consumer).await;
+        }
+    }
+}
+
+/// Leaves the group cleanly: unsubscribes, then polls briefly so the LeaveGroup request goes
+/// out before the consumer is destroyed (destroying one with fetched, unread messages can
+/// block), on a blocking thread.
+async fn leave(consumer: Arc<StreamConsumer>) {
+    consumer.unsubscribe();
+    let _ = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await;
+    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+}
+
+impl Drop for KafkaSubscription {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.consumer.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(leave(consumer));
+        }
+    }
+}
