@@ -7,7 +7,8 @@
 #      bus), then again on a throw-away PostgreSQL cluster, Garage S3 server and tansu Kafka
 #      broker (every test gets a database and a bucket of its own; see the `testing` modules of
 #      crates/db, crates/store and crates/bus)
-#   3. docker-compose.yml validation (Debian's docker-compose, no engine needed); against the
+#   3. docker-compose.yml validation (Debian's docker-compose, no engine needed); sealed-media
+#      interop with Google Tink in both directions (tests/interop/tink_interop.py); against the
 #      built binary: OpenAPI document freshness, then a live server
 #      (SQLite + files in a temp dir) driven by tests/interop/tus_interop.py (tuspy)
 #      and by schemathesis.
@@ -107,7 +108,7 @@ fi
 STAMP=$VENV/.requirements.sha256
 WANT=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
 if [[ ! -f $STAMP || $(cat "$STAMP") != "$WANT" ]] \
-    || ! "$VENV/bin/python" -c 'import tusclient, cryptography, schemathesis' 2>/dev/null; then
+    || ! "$VENV/bin/python" -c 'import tusclient, cryptography, schemathesis, tink' 2>/dev/null; then
     echo "installing $(grep -cv '^\s*\(#\|$\)' "$REQUIREMENTS") pinned Python packages"
     "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQUIREMENTS"
     echo "$WANT" >"$STAMP"
@@ -115,7 +116,7 @@ else
     echo "venv up to date: $VENV"
 fi
 "$VENV/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null \
-    | grep -iE '^(tuspy|cryptography|requests|schemathesis)==' | tr '\n' ' '
+    | grep -iE '^(tuspy|cryptography|requests|schemathesis|tink)==' | tr '\n' ' '
 echo
 
 # A free TCP port on 127.0.0.1.
@@ -275,6 +276,16 @@ rc=0
 docker-compose -f "$ROOT/docker-compose.yml" config -q || rc=$?
 ((rc == 0)) && echo "docker-compose.yml is valid"
 stage_result compose-config "$rc"
+
+section "sealed media: interop with Google Tink (Python)"
+rc=0
+"$VENV/bin/python" "$ROOT/tests/interop/tink_interop.py" open-vectors "$ROOT/fixtures/crypto" || rc=$?
+if ((rc == 0)); then
+    "$VENV/bin/python" "$ROOT/tests/interop/tink_interop.py" seal "$ROOT/fixtures/crypto" "$WORK/tink" \
+        && SEALPOST_TINK_DIR=$WORK/tink cargo test -q -p sealpost-crypto --test tink --locked \
+        || rc=$?
+fi
+stage_result tink-interop "$rc"
 
 section "openapi freshness"
 rc=0
