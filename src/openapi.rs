@@ -10,6 +10,7 @@ use utoipa::{Modify, OpenApi};
         title = "Sealpost media API",
         description = "Resumable (tus 1.0.0 and IETF resumable-upload draft) uploads of end-to-end-encrypted media into a content-addressed store. Errors are application/problem+json with a stable `code`.",
     ),
+    components(schemas(sealpost_proto::MediaRef, sealpost_proto::Thumbnail, sealpost_proto::ThumbnailBlob)),
     modifiers(&BearerAuth),
     tags(
         (name = "accounts", description = "Registration and login with an Ed25519 identity key"),

@@ -1,12 +1,15 @@
 //! Wire types shared by the Sealpost server and its clients: request and response bodies,
-//! problem details and upload status. Pure data (serde + utoipa schemas), no I/O.
+//! problem details, upload status, and the `MediaRef` an encrypted message carries. Pure data
+//! (serde + utoipa schemas), no I/O.
 
 mod accounts;
+mod media;
 mod problem;
 mod uploads;
 
 pub use accounts::{
     Account, ChallengeRequest, ChallengeResponse, RegisterAccount, TokenRequest, TokenResponse,
 };
+pub use media::{InvalidMediaRef, MediaRef, Thumbnail, ThumbnailBlob};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use uploads::{UploadKind, UploadState, UploadStatus};
