@@ -46,6 +46,20 @@ impl SegmentCipher {
         buf.extend_from_slice(&tag);
     }
 
+    /// Encrypts `plaintext` as segment `index` straight into `out` (ciphertext, then tag),
+    /// without an intermediate copy.
+    pub(crate) fn seal_into(&self, index: u64, last: bool, plaintext: &[u8], out: &mut Vec<u8>) {
+        let nonce = self.nonce(index, last).unwrap_or_default();
+        let start = out.len();
+        out.resize(start + plaintext.len(), 0);
+        let target = &mut out[start..];
+        let tag = aes_gcm::aead::inout::InOutBuf::new(plaintext, target)
+            .ok()
+            .and_then(|buf| self.aes.encrypt_inout_detached(&nonce, &[], buf).ok())
+            .unwrap_or_default();
+        out.extend_from_slice(&tag);
+    }
+
     fn try_open(&self, index: u64, last: bool, body: &[u8], tag: &Tag) -> Option<Vec<u8>> {
         let nonce = self.nonce(index, last)?;
         let mut out = body.to_vec();

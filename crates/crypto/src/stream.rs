@@ -58,6 +58,14 @@ impl Encryptor {
                 self.seal_segment(false, out);
                 continue;
             }
+            // A whole segment with more plaintext after it: seal it straight from the input.
+            if self.buf.is_empty() && input.len() > capacity {
+                let (segment, rest) = input.split_at(capacity);
+                self.cipher.seal_into(self.index, false, segment, out);
+                self.index += 1;
+                input = rest;
+                continue;
+            }
             let take = (capacity - self.buf.len()).min(input.len());
             self.buf.extend_from_slice(&input[..take]);
             input = &input[take..];
@@ -233,7 +241,7 @@ impl<R: Read> EncryptingReader<R> {
             encryptor: Some(Encryptor::new(key, header)),
             out: Vec::new(),
             pos: 0,
-            chunk: vec![0; 64 * 1024],
+            chunk: vec![0; 1 << 20],
         }
     }
 }
