@@ -79,6 +79,50 @@ pub(crate) fn segment_start(index: u64) -> u64 {
     }
 }
 
+/// Where plaintext segment `index` starts.
+pub(crate) fn plaintext_start(index: u64) -> u64 {
+    if index == 0 {
+        0
+    } else {
+        FIRST_PLAINTEXT + (index - 1) * PLAINTEXT_SEGMENT
+    }
+}
+
+/// Where to restart sealing so as to reproduce a ciphertext from some offset on (a resumed
+/// upload): seal from `plaintext_offset` with [`crate::Encryptor::resume`] at `segment`, and
+/// drop the first `skip` bytes of what it yields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    /// The segment holding the offset (0 also when the offset is inside the header).
+    pub segment: u64,
+    /// Where that segment's plaintext starts.
+    pub plaintext_offset: u64,
+    /// Ciphertext bytes the resumed sealer yields before the requested offset.
+    pub skip: u64,
+    /// Whether the resumed sealer starts with the header (offsets inside it).
+    pub with_header: bool,
+}
+
+/// How to reproduce the ciphertext from byte `offset` on (an offset inside the ciphertext:
+/// at its end there is nothing left to reproduce).
+pub fn resume_at(offset: u64) -> Resume {
+    if offset < HEADER_LEN {
+        return Resume {
+            segment: 0,
+            plaintext_offset: 0,
+            skip: offset,
+            with_header: true,
+        };
+    }
+    let segment = offset / SEGMENT_SIZE;
+    Resume {
+        segment,
+        plaintext_offset: plaintext_start(segment),
+        skip: offset - segment_start(segment),
+        with_header: false,
+    }
+}
+
 /// What to fetch and decrypt for a plaintext range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Span {

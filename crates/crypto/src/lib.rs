@@ -14,7 +14,8 @@ mod stream;
 pub use error::CryptoError;
 pub use key::{Header, MediaKey};
 pub use layout::{
-    HEADER_LEN, SEGMENT_SIZE, Span, TAG_LEN, ciphertext_len, plaintext_len, segment_count, span,
+    HEADER_LEN, Resume, SEGMENT_SIZE, Span, TAG_LEN, ciphertext_len, plaintext_len, resume_at,
+    segment_count, span,
 };
 pub use stream::{DecryptingWriter, Decryptor, EncryptingReader, Encryptor, open, seal};
 

@@ -47,6 +47,19 @@ impl Encryptor {
         }
     }
 
+    /// Resumes sealing at segment `resume.segment` (see [`crate::resume_at`]): feed it the
+    /// plaintext from `resume.plaintext_offset` on; it yields the ciphertext from that segment's
+    /// start (from the header if `resume.with_header`).
+    pub fn resume(key: &MediaKey, header: Header, resume: &crate::Resume) -> Self {
+        let mut encryptor = Self::new(key, header);
+        if !resume.with_header {
+            encryptor.header = None;
+            encryptor.index = resume.segment;
+            encryptor.buf = Vec::with_capacity(plaintext_capacity(resume.segment) + 16);
+        }
+        encryptor
+    }
+
     /// Takes `input`, appending whatever ciphertext is complete (the header first) to `out`.
     pub fn update(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
         if let Some(header) = self.header.take() {
