@@ -1,0 +1,58 @@
+use sealpost_crypto::CryptoError;
+
+/// What went wrong, in terms a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server cannot be reached (after retries).
+    #[error("cannot reach the server: {0}")]
+    Network(#[source] reqwest::Error),
+    /// The server refused the request.
+    #[error("the server answered {status} {code}: {detail}")]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// The problem's stable code.
+        code: String,
+        /// The problem's human message.
+        detail: String,
+    },
+    /// No token: log in first.
+    #[error("not logged in")]
+    NotLoggedIn,
+    /// The downloaded ciphertext is not the blob the reference names.
+    #[error("the downloaded blob does not match its id (SHA-256 {actual}, expected {expected})")]
+    HashMismatch {
+        /// Expected hex SHA-256.
+        expected: String,
+        /// What arrived.
+        actual: String,
+    },
+    /// The ciphertext does not open (wrong key, damaged, truncated, …).
+    #[error("the file does not decrypt: {0}")]
+    Tampered(#[from] CryptoError),
+    /// The decrypted file is not the one the sender hashed.
+    #[error("the decrypted file does not match the sender's SHA-256")]
+    PlaintextMismatch,
+    /// The caller stopped the transfer (progress callback); it can be resumed.
+    #[error("stopped; run the same upload again to resume")]
+    Interrupted,
+    /// A local file could not be read or written.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The server's answer made no sense.
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// Whether trying again later may succeed (network trouble, 5xx, a takeover race).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Network(_) => true,
+            Self::Server { status, code, .. } => {
+                *status >= 500 || *status == 429 || code == "upload-superseded"
+            }
+            _ => false,
+        }
+    }
+}

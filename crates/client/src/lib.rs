@@ -1,0 +1,106 @@
+//! The Sealpost client SDK: accounts, and sealed media that is encrypted on this device before
+//! it leaves and decrypted after it arrives. The server only ever sees ciphertext.
+//!
+//! * [`Client::upload_encrypted`] seals a file under a fresh media key while it streams it to
+//!   the server (tus), resumable across process restarts, and returns the [`MediaRef`] to send
+//!   to the recipient;
+//! * [`Client::download_decrypted`] fetches a blob, checks it against its id, opens it and checks
+//!   the plaintext's SHA-256.
+
+mod auth;
+mod download;
+mod error;
+mod retry;
+mod state;
+mod upload;
+
+use reqwest::{Response, StatusCode};
+
+pub use error::ClientError;
+pub use retry::Retry;
+pub use sealpost_proto::MediaRef;
+pub use upload::Progress;
+
+/// A connection to one Sealpost server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    retry: Retry,
+}
+
+impl Client {
+    /// A client for the server at `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            token: None,
+            retry: Retry::default(),
+        }
+    }
+
+    /// Uses `token` for requests (from an earlier [`Client::login`]).
+    #[must_use]
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Retries transient failures with this policy.
+    #[must_use]
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The bearer token in use, if logged in.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    fn bearer(&self) -> Result<&str, ClientError> {
+        self.token.as_deref().ok_or(ClientError::NotLoggedIn)
+    }
+}
+
+/// Turns a non-success response into [`ClientError::Server`] with the problem's code.
+async fn check(res: Response) -> Result<Response, ClientError> {
+    if res.status().is_success() {
+        return Ok(res);
+    }
+    let status = res.status();
+    let problem: serde_json::Value = res.json().await.unwrap_or_default();
+    let text = |k: &str| problem[k].as_str().map(str::to_owned);
+    Err(ClientError::Server {
+        status: status.as_u16(),
+        code: text("code").unwrap_or_else(|| "unknown".into()),
+        detail: text("detail").unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("request failed")
+                .to_owned()
+        }),
+    })
+}
+
+fn header(res: &Response, name: &str) -> Option<String> {
+    res.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn is_gone(e: &ClientError) -> bool {
+    matches!(e, ClientError::Server { status, .. }
+        if *status == StatusCode::NOT_FOUND.as_u16() || *status == StatusCode::GONE.as_u16())
+}

@@ -1,0 +1,341 @@
+//! Sealed, resumable uploads: the file is hashed and sealed once to learn the ciphertext's
+//! SHA-256 (declared at creation, so the server verifies it), then sealed again while it
+//! streams, from whatever offset the server has; nothing is written to disk but the small state
+//! file.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use sealpost_crypto::{Encryptor, Header, MediaKey, Resume, ciphertext_len, resume_at};
+use sealpost_proto::MediaRef;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::state::{self, UploadState};
+use crate::{Client, ClientError, check, header, is_gone};
+
+const CHUNK: usize = 1 << 20;
+
+/// How far an upload is, in ciphertext bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes the server has or is receiving.
+    pub sent: u64,
+    /// All of them.
+    pub total: u64,
+    /// Where this run started (more than 0 when it resumed).
+    pub resumed_at: u64,
+}
+
+fn guess_mime(path: &Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("png") => "image/png",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("heic") => "image/heic",
+        Some("mp4" | "m4v") => "video/mp4",
+        Some("mov") => "video/quicktime",
+        Some("webm") => "video/webm",
+        Some("mp3") => "audio/mpeg",
+        Some("m4a") => "audio/mp4",
+        Some("ogg" | "opus") => "audio/ogg",
+        Some("pdf") => "application/pdf",
+        Some("txt") => "text/plain",
+        _ => "application/octet-stream",
+    }
+}
+
+fn decode_hex<const N: usize>(text: &str) -> Result<[u8; N], ClientError> {
+    hex::decode(text)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| ClientError::Protocol("corrupt upload state file".into()))
+}
+
+/// Seals the file from `resume` on, handing each piece of plaintext read and the ciphertext it
+/// completed to `sink`, which empties the ciphertext buffer and returns false to stop.
+fn seal_file(
+    path: &Path,
+    key: &MediaKey,
+    header: Header,
+    resume: &Resume,
+    mut sink: impl FnMut(&[u8], &mut Vec<u8>) -> bool,
+) -> std::io::Result<()> {
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(resume.plaintext_offset))?;
+    let mut encryptor = Encryptor::resume(key, header, resume);
+    let mut buf = vec![0u8; CHUNK];
+    let mut out = Vec::with_capacity(2 * CHUNK);
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        encryptor.update(&buf[..n], &mut out);
+        if !sink(&buf[..n], &mut out) {
+            return Ok(());
+        }
+    }
+    encryptor.finish(&mut out);
+    sink(&[], &mut out);
+    Ok(())
+}
+
+/// Hashes the plaintext and the ciphertext it seals to, reading the file once.
+fn hash_file(path: &Path, key: &MediaKey, header: Header) -> std::io::Result<(String, String)> {
+    let (mut plain, mut sealed) = (Sha256::new(), Sha256::new());
+    seal_file(path, key, header, &resume_at(0), |read, out| {
+        plain.update(read);
+        sealed.update(&out[..]);
+        out.clear();
+        true
+    })?;
+    Ok((
+        hex::encode(plain.finalize()),
+        hex::encode(sealed.finalize()),
+    ))
+}
+
+/// Seals `path` from ciphertext offset `offset` on into `tx` (run it in a blocking thread).
+fn stream_from(
+    path: &Path,
+    key: &MediaKey,
+    header: Header,
+    offset: u64,
+    tx: &mpsc::Sender<std::io::Result<Bytes>>,
+) -> std::io::Result<()> {
+    let resume = resume_at(offset);
+    // Bytes of the first re-sealed segment that the server has already.
+    let mut skip = usize::try_from(resume.skip).unwrap_or(usize::MAX);
+    seal_file(path, key, header, &resume, |_, out| {
+        let cut = skip.min(out.len());
+        skip -= cut;
+        let sent = out.len() == cut
+            || tx
+                .blocking_send(Ok(Bytes::copy_from_slice(&out[cut..])))
+                .is_ok();
+        out.clear();
+        sent
+    })
+}
+
+impl Client {
+    /// Seals the file at `path` under a fresh media key and uploads it, resuming an earlier
+    /// attempt recorded in `state_dir` if the file has not changed. `progress` is called about
+    /// ten times a second; returning `ControlFlow::Break` stops the upload (resumable later:
+    /// [`ClientError::Interrupted`]). Transient failures are retried with backoff.
+    ///
+    /// # Errors
+    /// The file cannot be read, the server refuses, or retries ran out.
+    pub async fn upload_encrypted(
+        &self,
+        path: &Path,
+        state_dir: &Path,
+        mut progress: impl FnMut(Progress) -> ControlFlow<()> + Send,
+    ) -> Result<MediaRef, ClientError> {
+        let meta = tokio::fs::metadata(path).await?;
+        let size = meta.len();
+        let modified_ns = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let mut state = match state::load(state_dir, path, size, modified_ns) {
+            Some(state) => state,
+            None => {
+                let key = MediaKey::generate();
+                let header = Header::generate();
+                let (file, k) = (path.to_path_buf(), key.clone());
+                let (plaintext_sha256, ciphertext_sha256) =
+                    tokio::task::spawn_blocking(move || hash_file(&file, &k, header))
+                        .await
+                        .map_err(std::io::Error::other)??;
+                let state = UploadState {
+                    size,
+                    modified_ns,
+                    media_key: hex::encode(key.as_bytes()),
+                    salt: hex::encode(header.salt),
+                    nonce_prefix: hex::encode(header.nonce_prefix),
+                    plaintext_sha256,
+                    ciphertext_sha256,
+                    upload_url: None,
+                };
+                state::save(state_dir, path, &state)?;
+                state
+            }
+        };
+        let key = MediaKey::from_bytes(decode_hex(&state.media_key)?);
+        let header = Header {
+            salt: decode_hex(&state.salt)?,
+            nonce_prefix: decode_hex(&state.nonce_prefix)?,
+        };
+        let mut attempt = 1;
+        let blob_id = loop {
+            let result = self
+                .push(path, state_dir, &mut state, &key, header, &mut progress)
+                .await;
+            match result {
+                Ok(blob_id) => break blob_id,
+                Err(e) if e.is_transient() && attempt < self.retry.attempts => {
+                    attempt += 1;
+                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if blob_id != state.ciphertext_sha256 {
+            return Err(ClientError::Protocol(format!(
+                "the server stored blob {blob_id}, not the ciphertext's SHA-256"
+            )));
+        }
+        state::remove(state_dir, path);
+        Ok(MediaRef {
+            blob_id,
+            media_key: *key.as_bytes(),
+            plaintext_sha256: state.plaintext_sha256,
+            size,
+            mime: guess_mime(path).to_owned(),
+            filename: path.file_name().and_then(|n| n.to_str()).map(str::to_owned),
+            width: None,
+            height: None,
+            duration_ms: None,
+            thumbnail: None,
+        })
+    }
+
+    /// A tus request with the token.
+    fn tus(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
+        Ok(self
+            .http
+            .request(method, self.url(url))
+            .bearer_auth(self.bearer()?)
+            .header("Tus-Resumable", "1.0.0"))
+    }
+
+    /// Creates the upload on the server (declaring the ciphertext's length and SHA-256).
+    async fn create(&self, state: &UploadState) -> Result<String, ClientError> {
+        let digest = hex::decode(&state.ciphertext_sha256)
+            .map_err(|_| ClientError::Protocol("corrupt upload state file".into()))?;
+        let metadata = format!(
+            "sha256 {},kind {}",
+            STANDARD.encode(digest),
+            STANDARD.encode("encrypted")
+        );
+        let res = self
+            .tus(reqwest::Method::POST, "/v1/uploads")?
+            .header("Upload-Length", ciphertext_len(state.size).to_string())
+            .header("Upload-Metadata", metadata)
+            .send()
+            .await
+            .map_err(ClientError::Network)?;
+        let res = check(res).await?;
+        header(&res, "location").ok_or_else(|| ClientError::Protocol("no Location".into()))
+    }
+
+    /// One attempt: makes sure the upload exists, asks for its offset, sends the rest.
+    async fn push(
+        &self,
+        path: &Path,
+        state_dir: &Path,
+        state: &mut UploadState,
+        key: &MediaKey,
+        header_values: Header,
+        progress: &mut (impl FnMut(Progress) -> ControlFlow<()> + Send),
+    ) -> Result<String, ClientError> {
+        let total = ciphertext_len(state.size);
+        let url = match &state.upload_url {
+            Some(url) => url.clone(),
+            None => {
+                let url = self.create(state).await?;
+                state.upload_url = Some(url.clone());
+                state::save(state_dir, path, state)?;
+                url
+            }
+        };
+        let head = self
+            .tus(reqwest::Method::HEAD, &url)?
+            .send()
+            .await
+            .map_err(ClientError::Network)?;
+        let head = match check(head).await {
+            Err(e) if is_gone(&e) => {
+                // Expired or swept: start a new upload of the same ciphertext.
+                state.upload_url = None;
+                state::save(state_dir, path, state)?;
+                return Err(ClientError::Server {
+                    status: 503,
+                    code: "upload-restarted".into(),
+                    detail: "the server no longer has this upload; starting over".into(),
+                });
+            }
+            other => other?,
+        };
+        if let Some(blob) = header(&head, "sealpost-blob-id") {
+            return Ok(blob);
+        }
+        let offset: u64 = header(&head, "upload-offset")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| ClientError::Protocol("HEAD without Upload-Offset".into()))?;
+        let sent = Arc::new(AtomicU64::new(offset));
+        let (tx, mut rx) = mpsc::channel(4);
+        let (file, k) = (path.to_path_buf(), key.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = stream_from(&file, &k, header_values, offset, &tx) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        let counter = sent.clone();
+        let body = futures_util::stream::poll_fn(move |cx| {
+            rx.poll_recv(cx).map(|item| {
+                if let Some(Ok(chunk)) = &item {
+                    counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+                item
+            })
+        });
+        let request = self
+            .tus(reqwest::Method::PATCH, &url)?
+            .header("Upload-Offset", offset.to_string())
+            .header("Content-Type", "application/offset+octet-stream")
+            .header("Content-Length", (total - offset).to_string())
+            .body(reqwest::Body::wrap_stream(body))
+            .send();
+        tokio::pin!(request);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let res = loop {
+            tokio::select! {
+                res = &mut request => break res.map_err(ClientError::Network)?,
+                _ = tick.tick() => {
+                    let now = Progress { sent: sent.load(Ordering::Relaxed), total, resumed_at: offset };
+                    if progress(now).is_break() {
+                        return Err(ClientError::Interrupted);
+                    }
+                }
+            }
+        };
+        let res = check(res).await?;
+        let _ = progress(Progress {
+            sent: total,
+            total,
+            resumed_at: offset,
+        });
+        header(&res, "sealpost-blob-id")
+            .ok_or_else(|| ClientError::Protocol("the upload ended without a blob id".into()))
+    }
+}

@@ -1,0 +1,179 @@
+//! The client SDK against the real server: a file sealed on the client uploads resumably and
+//! comes back whole; the server only ever holds ciphertext; damage and wrong keys are refused.
+
+mod common;
+
+use std::ops::ControlFlow;
+
+use common::*;
+use ed25519_dalek::SigningKey;
+use sealpost_client::{Client, ClientError};
+
+async fn logged_in(app: &TestApp) -> Client {
+    let key = SigningKey::from_bytes(&rand_bytes());
+    let phone = phone();
+    let mut client = Client::new(&app.base);
+    client
+        .register(&phone, "Sdk", &key)
+        .await
+        .expect("register");
+    client.login(&phone, &key).await.expect("login");
+    client
+}
+
+#[tokio::test]
+async fn a_sealed_file_round_trips_and_the_server_holds_only_ciphertext() {
+    let app = TestApp::spawn().await;
+    let client = logged_in(&app).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = payload(300_000, 41);
+    let path = dir.path().join("holiday.jpg");
+    std::fs::write(&path, &data).expect("write");
+
+    let media = client
+        .upload_encrypted(&path, &dir.path().join("state"), |_| {
+            ControlFlow::Continue(())
+        })
+        .await
+        .expect("upload");
+    media.validate().expect("valid reference");
+    assert_eq!((media.size, media.mime.as_str()), (300_000, "image/jpeg"));
+    assert_eq!(media.plaintext_sha256, sha256_hex(&data));
+
+    let out = dir.path().join("received.jpg");
+    client
+        .download_decrypted(&media, &out)
+        .await
+        .expect("download");
+    assert!(std::fs::read(&out).expect("read") == data);
+
+    // What the server stores is the ciphertext: its length, its hash as the id, and no run of
+    // the plaintext anywhere in it.
+    let user = User {
+        phone: String::new(),
+        key: SigningKey::from_bytes(&rand_bytes()),
+        token: client.token().expect("token").to_owned(),
+        account_id: String::new(),
+    };
+    let stored = app
+        .blob(&user, &media.blob_id)
+        .await
+        .bytes()
+        .await
+        .expect("blob");
+    assert_eq!(
+        stored.len() as u64,
+        sealpost_crypto::ciphertext_len(300_000)
+    );
+    assert_eq!(sha256_hex(&stored), media.blob_id);
+    for at in [0, 1000, 65_470, 150_000, 299_968] {
+        let window = &data[at..at + 32];
+        assert!(
+            !stored.windows(32).any(|w| w == window),
+            "plaintext bytes at {at} appear in the stored blob"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stopped_upload_resumes_where_the_server_stopped() {
+    let app = TestApp::spawn().await;
+    let client = logged_in(&app).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let data = payload(3 << 20, 42);
+    let path = dir.path().join("clip.mp4");
+    std::fs::write(&path, &data).expect("write");
+
+    let stopped = client
+        .upload_encrypted(&path, &state, |p| {
+            if p.sent >= 1 << 20 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await;
+    assert!(
+        matches!(stopped, Err(ClientError::Interrupted)),
+        "{stopped:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&state).expect("state dir").count(),
+        1,
+        "the upload's state is kept for the next run"
+    );
+
+    let mut resumed_at = None;
+    let media = client
+        .upload_encrypted(&path, &state, |p| {
+            resumed_at.get_or_insert(p.resumed_at);
+            ControlFlow::Continue(())
+        })
+        .await
+        .expect("resumed upload");
+    assert!(
+        resumed_at.is_some_and(|at| at > 0),
+        "the second run continued from the server's offset, not from 0: {resumed_at:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&state).expect("state dir").count(),
+        0,
+        "a finished upload forgets its state"
+    );
+    let out = dir.path().join("out.mp4");
+    client
+        .download_decrypted(&media, &out)
+        .await
+        .expect("download");
+    assert!(std::fs::read(&out).expect("read") == data);
+}
+
+#[tokio::test]
+async fn wrong_keys_and_wrong_hashes_are_refused_and_leave_no_file() {
+    let app = TestApp::spawn().await;
+    let client = logged_in(&app).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("note.txt");
+    std::fs::write(&path, payload(100_000, 43)).expect("write");
+    let media = client
+        .upload_encrypted(&path, &dir.path().join("state"), |_| {
+            ControlFlow::Continue(())
+        })
+        .await
+        .expect("upload");
+    let out = dir.path().join("out.txt");
+
+    let mut wrong_key = media.clone();
+    wrong_key.media_key[0] ^= 1;
+    let err = client.download_decrypted(&wrong_key, &out).await;
+    assert!(
+        matches!(
+            err,
+            Err(ClientError::Tampered(
+                sealpost_crypto::CryptoError::WrongKey
+            ))
+        ),
+        "{err:?}"
+    );
+    let mut wrong_hash = media.clone();
+    wrong_hash.plaintext_sha256 = "00".repeat(32);
+    let err = client.download_decrypted(&wrong_hash, &out).await;
+    assert!(
+        matches!(err, Err(ClientError::PlaintextMismatch)),
+        "{err:?}"
+    );
+    assert!(!out.exists());
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["note.txt", "state"], "no partial files are left");
+
+    let anonymous = Client::new(&app.base);
+    assert!(matches!(
+        anonymous.download_decrypted(&media, &out).await,
+        Err(ClientError::NotLoggedIn)
+    ));
+}
