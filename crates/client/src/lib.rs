@@ -28,6 +28,8 @@ pub struct Client {
     base: String,
     token: Option<String>,
     retry: Retry,
+    /// Upload rate cap in bytes per second.
+    rate: Option<u64>,
 }
 
 impl Client {
@@ -38,6 +40,7 @@ impl Client {
             base: base.trim_end_matches('/').to_owned(),
             token: None,
             retry: Retry::default(),
+            rate: None,
         }
     }
 
@@ -52,6 +55,13 @@ impl Client {
     #[must_use]
     pub fn with_retry(mut self, retry: Retry) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Sends uploads at no more than `bytes_per_second` (none: as fast as possible).
+    #[must_use]
+    pub fn with_rate_limit(mut self, bytes_per_second: Option<u64>) -> Self {
+        self.rate = bytes_per_second.filter(|r| *r > 0);
         self
     }
 

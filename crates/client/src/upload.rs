@@ -114,20 +114,31 @@ fn stream_from(
     key: &MediaKey,
     header: Header,
     offset: u64,
+    rate: Option<u64>,
     tx: &mpsc::Sender<std::io::Result<Bytes>>,
 ) -> std::io::Result<()> {
     let resume = resume_at(offset);
     // Bytes of the first re-sealed segment that the server has already.
     let mut skip = usize::try_from(resume.skip).unwrap_or(usize::MAX);
+    let started = std::time::Instant::now();
+    let mut sent = 0u64;
     seal_file(path, key, header, &resume, |_, out| {
         let cut = skip.min(out.len());
         skip -= cut;
-        let sent = out.len() == cut
+        let delivered = out.len() == cut
             || tx
                 .blocking_send(Ok(Bytes::copy_from_slice(&out[cut..])))
                 .is_ok();
+        sent += (out.len() - cut) as u64;
         out.clear();
-        sent
+        if let Some(rate) = rate {
+            // Stay at or under the rate: wait until `sent` bytes are due.
+            let due = Duration::from_millis(sent.saturating_mul(1000) / rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        delivered
     })
 }
 
@@ -294,9 +305,9 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("HEAD without Upload-Offset".into()))?;
         let sent = Arc::new(AtomicU64::new(offset));
         let (tx, mut rx) = mpsc::channel(4);
-        let (file, k) = (path.to_path_buf(), key.clone());
+        let (file, k, rate) = (path.to_path_buf(), key.clone(), self.rate);
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = stream_from(&file, &k, header_values, offset, &tx) {
+            if let Err(e) = stream_from(&file, &k, header_values, offset, rate, &tx) {
                 let _ = tx.blocking_send(Err(e));
             }
         });

@@ -1,0 +1,342 @@
+//! `seal`: end-to-end encrypted media from the command line.
+//!
+//! ```text
+//! seal register --phone +15551234567 --name Ada     # new identity key, kept in the config dir
+//! seal login                                         # a fresh token
+//! seal upload photo.jpg > photo.ref.json             # seal + resumable upload; prints the MediaRef
+//! seal download photo.ref.json -o photo.jpg          # download, verify, open
+//! ```
+//!
+//! Every command takes `--server URL` (or `SEAL_SERVER`, or `server = "…"` in
+//! `<config dir>/config.toml`). The config dir (`--config-dir`, `SEAL_CONFIG_DIR`, default
+//! `$XDG_CONFIG_HOME/seal` or `~/.config/seal`) holds the identity key and the token, readable by
+//! the owner only, and the state of unfinished uploads.
+
+use std::io::{IsTerminal, Write};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use clap::{Parser, Subcommand};
+use ed25519_dalek::SigningKey;
+use sealpost_client::{Client, ClientError, MediaRef, Progress};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "seal",
+    version,
+    about = "End-to-end encrypted media for Sealpost"
+)]
+struct Cli {
+    /// The Sealpost server, e.g. https://media.example.com
+    #[arg(long, env = "SEAL_SERVER", global = true)]
+    server: Option<String>,
+    /// Where keys, the token and upload state live
+    #[arg(long, env = "SEAL_CONFIG_DIR", global = true)]
+    config_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Creates an account with a new identity key, and logs in
+    Register {
+        /// Phone number in E.164 form, e.g. +15551234567
+        #[arg(long)]
+        phone: String,
+        /// Display name
+        #[arg(long)]
+        name: String,
+    },
+    /// Gets a fresh token with the stored identity key
+    Login,
+    /// Seals FILE and uploads it (resumable: run it again after an interruption); prints the
+    /// MediaRef JSON to send to the recipient
+    Upload {
+        /// The file to send
+        file: PathBuf,
+        /// Upload at most this many bytes per second
+        #[arg(long)]
+        limit_rate: Option<u64>,
+    },
+    /// Downloads the media a MediaRef JSON file names, verifies and opens it
+    Download {
+        /// The MediaRef JSON (from `seal upload`, or from a message)
+        reference: PathBuf,
+        /// Where to write the opened file
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+/// The stored identity.
+#[derive(Serialize, Deserialize)]
+struct Identity {
+    phone: String,
+    /// Standard base64 of the Ed25519 secret key.
+    secret_key: String,
+}
+
+/// The stored session.
+#[derive(Serialize, Deserialize)]
+struct Session {
+    server: String,
+    token: String,
+}
+
+/// A failure with the message to show and the exit code.
+struct Failure(String, u8);
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let message = match &e {
+            ClientError::Network(_) => format!("{e}. Is the server running and the URL right?"),
+            ClientError::Server { status: 401, .. } => {
+                "the session has expired or was revoked: run `seal login`".to_owned()
+            }
+            ClientError::NotLoggedIn => "not logged in: run `seal login`".to_owned(),
+            ClientError::HashMismatch { .. } => {
+                format!("{e}: the download is not the file that was sent; nothing was written")
+            }
+            ClientError::Tampered(_) | ClientError::PlaintextMismatch => {
+                format!("{e}: the file was altered or the key is wrong; nothing was written")
+            }
+            ClientError::Interrupted => {
+                return Self(
+                    "stopped. Run the same command again to resume.".to_owned(),
+                    130,
+                );
+            }
+            _ => e.to_string(),
+        };
+        Self(message, 1)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Self(e.to_string(), 1)
+    }
+}
+
+fn config_dir(flag: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    if let Some(dir) = flag {
+        return Ok(dir);
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .ok_or_else(|| {
+            Failure(
+                "no config dir: set --config-dir or SEAL_CONFIG_DIR".into(),
+                2,
+            )
+        })?;
+    Ok(base.join("seal"))
+}
+
+/// Writes `value` as JSON, readable by the owner only.
+fn write_private(path: &Path, value: &impl Serialize) -> Result<(), Failure> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+        #[cfg(unix)]
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(&serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?)?;
+    Ok(())
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, missing: &str) -> Result<T, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|_| Failure(missing.to_owned(), 2))?;
+    serde_json::from_str(&text).map_err(|e| Failure(format!("{}: {e}", path.display()), 2))
+}
+
+fn server(flag: Option<String>, dir: &Path) -> Result<String, Failure> {
+    if let Some(server) = flag {
+        return Ok(server);
+    }
+    let file = dir.join("config.toml");
+    let configured = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|t| toml_server(&t));
+    configured.ok_or_else(|| {
+        Failure(
+            format!(
+                "no server: pass --server URL, set SEAL_SERVER, or put server = \"URL\" in {}",
+                file.display()
+            ),
+            2,
+        )
+    })
+}
+
+/// Reads `server = "…"` from the config file.
+fn toml_server(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "server").then(|| value.trim().trim_matches('"').to_owned())
+    })
+}
+
+/// Shows progress on a terminal: bytes, rate, time left.
+struct Bar {
+    started: Instant,
+    on: bool,
+}
+
+impl Bar {
+    fn show(&mut self, p: Progress) {
+        if !self.on || p.total == 0 {
+            return;
+        }
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let done = p.sent.saturating_sub(p.resumed_at) as f64;
+        let rate = done / secs;
+        let left = p.total.saturating_sub(p.sent) as f64;
+        let eta = if rate > 0.0 { left / rate } else { 0.0 };
+        let mib = |b: f64| b / (1 << 20) as f64;
+        eprint!(
+            "\r{:5.1}%  {:.1}/{:.1} MiB  {:.1} MiB/s  ETA {:.0}s   ",
+            100.0 * p.sent as f64 / p.total as f64,
+            mib(p.sent as f64),
+            mib(p.total as f64),
+            mib(rate),
+            eta
+        );
+    }
+
+    fn end(&self) {
+        if self.on {
+            eprintln!();
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let dir = config_dir(cli.config_dir)?;
+    let identity_path = dir.join("identity.json");
+    let session_path = dir.join("session.json");
+    match cli.command {
+        Command::Register { phone, name } => {
+            let server = server(cli.server, &dir)?;
+            if identity_path.exists() {
+                return Err(Failure(
+                    format!("{} already holds an identity", identity_path.display()),
+                    2,
+                ));
+            }
+            let key = SigningKey::from_bytes(&rand::random());
+            let mut client = Client::new(&server);
+            client.register(&phone, &name, &key).await?;
+            write_private(
+                &identity_path,
+                &Identity {
+                    phone: phone.clone(),
+                    secret_key: STANDARD.encode(key.to_bytes()),
+                },
+            )?;
+            let token = client.login(&phone, &key).await?;
+            write_private(&session_path, &Session { server, token })?;
+            eprintln!(
+                "registered {phone}; key kept in {}",
+                identity_path.display()
+            );
+        }
+        Command::Login => {
+            let server = server(cli.server, &dir)?;
+            let identity: Identity =
+                read_json(&identity_path, "no identity yet: run `seal register` first")?;
+            let secret: [u8; 32] = STANDARD
+                .decode(&identity.secret_key)
+                .ok()
+                .and_then(|k| k.try_into().ok())
+                .ok_or_else(|| Failure(format!("{} is damaged", identity_path.display()), 2))?;
+            let mut client = Client::new(&server);
+            let token = client
+                .login(&identity.phone, &SigningKey::from_bytes(&secret))
+                .await?;
+            write_private(&session_path, &Session { server, token })?;
+            eprintln!("logged in as {}", identity.phone);
+        }
+        Command::Upload { file, limit_rate } => {
+            let session: Session = read_json(&session_path, "not logged in: run `seal login`")?;
+            let server = cli.server.unwrap_or(session.server);
+            let client = Client::new(&server)
+                .with_token(session.token)
+                .with_rate_limit(limit_rate);
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            });
+            let mut bar = Bar {
+                started: Instant::now(),
+                on: std::io::stderr().is_terminal(),
+            };
+            let mut announced = false;
+            let result = client
+                .upload_encrypted(&file, &dir.join("uploads"), |p| {
+                    if !announced && p.resumed_at > 0 {
+                        announced = true;
+                        eprintln!("resuming at byte {} of {}", p.resumed_at, p.total);
+                    }
+                    bar.show(p);
+                    if stop.load(Ordering::SeqCst) {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                })
+                .await;
+            bar.end();
+            let media = result?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&media).map_err(std::io::Error::other)?
+            );
+        }
+        Command::Download { reference, output } => {
+            let session: Session = read_json(&session_path, "not logged in: run `seal login`")?;
+            let server = cli.server.unwrap_or(session.server);
+            let text = std::fs::read_to_string(&reference)?;
+            let media: MediaRef = serde_json::from_str(&text).map_err(|e| {
+                Failure(format!("{} is not a MediaRef: {e}", reference.display()), 2)
+            })?;
+            media.validate().map_err(|e| Failure(e.to_string(), 2))?;
+            let client = Client::new(&server).with_token(session.token);
+            client.download_decrypted(&media, &output).await?;
+            eprintln!(
+                "wrote {} ({} bytes, verified)",
+                output.display(),
+                media.size
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message, code)) => {
+            eprintln!("seal: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
