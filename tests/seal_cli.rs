@@ -45,6 +45,27 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Waits until `seal upload` has created its upload (its state file records the URL), so that
+/// what follows measures sending, not sealing the file to hash it.
+async fn started_sending(state_dir: &Path) {
+    for _ in 0..300 {
+        let created = std::fs::read_dir(state_dir)
+            .into_iter()
+            .flatten()
+            .any(|entry| {
+                entry
+                    .ok()
+                    .and_then(|e| std::fs::read_to_string(e.path()).ok())
+                    .is_some_and(|t| t.contains("\"upload_url\": \""))
+            });
+        if created {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("seal upload never created its upload");
+}
+
 /// `seal download REFERENCE -o OUT` succeeds and OUT holds `data`.
 async fn downloads_intact(app: &TestApp, config: &Path, reference: &Path, out: &Path, data: &[u8]) {
     let mut download = seal(config, &app.base);
@@ -147,7 +168,7 @@ async fn ctrl_c_during_an_upload_then_the_same_command_resumes() {
     let file = dir.path().join("clip.mp4");
     std::fs::write(&file, &data).expect("write");
 
-    // 2 MB/s: the upload takes about 3 s, and is interrupted after about 1.
+    // 2 MB/s: the upload takes about 3 s once it has started, and is interrupted after 1.
     let mut upload = seal(&config, &app.base);
     upload
         .args(["upload", "--limit-rate", "2000000"])
@@ -155,7 +176,8 @@ async fn ctrl_c_during_an_upload_then_the_same_command_resumes() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let child = upload.spawn().expect("spawn seal");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    started_sending(&config.join("uploads")).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let killed = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
