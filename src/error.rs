@@ -52,6 +52,9 @@ pub enum ApiError {
          completed; nothing was stored, start a new upload"
     )]
     UploadConflict,
+    /// The requested byte range lies outside the blob of this size.
+    #[error("the requested range is outside the blob's {0} bytes")]
+    RangeNotSatisfiable(u64),
     /// The protocol version is missing or unsupported.
     #[error("{0}")]
     UnsupportedVersion(String),
@@ -102,6 +105,7 @@ impl ApiError {
             Self::UploadFailed(_) => (400, "upload-failed"),
             Self::Superseded => (409, "upload-superseded"),
             Self::UploadConflict => (409, "upload-conflict"),
+            Self::RangeNotSatisfiable(_) => (416, "range-not-satisfiable"),
             Self::UnsupportedVersion(_) => (412, "unsupported-version"),
             Self::TooLarge(code, _) => (413, code),
             Self::UnsupportedMediaType(_) => (415, "unsupported-media-type"),
@@ -156,6 +160,11 @@ impl IntoResponse for ApiError {
                     HeaderName::from_static("upload-offset"),
                     HeaderValue::from(*expected),
                 );
+            }
+            Self::RangeNotSatisfiable(size) => {
+                if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    headers.insert(axum::http::header::CONTENT_RANGE, value);
+                }
             }
             Self::UnsupportedVersion(_) => {
                 headers.insert(

@@ -47,6 +47,32 @@ async fn a_sealed_file_round_trips_and_the_server_holds_only_ciphertext() {
         .expect("download");
     assert!(std::fs::read(&out).expect("read") == data);
 
+    // Ranges, as a player seeking in a video asks for them.
+    for (start, end) in [
+        (0, 1),
+        (65_470, 65_500),
+        (100_000, 250_000),
+        (299_990, 300_000),
+    ] {
+        let part = dir.path().join("part");
+        client
+            .download_decrypted_range(&media, start..end, &part)
+            .await
+            .expect("range");
+        let start = usize::try_from(start).expect("fits");
+        let end = usize::try_from(end).expect("fits");
+        assert!(
+            std::fs::read(&part).expect("read") == data[start..end],
+            "{start}..{end}"
+        );
+    }
+    assert!(matches!(
+        client
+            .download_decrypted_range(&media, 299_999..300_001, &dir.path().join("x"))
+            .await,
+        Err(ClientError::BadRange(..))
+    ));
+
     // What the server stores is the ciphertext: its length, its hash as the id, and no run of
     // the plaintext anywhere in it.
     let user = User {

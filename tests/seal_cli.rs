@@ -123,6 +123,28 @@ async fn upload_then_download_round_trips_and_tampering_is_refused() {
     )
     .await;
 
+    // Just some bytes, across a segment boundary: only those segments are fetched and opened.
+    let part = dir.path().join("part.bin");
+    let mut ranged = seal(&config, &app.base);
+    ranged
+        .arg("download")
+        .arg(&reference)
+        .arg("-o")
+        .arg(&part)
+        .args(["--range", "65000-70999"]);
+    let out = run(ranged).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(std::fs::read(&part).expect("read") == data[65_000..71_000]);
+    let mut outside = seal(&config, &app.base);
+    outside
+        .arg("download")
+        .arg(&reference)
+        .arg("-o")
+        .arg(&part)
+        .args(["--range", "300000-"]);
+    let out = run(outside).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
     // Another key in the reference: refused, nothing written.
     let mut tampered = media.clone();
     tampered["media_key"] = base64_key(&[9; 32]).into();

@@ -5,6 +5,7 @@ pub mod blobs;
 pub mod interim;
 pub mod json;
 pub mod ops;
+pub mod range;
 
 use axum::Router;
 use axum::body::Body;

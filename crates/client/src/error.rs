@@ -33,6 +33,9 @@ pub enum ClientError {
     /// The decrypted file is not the one the sender hashed.
     #[error("the decrypted file does not match the sender's SHA-256")]
     PlaintextMismatch,
+    /// A plaintext range outside the file.
+    #[error("range {0:?} is outside the file's {1} bytes")]
+    BadRange(std::ops::Range<u64>, u64),
     /// The caller stopped the transfer (progress callback); it can be resumed.
     #[error("stopped; run the same upload again to resume")]
     Interrupted,

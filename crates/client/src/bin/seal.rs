@@ -73,6 +73,10 @@ enum Command {
         /// Where to write the opened file
         #[arg(short, long)]
         output: PathBuf,
+        /// Only these plaintext bytes: START-END (END included) or START- (to the end);
+        /// fetches just the segments that hold them
+        #[arg(long)]
+        range: Option<String>,
     },
 }
 
@@ -188,6 +192,32 @@ fn toml_server(text: &str) -> Option<String> {
         let (key, value) = line.split_once('=')?;
         (key.trim() == "server").then(|| value.trim().trim_matches('"').to_owned())
     })
+}
+
+/// Parses `START-END` (END included) or `START-` for a file of `size` bytes.
+fn parse_range(spec: &str, size: u64) -> Result<std::ops::Range<u64>, Failure> {
+    let bad = || {
+        Failure(
+            format!(
+                "--range {spec:?}: use START-END (END included) or START-, within the file's {size} bytes"
+            ),
+            2,
+        )
+    };
+    let (start, end) = spec.split_once('-').ok_or_else(bad)?;
+    let start: u64 = start.trim().parse().map_err(|_| bad())?;
+    let end = match end.trim() {
+        "" => size,
+        end => end
+            .parse::<u64>()
+            .map_err(|_| bad())?
+            .saturating_add(1)
+            .min(size),
+    };
+    if start >= end {
+        return Err(bad());
+    }
+    Ok(start..end)
 }
 
 /// Shows progress on a terminal: bytes, rate, time left.
@@ -309,7 +339,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 serde_json::to_string_pretty(&media).map_err(std::io::Error::other)?
             );
         }
-        Command::Download { reference, output } => {
+        Command::Download {
+            reference,
+            output,
+            range,
+        } => {
             let session: Session = read_json(&session_path, "not logged in: run `seal login`")?;
             let server = cli.server.unwrap_or(session.server);
             let text = std::fs::read_to_string(&reference)?;
@@ -318,12 +352,28 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             })?;
             media.validate().map_err(|e| Failure(e.to_string(), 2))?;
             let client = Client::new(&server).with_token(session.token);
-            client.download_decrypted(&media, &output).await?;
-            eprintln!(
-                "wrote {} ({} bytes, verified)",
-                output.display(),
-                media.size
-            );
+            match range {
+                Some(spec) => {
+                    let bytes = parse_range(&spec, media.size)?;
+                    let len = bytes.end - bytes.start;
+                    client
+                        .download_decrypted_range(&media, bytes, &output)
+                        .await?;
+                    eprintln!(
+                        "wrote {} ({len} bytes of {}, each segment authenticated)",
+                        output.display(),
+                        media.size
+                    );
+                }
+                None => {
+                    client.download_decrypted(&media, &output).await?;
+                    eprintln!(
+                        "wrote {} ({} bytes, verified)",
+                        output.display(),
+                        media.size
+                    );
+                }
+            }
         }
     }
     Ok(())
