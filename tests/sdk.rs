@@ -203,3 +203,15 @@ async fn wrong_keys_and_wrong_hashes_are_refused_and_leave_no_file() {
         Err(ClientError::NotLoggedIn)
     ));
 }
+
+#[tokio::test]
+async fn https_servers_are_reachable_in_principle() {
+    // Nothing listens on port 1: with TLS built in, the failure is the connection itself,
+    // not an unsupported scheme.
+    let mut client = Client::new("https://127.0.0.1:1");
+    let key = SigningKey::from_bytes(&rand_bytes());
+    match client.login("+15550000000", &key).await {
+        Err(ClientError::Network(e)) => assert!(e.is_connect(), "{e:?}"),
+        other => panic!("expected a connection error, got {other:?}"),
+    }
+}
