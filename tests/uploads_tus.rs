@@ -475,6 +475,28 @@ async fn per_account_limits_on_unfinished_uploads() {
 }
 
 #[tokio::test]
+async fn concurrent_creations_never_overshoot_the_limits() {
+    let app = TestApp::spawn_with(|s| s.uploads.max_active_per_account = 3).await;
+    let user = app.user(&phone()).await;
+    let headers = [("Upload-Length", "10".to_owned())];
+    let creations = (0..12).map(|_| app.tus_create(&user, &headers));
+    let statuses: Vec<u16> = futures_util::future::join_all(creations)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        3,
+        "exactly the limit is admitted: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 429),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
 async fn unfinished_uploads_expire_and_are_swept() {
     let app = TestApp::spawn_with(|s| {
         s.uploads.ttl = Duration::from_secs(1);

@@ -149,17 +149,6 @@ impl UploadService {
             self.check_max_size(length)?;
         }
         let now = unix_now();
-        let usage = self.db.upload_usage(account, now).await?;
-        if usage.count >= i64::from(self.settings.max_active_per_account) {
-            return Err(ApiError::Quota(
-                "too-many-uploads",
-                format!(
-                    "this account already has {} unfinished uploads (limit {}); finish or delete some first",
-                    usage.count, self.settings.max_active_per_account
-                ),
-            ));
-        }
-        self.check_quota(to_u64(usage.bytes).saturating_add(spec.length.unwrap_or(0)))?;
         let mut raw_id = [0u8; 16];
         rand::rng().fill_bytes(&mut raw_id);
         let meta = spec.metadata;
@@ -180,7 +169,29 @@ impl UploadService {
             now,
             expires_at: self.expiry(now),
         };
-        self.db.insert_upload(&new).await?;
+        let max_count = i64::from(self.settings.max_active_per_account);
+        let fits = |usage: &sealpost_db::UploadUsage| {
+            usage.count < max_count
+                && self
+                    .check_quota(to_u64(usage.bytes).saturating_add(spec.length.unwrap_or(0)))
+                    .is_ok()
+        };
+        let (usage, inserted) = self.db.insert_upload_if(&new, now, fits).await?;
+        if !inserted {
+            if usage.count >= max_count {
+                return Err(ApiError::Quota(
+                    "too-many-uploads",
+                    format!(
+                        "this account already has {} unfinished uploads (limit {max_count}); finish or delete some first",
+                        usage.count
+                    ),
+                ));
+            }
+            let total = to_u64(usage.bytes).saturating_add(spec.length.unwrap_or(0));
+            return Err(self.check_quota(total).err().unwrap_or_else(|| {
+                ApiError::Internal("the upload quota check disagreed with itself".into())
+            }));
+        }
         tracing::info!(upload = %new.id, length = ?spec.length, "upload created");
         let row = self
             .db

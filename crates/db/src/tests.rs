@@ -70,7 +70,9 @@ async fn an_older_lease_is_fenced_off() {
     db.insert_account(&account("a", "+100"))
         .await
         .expect("account");
-    db.insert_upload(&upload("u", "a")).await.expect("upload");
+    db.insert_upload_if(&upload("u", "a"), 0, |_| true)
+        .await
+        .expect("upload");
     let first = db
         .take_upload_lease("u", 0, 0)
         .await
@@ -137,7 +139,9 @@ async fn completion_dedups_blobs_and_usage_counts_active_uploads() {
         .await
         .expect("account");
     for id in ["u1", "u2", "u3"] {
-        db.insert_upload(&upload(id, "a")).await.expect("upload");
+        db.insert_upload_if(&upload(id, "a"), 0, |_| true)
+            .await
+            .expect("upload");
     }
     let usage = db.upload_usage("a", 150).await.expect("usage");
     assert_eq!((usage.count, usage.bytes), (3, 30));
@@ -171,7 +175,9 @@ async fn taking_the_lease_extends_only_a_live_upload() {
     db.insert_account(&account("a", "+100"))
         .await
         .expect("account");
-    db.insert_upload(&upload("u", "a")).await.expect("upload");
+    db.insert_upload_if(&upload("u", "a"), 0, |_| true)
+        .await
+        .expect("upload");
     let row = db
         .take_upload_lease("u", 150, 400)
         .await

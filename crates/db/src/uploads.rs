@@ -87,9 +87,40 @@ pub struct UploadUsage {
     pub bytes: i64,
 }
 
+/// An account's active, unexpired uploads: count `n` and bytes `b`.
+const USAGE: &str = "SELECT COUNT(*) AS n, \
+     CAST(COALESCE(SUM(COALESCE(length, upload_offset)), 0) AS BIGINT) AS b \
+     FROM uploads WHERE account_id = $1 AND state = 'active' AND expires_at > $2";
+
 impl Db {
-    /// Inserts an upload in state `active` at offset 0.
-    pub async fn insert_upload(&self, u: &NewUpload) -> Result<(), DbError> {
+    /// Inserts an upload in state `active` at offset 0, if `admit` accepts the account's usage
+    /// of unfinished uploads as it stands. One transaction that first takes the account row's
+    /// write lock, so concurrent creations for one account are checked one after another and
+    /// cannot overshoot a limit together. Returns the usage `admit` saw and whether the upload
+    /// was inserted.
+    pub async fn insert_upload_if(
+        &self,
+        u: &NewUpload,
+        now: i64,
+        admit: impl FnOnce(&UploadUsage) -> bool,
+    ) -> Result<(UploadUsage, bool), DbError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE accounts SET name = name WHERE id = $1")
+            .bind(&u.account_id)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(USAGE)
+            .bind(&u.account_id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+        let usage = UploadUsage {
+            count: row.try_get("n")?,
+            bytes: row.try_get("b")?,
+        };
+        if !admit(&usage) {
+            return Ok((usage, false));
+        }
         sqlx::query(
             "INSERT INTO uploads (id, account_id, state, kind, length, upload_offset, hash_state, \
              declared_sha256, filename, content_type, metadata, lease, created_at, updated_at, expires_at) \
@@ -106,9 +137,10 @@ impl Db {
         .bind(&u.metadata)
         .bind(u.now)
         .bind(u.expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok((usage, true))
     }
 
     /// Reads an upload.
@@ -292,14 +324,11 @@ impl Db {
 
     /// An account's active, unexpired uploads.
     pub async fn upload_usage(&self, account_id: &str, now: i64) -> Result<UploadUsage, DbError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(COALESCE(length, upload_offset)), 0) AS BIGINT) AS b \
-             FROM uploads WHERE account_id = $1 AND state = 'active' AND expires_at > $2",
-        )
-        .bind(account_id)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
+        let row = sqlx::query(USAGE)
+            .bind(account_id)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(UploadUsage {
             count: row.try_get("n")?,
             bytes: row.try_get("b")?,
