@@ -7,7 +7,9 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use crate::{BlobId, BlobStore, ByteStream, Manifest, StagedWriter, StoreError, SyncJob};
+use crate::{
+    BlobId, BlobStore, ByteStream, Manifest, StagedWriter, StoreError, SyncJob, check_upload_id,
+};
 
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -34,14 +36,7 @@ impl FsStore {
     }
 
     fn staged_path(&self, upload: &str) -> Result<PathBuf, StoreError> {
-        let safe = !upload.is_empty()
-            && upload.len() <= 64
-            && upload
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !safe {
-            return Err(StoreError::InvalidId(upload.to_owned()));
-        }
+        check_upload_id(upload)?;
         Ok(self.root.join(".staging").join(upload))
     }
 

@@ -103,6 +103,21 @@ pub trait StagedWriter: Send {
     }
 }
 
+/// Checks that an upload id can name staged bytes in any store (a file name, an object key
+/// segment): 1 to 64 ASCII letters, digits, `-` and `_`.
+fn check_upload_id(upload: &str) -> Result<(), StoreError> {
+    let safe = !upload.is_empty()
+        && upload.len() <= 64
+        && upload
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if safe {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidId(upload.to_owned()))
+    }
+}
+
 /// Opens the store a URL names: `file:///path` (or a plain path), or
 /// `s3://BUCKET?endpoint=URL&region=REGION&path_style=true`.
 pub async fn open(url: &str) -> Result<Arc<dyn BlobStore>, StoreError> {

@@ -25,7 +25,9 @@ use futures_util::StreamExt;
 use tokio::runtime::Handle;
 use tokio_util::io::ReaderStream;
 
-use crate::{BlobId, BlobStore, ByteStream, Manifest, StagedWriter, StoreError, SyncJob};
+use crate::{
+    BlobId, BlobStore, ByteStream, Manifest, StagedWriter, StoreError, SyncJob, check_upload_id,
+};
 
 const MIB: u64 = 1 << 20;
 const MIN_PART: u64 = 5 * MIB;
@@ -90,19 +92,6 @@ fn tail_start(key: &str) -> Option<u64> {
 /// The part size for an upload of at most `max_len` bytes.
 fn part_size_for(max_len: u64) -> u64 {
     max_len.div_ceil(MAX_PARTS).max(MIN_PART).div_ceil(MIB) * MIB
-}
-
-fn check_upload_id(upload: &str) -> Result<(), StoreError> {
-    let safe = !upload.is_empty()
-        && upload.len() <= 64
-        && upload
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if safe {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidId(upload.to_owned()))
-    }
 }
 
 /// An uploaded part as the manifest records it.
