@@ -156,6 +156,60 @@ async fn a_stopped_upload_resumes_where_the_server_stopped() {
 }
 
 #[tokio::test]
+async fn an_upload_the_server_dropped_starts_over() {
+    let app = TestApp::spawn().await;
+    let client = logged_in(&app).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let data = payload(3 << 20, 44);
+    let path = dir.path().join("voice.m4a");
+    std::fs::write(&path, &data).expect("write");
+    let stopped = client
+        .upload_encrypted(&path, &state, |p| {
+            if p.sent >= 1 << 20 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await;
+    assert!(
+        matches!(stopped, Err(ClientError::Interrupted)),
+        "{stopped:?}"
+    );
+
+    // The server forgets the upload (here: terminated; expiry looks the same to the client).
+    let entry = std::fs::read_dir(&state)
+        .expect("state dir")
+        .next()
+        .expect("a state file")
+        .expect("entry");
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(entry.path()).expect("read")).expect("json");
+    let url = saved["upload_url"].as_str().expect("upload url");
+    let res = app
+        .client
+        .delete(app.url(url))
+        .bearer_auth(client.token().expect("token"))
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status(), 204);
+
+    let media = client
+        .upload_encrypted(&path, &state, |_| ControlFlow::Continue(()))
+        .await
+        .expect("a new upload of the same ciphertext");
+    let out = dir.path().join("out.m4a");
+    client
+        .download_decrypted(&media, &out)
+        .await
+        .expect("download");
+    assert!(std::fs::read(&out).expect("read") == data);
+}
+
+#[tokio::test]
 async fn wrong_keys_and_wrong_hashes_are_refused_and_leave_no_file() {
     let app = TestApp::spawn().await;
     let client = logged_in(&app).await;

@@ -270,32 +270,31 @@ impl Client {
         progress: &mut (impl FnMut(Progress) -> ControlFlow<()> + Send),
     ) -> Result<String, ClientError> {
         let total = ciphertext_len(state.size);
-        let url = match &state.upload_url {
-            Some(url) => url.clone(),
-            None => {
-                let url = self.create(state).await?;
-                state.upload_url = Some(url.clone());
-                state::save(state_dir, path, state)?;
-                url
+        let (url, head) = loop {
+            let fresh = state.upload_url.is_none();
+            let url = match &state.upload_url {
+                Some(url) => url.clone(),
+                None => {
+                    let url = self.create(state).await?;
+                    state.upload_url = Some(url.clone());
+                    state::save(state_dir, path, state)?;
+                    url
+                }
+            };
+            let head = self
+                .tus(reqwest::Method::HEAD, &url)?
+                .send()
+                .await
+                .map_err(ClientError::Network)?;
+            match check(head).await {
+                // Expired or swept: start a new upload of the same ciphertext (once: a new
+                // upload that is gone at once is the server's error to report).
+                Err(e) if is_gone(&e) && !fresh => {
+                    state.upload_url = None;
+                    state::save(state_dir, path, state)?;
+                }
+                head => break (url, head?),
             }
-        };
-        let head = self
-            .tus(reqwest::Method::HEAD, &url)?
-            .send()
-            .await
-            .map_err(ClientError::Network)?;
-        let head = match check(head).await {
-            Err(e) if is_gone(&e) => {
-                // Expired or swept: start a new upload of the same ciphertext.
-                state.upload_url = None;
-                state::save(state_dir, path, state)?;
-                return Err(ClientError::Server {
-                    status: 503,
-                    code: "upload-restarted".into(),
-                    detail: "the server no longer has this upload; starting over".into(),
-                });
-            }
-            other => other?,
         };
         if let Some(blob) = header(&head, "sealpost-blob-id") {
             return Ok(blob);
