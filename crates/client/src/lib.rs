@@ -19,6 +19,7 @@ use reqwest::{Response, StatusCode};
 pub use error::ClientError;
 pub use retry::Retry;
 pub use sealpost_proto::MediaRef;
+pub use state::write_private_json;
 pub use upload::Progress;
 
 /// A connection to one Sealpost server.

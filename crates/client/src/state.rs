@@ -42,17 +42,28 @@ pub(crate) fn load(dir: &Path, file: &Path, size: u64, modified_ns: u128) -> Opt
 
 /// Saves `state` atomically, readable by the owner only.
 pub(crate) fn save(dir: &Path, file: &Path, state: &UploadState) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let target = path_for(dir, file);
-    let tmp = target.with_extension("json.tmp");
+    write_private_json(&path_for(dir, file), state)
+}
+
+/// Writes `value` as pretty JSON to `path`, readable by the owner only (mode 0600 on Unix),
+/// atomically (a temporary file renamed over it), creating the directory if needed. For
+/// secrets such as keys, tokens and upload state.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_private_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut out = options.open(&tmp)?;
-    out.write_all(&serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?)?;
+    out.write_all(&serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?)?;
     out.sync_all()?;
-    std::fs::rename(tmp, target)
+    std::fs::rename(tmp, path)
 }
 
 /// Forgets the state for `file`.

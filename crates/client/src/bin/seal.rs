@@ -12,7 +12,7 @@
 //! `$XDG_CONFIG_HOME/seal` or `~/.config/seal`) holds the identity key and the token, readable by
 //! the owner only, and the state of unfinished uploads.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,7 +24,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Parser, Subcommand};
 use ed25519_dalek::SigningKey;
-use sealpost_client::{Client, ClientError, MediaRef, Progress};
+use sealpost_client::{Client, ClientError, MediaRef, Progress, write_private_json};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Parser)]
@@ -146,19 +146,13 @@ fn config_dir(flag: Option<PathBuf>) -> Result<PathBuf, Failure> {
     Ok(base.join("seal"))
 }
 
-/// Writes `value` as JSON, readable by the owner only.
+/// Writes `value` as JSON in the config dir, which only its owner may enter.
 fn write_private(path: &Path, value: &impl Serialize) -> Result<(), Failure> {
+    write_private_json(path, value)?;
+    #[cfg(unix)]
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-        #[cfg(unix)]
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(&serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?)?;
     Ok(())
 }
 
