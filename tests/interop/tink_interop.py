@@ -6,6 +6,8 @@
   seal DIR OUT       Tink seals a plaintext of each vector's length under that vector's key
                      into OUT/<name>.tink.bin (Tink picks its own salt and nonce prefix), for
                      sealpost's test to open (crates/crypto/tests/tink.rs).
+  time-seal FILE     Seals FILE to /dev/null under an all-zero key and prints the seconds it
+                     took (the sealing benchmark, crates/crypto/benches/seal_throughput.rs).
 
 The key is a Tink AesGcmHkdfStreamingKey: HKDF-SHA256, 32-byte derived key, 65536-byte
 ciphertext segments; associated data b"sealpost-media-v1".
@@ -15,6 +17,7 @@ import io
 import json
 import pathlib
 import sys
+import time
 
 import tink
 from tink import cleartext_keyset_handle, streaming_aead
@@ -92,8 +95,21 @@ def seal(source, target):
     return 0
 
 
+def time_seal(path):
+    sealer = primitive(bytes(32))
+    start = time.perf_counter()
+    with open(path, "rb") as src, open("/dev/null", "wb") as dst:
+        with sealer.new_encrypting_stream(dst, ASSOCIATED_DATA) as stream:
+            while chunk := src.read(1 << 20):
+                stream.write(chunk)
+    print(time.perf_counter() - start)
+
+
 def main():
     streaming_aead.register()
+    if len(sys.argv) == 3 and sys.argv[1] == "time-seal":
+        time_seal(sys.argv[2])
+        return 0
     if len(sys.argv) == 3 and sys.argv[1] == "open-vectors":
         failures = open_vectors(pathlib.Path(sys.argv[2]))
     elif len(sys.argv) == 4 and sys.argv[1] == "seal":

@@ -25,33 +25,15 @@ fn openssl_aes_gcm_mb_s() -> Option<f64> {
     last.parse::<f64>().ok().map(|kb| kb * 1000.0 / 1e6)
 }
 
-const TINK_SCRIPT: &str = r#"
-import sys, time
-from tink import cleartext_keyset_handle, streaming_aead
-from tink.proto import aes_gcm_hkdf_streaming_pb2 as a, common_pb2 as c, tink_pb2 as t
-streaming_aead.register()
-key = a.AesGcmHkdfStreamingKey(version=0, key_value=bytes(32), params=a.AesGcmHkdfStreamingParams(
-    ciphertext_segment_size=65536, derived_key_size=32, hkdf_hash_type=c.SHA256))
-ks = t.Keyset(primary_key_id=1, key=[t.Keyset.Key(key_data=t.KeyData(
-    type_url="type.googleapis.com/google.crypto.tink.AesGcmHkdfStreamingKey",
-    value=key.SerializeToString(), key_material_type=t.KeyData.SYMMETRIC),
-    status=t.ENABLED, key_id=1, output_prefix_type=t.RAW)])
-p = cleartext_keyset_handle.from_keyset(ks).primitive(streaming_aead.StreamingAead)
-start = time.perf_counter()
-with open(sys.argv[1], "rb") as src, open("/dev/null", "wb") as dst:
-    with p.new_encrypting_stream(dst, b"sealpost-media-v1") as enc:
-        while True:
-            chunk = src.read(1 << 20)
-            if not chunk:
-                break
-            enc.write(chunk)
-print(time.perf_counter() - start)
-"#;
-
 fn tink_seconds(path: &std::path::Path) -> Option<f64> {
     let python = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/interop/tink_interop.py"
+    );
     let out = Command::new(python)
-        .args(["-c", TINK_SCRIPT])
+        .arg(script)
+        .arg("time-seal")
         .arg(path)
         .output()
         .ok()?;
