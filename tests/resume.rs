@@ -11,15 +11,6 @@ use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-async fn offset_of(app: &TestApp, user: &User, url: &str) -> u64 {
-    let head = app.tus_head(user, url).await;
-    assert_eq!(head.status(), 200);
-    header(&head, "upload-offset")
-        .expect("offset")
-        .parse()
-        .expect("number")
-}
-
 #[tokio::test]
 async fn a_dropped_connection_keeps_what_arrived() {
     let app = TestApp::spawn().await;
@@ -37,7 +28,7 @@ async fn a_dropped_connection_keeps_what_arrived() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(tcp);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(offset_of(&app, &user, &url).await, 40_000);
+    assert_eq!(app.tus_offset(&user, &url).await, 40_000);
     let res = app
         .tus_patch(&user, &url, 40_000, data[40_000..].to_vec())
         .await;
@@ -56,7 +47,7 @@ async fn offset_retrieval_takes_over_a_request_still_streaming() {
         .expect("send");
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The client believes the connection is dead and asks where to resume.
-    assert_eq!(offset_of(&app, &user, &url).await, 16_000);
+    assert_eq!(app.tus_offset(&user, &url).await, 16_000);
     let old = old.await.expect("join");
     assert_problem(old, 409, "upload-superseded").await;
     // A newer PATCH also takes over from an older one still streaming.
@@ -96,7 +87,7 @@ async fn graceful_shutdown_commits_in_flight_uploads() {
     drop(tx);
 
     let app = TestApp::start(settings_in(dir.path())).await;
-    assert_eq!(offset_of(&app, &user, &url).await, 25_000);
+    assert_eq!(app.tus_offset(&user, &url).await, 25_000);
     let res = app
         .tus_patch(&user, &url, 25_000, data[25_000..].to_vec())
         .await;
@@ -189,19 +180,12 @@ async fn kill_9_mid_patch_then_resume_to_the_right_sha256() {
 
     let server = Server::start(dir.path());
     app = TestApp::external(&server.base);
-    let offset = offset_of(&app, &user, &url).await;
+    let offset = app.tus_offset(&user, &url).await;
     assert!(
         offset > 0 && offset <= sent as u64,
         "durable offset {offset} of {sent} sent"
     );
-    let res = app
-        .tus_patch(
-            &user,
-            &url,
-            offset,
-            data[usize::try_from(offset).expect("fits")..].to_vec(),
-        )
-        .await;
+    let res = app.tus_patch_rest(&user, &url, offset, &data).await;
     assert_eq!(res.status(), 204, "{:?}", res.text().await);
     let blob = sha256_hex(&data);
     let res = app.blob(&user, &blob).await;
@@ -217,7 +201,7 @@ async fn a_silent_body_counts_as_interrupted_and_keeps_what_arrived() {
     tx.send(Ok(Bytes::from(vec![7; 1000]))).await.expect("send");
     let res = pending.await.expect("join");
     assert_problem(res, 400, "request-interrupted").await;
-    assert_eq!(offset_of(&app, &user, &url).await, 1000);
+    assert_eq!(app.tus_offset(&user, &url).await, 1000);
     drop(tx);
 }
 

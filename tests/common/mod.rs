@@ -244,6 +244,29 @@ impl TestApp {
             .expect("head")
     }
 
+    /// The upload's offset, from a HEAD that must succeed.
+    pub async fn tus_offset(&self, user: &User, url: &str) -> u64 {
+        let head = self.tus_head(user, url).await;
+        assert_eq!(head.status(), 200);
+        header(&head, "upload-offset")
+            .expect("offset")
+            .parse()
+            .expect("number")
+    }
+
+    /// A tus PATCH of `data` from `offset` to its end.
+    pub async fn tus_patch_rest(
+        &self,
+        user: &User,
+        url: &str,
+        offset: u64,
+        data: &[u8],
+    ) -> Response {
+        let from = usize::try_from(offset).expect("fits");
+        self.tus_patch(user, url, offset, data[from..].to_vec())
+            .await
+    }
+
     /// `GET /v1/uploads/{id}` as JSON.
     pub async fn upload_status(&self, user: &User, url: &str) -> Value {
         let res = self
