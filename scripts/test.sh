@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it (`bash .ci/run`) and as `make test` runs it.
 #
 #   1. tools: apt packages (only if missing) and the Python venv at .venv
-#   2. cargo fmt --check, clippy -D warnings, cargo build --all-targets --locked,
+#   2. cargo fmt --check, clippy -D warnings, cargo build --workspace --bins --locked (sealpost
+#      and seal, which tests/seal_cli.rs runs),
 #      cargo test --workspace --locked on the embedded defaults (SQLite + files + in-process
 #      bus), then again on a throw-away PostgreSQL cluster, Garage S3 server and tansu Kafka
 #      broker (every test gets a database and a bucket of its own; see the `testing` modules of
@@ -238,8 +239,8 @@ else
     section "cargo fmt --check; cargo clippy"
     cargo fmt --all --check
     cargo clippy --all-targets --workspace --locked -- -D warnings
-    section "cargo build --all-targets --locked"
-    cargo build --all-targets --locked
+    section "cargo build --workspace --bins --locked"
+    cargo build --workspace --bins --locked
     section "cargo test --workspace --locked (SQLite + files)"
     cargo test --workspace --locked
 
