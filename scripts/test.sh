@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (`bash .ci/run`) and as `make test` runs it.
 #
-#   1. tools: apt packages (only if missing) and the Python venv at .venv
+#   1. tools: apt packages (only if missing: nginx-light, postgresql, docker-compose, …) and the
+#      Python venv at .venv
 #   2. cargo fmt --check, clippy -D warnings, cargo build --workspace --bins --locked (sealpost
 #      and seal, which tests/seal_cli.rs runs),
 #      cargo test --workspace --locked on the embedded defaults (SQLite + files + in-process
@@ -19,6 +20,7 @@
 #
 # Environment knobs:
 #   SKIP_CARGO=1                 skip step 2 and use the existing target/debug/sealpost
+#   CARGO_TEST_ARGS="…"          extra arguments for both cargo test runs (e.g. `--test links`)
 #   SCHEMATHESIS_MAX_EXAMPLES=N  examples per operation (default 50)
 #   SCHEMATHESIS_SEED=N          fixed seed for a reproducible schemathesis run
 set -euo pipefail
@@ -81,8 +83,14 @@ apt_install_missing() {
         exit 1
     fi
     export DEBIAN_FRONTEND=noninteractive
+    # Packages with a daemon (nginx, postgresql) must not start it: the suite runs its own.
+    local policy=/usr/sbin/policy-rc.d made_policy=
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    [[ -z $made_policy ]] || rm -f "$policy"
 }
 
 # A Python >= 3.11 that can make venvs: the one on PATH if it can, else Debian's.
@@ -97,6 +105,10 @@ else
     PYTHON=/usr/bin/python3
 fi
 echo "python: $PYTHON ($("$PYTHON" --version 2>&1))"
+
+# nginx for tests/nginx.rs (the caching proxy of deploy/nginx/sealpost.conf in front of a server).
+apt_install_missing nginx-light
+export SEALPOST_TEST_NGINX=${SEALPOST_TEST_NGINX:-/usr/sbin/nginx}
 
 if [[ -x $VENV/bin/python ]] && ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
     echo "removing broken venv $VENV"
@@ -242,7 +254,8 @@ else
     section "cargo build --workspace --bins --locked"
     cargo build --workspace --bins --locked
     section "cargo test --workspace --locked (SQLite + files)"
-    cargo test --workspace --locked
+    # shellcheck disable=SC2086 # CARGO_TEST_ARGS is a list of arguments
+    cargo test --workspace --locked ${CARGO_TEST_ARGS:-}
 
     section "PostgreSQL, S3 and Kafka (throw-away servers on 127.0.0.1)"
     start_postgres
@@ -252,7 +265,7 @@ else
     SEALPOST_TEST_DATABASE=postgres SEALPOST_TEST_POSTGRES_URL=$PG_URL \
         SEALPOST_TEST_BLOB_STORE=s3 SEALPOST_TEST_S3_ENDPOINT=http://127.0.0.1:$GARAGE_S3_PORT \
         SEALPOST_TEST_BUS=kafka SEALPOST_TEST_KAFKA_BROKERS=$KAFKA_BROKERS \
-        cargo test --workspace --locked
+        cargo test --workspace --locked ${CARGO_TEST_ARGS:-}
 fi
 [[ -x $BIN ]] || { echo "error: $BIN is missing; build it with cargo build" >&2; exit 1; }
 

@@ -9,7 +9,9 @@ use sealpost_db::Db;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::blobs::BlobService;
+use crate::blobs::links::LinkKeys;
+use crate::config::{DownloadMode, Settings};
 use crate::http::interim::{ClientConn, InterimListener};
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -69,6 +71,34 @@ impl Application {
             shutdown.clone(),
             metrics.clone(),
         ));
+        let keys = LinkKeys::load(&settings.blobs.link_keys, &settings.data_dir)
+            .context("cannot load the link-signing keys")?;
+        if settings.blobs.link_keys.is_empty() && settings.database_url.is_some() {
+            tracing::warn!(
+                "blobs.link_keys is not set: links are signed with a key in the data directory, \
+                 which other nodes do not share"
+            );
+        }
+        if settings.downloads == DownloadMode::Redirect
+            && settings.blobs.cdn_base_url.is_none()
+            && store
+                .presign("probe", settings.blobs.redirect_ttl)
+                .await?
+                .is_none()
+        {
+            anyhow::bail!(
+                "--downloads redirect needs a blob store that presigns URLs (s3://…) or \
+                 blobs.cdn_base_url"
+            );
+        }
+        let blobs = Arc::new(BlobService::new(
+            db.clone(),
+            store.clone(),
+            auth.clone(),
+            keys,
+            settings.blobs.clone(),
+            shutdown.clone(),
+        ));
         let state = AppState {
             settings: Arc::new(settings),
             db,
@@ -76,6 +106,7 @@ impl Application {
             bus,
             auth,
             uploads,
+            blobs,
             metrics,
         };
         Ok(Self {
@@ -108,6 +139,12 @@ impl Application {
                 .uploads
                 .clone()
                 .sweep_forever(state.settings.uploads.sweep_interval),
+        );
+        let blob_sweeper = tokio::spawn(
+            state
+                .blobs
+                .clone()
+                .sweep_forever(state.settings.blobs.sweep_interval),
         );
         let auth = state.auth.clone();
         let purge_shutdown = shutdown.clone();
@@ -143,6 +180,7 @@ impl Application {
             },
         }
         sweeper.abort();
+        blob_sweeper.abort();
         purger.abort();
         db.close().await;
         tracing::info!("stopped");

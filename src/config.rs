@@ -49,8 +49,65 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Upload limits and lifetimes.
     pub uploads: UploadSettings,
+    /// How blob downloads are served.
+    pub downloads: DownloadMode,
+    /// Blob retention, signed links and download redirects.
+    pub blobs: BlobSettings,
     /// Account and token settings.
     pub auth: AuthSettings,
+}
+
+/// How `GET /v1/blobs/{id}` delivers bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DownloadMode {
+    /// Stream the bytes from the blob store through this server.
+    #[default]
+    Proxy,
+    /// Answer an authorised request with a 307 to a short-lived URL on the CDN base URL or a
+    /// presigned S3 URL, so bytes never pass through this server.
+    Redirect,
+}
+
+/// Blob retention, signed links and download redirects.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobSettings {
+    /// How long a blob is kept after its last upload or link mint.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// How often expired blobs are looked for and deleted.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Lifetime of a signed link when the request names none.
+    #[serde(with = "humantime_serde")]
+    pub link_ttl: Duration,
+    /// Longest lifetime a link can ask for.
+    #[serde(with = "humantime_serde")]
+    pub max_link_ttl: Duration,
+    /// Link-signing keys as `KID:BASE64_SECRET` (secrets of at least 32 bytes); the first
+    /// signs, all verify. Empty: a key generated in the data directory (one node only).
+    pub link_keys: Vec<String>,
+    /// Base URL of a CDN (or caching proxy) in front of this server: signed links point there,
+    /// and redirect mode sends downloads there.
+    pub cdn_base_url: Option<String>,
+    /// Lifetime of the URL a redirect-mode download is sent to.
+    #[serde(with = "humantime_serde")]
+    pub redirect_ttl: Duration,
+}
+
+impl Default for BlobSettings {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(30 * 24 * 3600),
+            sweep_interval: Duration::from_secs(300),
+            link_ttl: Duration::from_secs(3600),
+            max_link_ttl: Duration::from_secs(7 * 24 * 3600),
+            link_keys: Vec::new(),
+            cdn_base_url: None,
+            redirect_ttl: Duration::from_secs(300),
+        }
+    }
 }
 
 /// Upload limits and lifetimes.
@@ -115,6 +172,8 @@ impl Default for Settings {
             database_max_connections: 16,
             shutdown_grace: Duration::from_secs(30),
             uploads: UploadSettings::default(),
+            downloads: DownloadMode::Proxy,
+            blobs: BlobSettings::default(),
             auth: AuthSettings::default(),
         }
     }
@@ -172,6 +231,10 @@ pub struct Overrides {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bus: Option<String>,
+    /// Downloads: stream through this server, or redirect to a CDN / presigned URL [default: proxy]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downloads: Option<DownloadMode>,
     /// Log format
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,7 +1,7 @@
 //! The one place server errors become HTTP responses: each variant has a status and a stable
 //! kebab-case code; internal details are logged, never sent.
 
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use sealpost_auth::AuthError;
 use sealpost_db::DbError;
@@ -52,6 +52,18 @@ pub enum ApiError {
          completed; nothing was stored, start a new upload"
     )]
     UploadConflict,
+    /// The blob outlived its retention and was deleted.
+    #[error(
+        "this blob expired and was deleted; ask the sender to upload it again (the same bytes \
+         revive it)"
+    )]
+    BlobExpired,
+    /// A signed link is incomplete, altered, forged or signed by a retired key.
+    #[error("this link is not valid: it was altered, or its signing key was retired")]
+    LinkInvalid,
+    /// A genuine signed link past its expiry.
+    #[error("this link has expired; ask for a new one")]
+    LinkExpired,
     /// The requested byte range lies outside the blob of this size.
     #[error("the requested range is outside the blob's {0} bytes")]
     RangeNotSatisfiable(u64),
@@ -105,6 +117,9 @@ impl ApiError {
             Self::UploadFailed(_) => (400, "upload-failed"),
             Self::Superseded => (409, "upload-superseded"),
             Self::UploadConflict => (409, "upload-conflict"),
+            Self::BlobExpired => (410, "blob-expired"),
+            Self::LinkInvalid => (403, "link-invalid"),
+            Self::LinkExpired => (410, "link-expired"),
             Self::RangeNotSatisfiable(_) => (416, "range-not-satisfiable"),
             Self::UnsupportedVersion(_) => (412, "unsupported-version"),
             Self::TooLarge(code, _) => (413, code),
@@ -152,7 +167,6 @@ impl IntoResponse for ApiError {
             return e.into_response();
         }
         let mut response = self.to_problem().into_response();
-        let internal = response.status() == StatusCode::INTERNAL_SERVER_ERROR;
         let headers = response.headers_mut();
         match &self {
             Self::OffsetMismatch { expected, .. } => {
@@ -179,12 +193,6 @@ impl IntoResponse for ApiError {
                 );
             }
             _ => {}
-        }
-        if internal {
-            headers.insert(
-                axum::http::header::CACHE_CONTROL,
-                HeaderValue::from_static("no-store"),
-            );
         }
         response
     }

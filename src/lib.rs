@@ -2,6 +2,7 @@
 //! downloads, and the `sealpost` binary that assembles it.
 
 pub mod app;
+pub mod blobs;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -8,6 +8,7 @@ use sealpost_bus::Bus;
 use sealpost_db::Db;
 use sealpost_store::BlobStore;
 
+use crate::blobs::BlobService;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::uploads::UploadService;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub auth: Arc<AuthService>,
     /// Uploads.
     pub uploads: Arc<UploadService>,
+    /// Blob access, links and retention.
+    pub blobs: Arc<BlobService>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
 }

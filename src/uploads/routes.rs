@@ -7,7 +7,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Version, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sealpost_auth::{Authenticated, unix_now};
+use sealpost_auth::{Authenticated, rfc3339, unix_now};
 use sealpost_db::UploadRow;
 use sealpost_proto::{Problem, UploadStatus};
 
@@ -32,13 +32,6 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: impl ToString) {
 
 fn http_date(unix: i64) -> String {
     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0)))
-}
-
-fn rfc3339(unix: i64) -> String {
-    humantime::format_rfc3339_seconds(
-        UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0)),
-    )
-    .to_string()
 }
 
 fn valid_upload_id(id: &str) -> ApiResult<()> {

@@ -681,40 +681,32 @@ impl UploadService {
             return Err(ApiError::Sha256Mismatch);
         }
         let size = row.offset();
-        let key = match self.db.blob(blob.as_str()).await? {
-            // Identical bytes are stored already: keep that copy.
-            Some(existing) => {
+        // Every upload publishes its own copy; the database then decides, atomically with the
+        // completion, whether the copy becomes the blob's (new or expired blob) or is dropped
+        // (the blob is live already). Deciding before publishing would race the retention sweep.
+        let manifest = self.db.upload_manifest(&row.id).await?;
+        let key = match self.store.publish(&row.id, &blob, size, &manifest).await {
+            Ok(key) => key,
+            Err(StoreError::Conflict) => {
                 self.store.discard_staged(&row.id).await?;
-                existing.storage_key
+                self.db
+                    .fail_upload(&row.id, lease, "upload-conflict", now)
+                    .await?;
+                tracing::warn!(upload = %row.id, "upload failed: a fenced-off writer overwrote committed bytes");
+                return Err(ApiError::UploadConflict);
             }
-            None => {
-                let manifest = self.db.upload_manifest(&row.id).await?;
-                match self.store.publish(&row.id, &blob, size, &manifest).await {
-                    Ok(key) => key,
-                    Err(StoreError::Conflict) => {
-                        self.store.discard_staged(&row.id).await?;
-                        self.db
-                            .fail_upload(&row.id, lease, "upload-conflict", now)
-                            .await?;
-                        tracing::warn!(upload = %row.id, "upload failed: a fenced-off writer overwrote committed bytes");
-                        return Err(ApiError::UploadConflict);
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            Err(e) => return Err(e.into()),
         };
-        if !self
+        let Some(completion) = self
             .db
             .complete_upload(&row.id, lease, blob.as_str(), to_i64(size), &key, now)
             .await?
-        {
+        else {
+            self.delete_copy(&key).await;
             return Err(ApiError::Superseded);
-        }
-        // A concurrent upload of the same bytes may have recorded its own copy first.
-        if let Some(stored) = self.db.blob(blob.as_str()).await?
-            && stored.storage_key != key
-        {
-            self.store.delete(&key).await?;
+        };
+        for unused in &completion.unused {
+            self.delete_copy(unused).await;
         }
         self.metrics.uploads_completed.inc();
         tracing::info!(upload = %row.id, blob = %blob, size, "upload complete");
@@ -722,6 +714,14 @@ impl UploadService {
             .upload(&row.id)
             .await?
             .ok_or(ApiError::NotFound("no such upload"))
+    }
+
+    /// Deletes a copy of a blob nobody refers to (best effort: a failure leaves an orphan
+    /// object, never a missing one).
+    async fn delete_copy(&self, key: &str) {
+        if let Err(e) = self.store.delete(key).await {
+            tracing::warn!(key, error = %e, "cannot delete an unused copy of a blob");
+        }
     }
 
     /// Terminates an upload: stops any request streaming into it, deletes its bytes and row.

@@ -307,6 +307,25 @@ impl TestApp {
         )
     }
 
+    /// Uploads `data` in one PATCH; returns the blob id.
+    pub async fn stored_blob(&self, user: &User, data: &[u8]) -> String {
+        let url = self.tus_new(user, data.len() as u64).await;
+        let res = self.tus_patch(user, &url, 0, data.to_vec()).await;
+        header(&res, "sealpost-blob-id").expect("blob id")
+    }
+
+    /// Mints a signed link to blob `id` with this JSON body (`None`: no body).
+    pub async fn mint_link(&self, user: &User, id: &str, body: Option<Value>) -> Response {
+        let mut req = self
+            .client
+            .post(self.url(&format!("/v1/blobs/{id}/links")))
+            .bearer_auth(&user.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.expect("mint link")
+    }
+
     pub async fn blob(&self, user: &User, id: &str) -> Response {
         self.client
             .get(self.url(&format!("/v1/blobs/{id}")))
@@ -404,6 +423,11 @@ pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
     assert_eq!(
         header(&res, "content-type").as_deref(),
         Some("application/problem+json")
+    );
+    assert_eq!(
+        header(&res, "cache-control").as_deref(),
+        Some("no-store"),
+        "problems are never cacheable"
     );
     let body: Value = res.json().await.expect("problem json");
     assert_eq!(body["code"], code, "{body}");

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
@@ -23,18 +24,20 @@ where
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or(AuthError::MissingToken)?;
-        let value = header.to_str().map_err(|_| AuthError::InvalidToken)?;
-        let (scheme, token) = value.split_once(' ').ok_or(AuthError::InvalidToken)?;
-        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-            return Err(AuthError::InvalidToken);
-        }
-        let token = token.trim().to_owned();
+        let token = bearer_token(&parts.headers)?.to_owned();
         let service = Arc::<AuthService>::from_ref(state);
         let account_id = service.authenticate(&token).await?;
         Ok(Self { account_id, token })
     }
+}
+
+/// The token of a request's `Authorization: Bearer` header (not yet checked).
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let header = headers.get(AUTHORIZATION).ok_or(AuthError::MissingToken)?;
+    let value = header.to_str().map_err(|_| AuthError::InvalidToken)?;
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::InvalidToken)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(AuthError::InvalidToken);
+    }
+    Ok(token.trim())
 }

@@ -1,5 +1,5 @@
 use std::net::IpAddr;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -11,7 +11,7 @@ use sealpost_proto::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::{AuthError, RateLimiter, unix_now, validate_name, validate_phone};
+use crate::{AuthError, RateLimiter, rfc3339, unix_now, validate_name, validate_phone};
 
 /// Every challenge starts with this, so a signature over it can never be replayed as a
 /// signature over anything else the identity key signs.
@@ -52,11 +52,6 @@ pub struct AuthService {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-fn rfc3339(unix: i64) -> String {
-    let secs = u64::try_from(unix).unwrap_or(0);
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
 fn secs(d: Duration) -> i64 {

@@ -16,7 +16,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use accounts::AccountRow;
-pub use blobs::BlobRow;
+pub use blobs::{BlobCompletion, BlobRow};
 pub use error::DbError;
 pub use uploads::{NewUpload, UploadRow, UploadUsage};
 

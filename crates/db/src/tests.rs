@@ -145,6 +145,7 @@ async fn completion_dedups_blobs_and_usage_counts_active_uploads() {
     }
     let usage = db.upload_usage("a", 150).await.expect("usage");
     assert_eq!((usage.count, usage.bytes), (3, 30));
+    let mut unused = Vec::new();
     for id in ["u1", "u2"] {
         let lease = db
             .take_upload_lease(id, 0, 0)
@@ -152,14 +153,17 @@ async fn completion_dedups_blobs_and_usage_counts_active_uploads() {
             .expect("lease")
             .expect("row")
             .lease;
-        assert!(
-            db.complete_upload(id, lease, "beef", 10, "k/beef", 150)
-                .await
-                .expect("complete")
-        );
+        let done = db
+            .complete_upload(id, lease, "beef", 10, &format!("k/{id}"), 150)
+            .await
+            .expect("complete")
+            .expect("not fenced off");
+        assert_eq!(done.storage_key, "k/u1", "the first copy stays the blob's");
+        unused.extend(done.unused);
     }
+    assert_eq!(unused, ["k/u2"], "the second copy is left to delete");
     let blob = db.blob("beef").await.expect("blob").expect("row");
-    assert_eq!((blob.size, blob.storage_key.as_str()), (10, "k/beef"));
+    assert_eq!((blob.size, blob.storage_key.as_str()), (10, "k/u1"));
     assert_eq!(db.upload_usage("a", 150).await.expect("usage").count, 1);
     assert_eq!(
         db.due_uploads(250, 10).await.expect("due"),
@@ -196,4 +200,78 @@ async fn taking_the_lease_extends_only_a_live_upload() {
         .expect("lease")
         .expect("row");
     assert_eq!(row.expires_at, 400, "an expired upload stays expired");
+}
+
+#[tokio::test]
+async fn blobs_expire_unless_touched_and_a_new_copy_revives_them() {
+    let (_dir, db) = fresh().await;
+    db.insert_account(&account("a", "+100"))
+        .await
+        .expect("account");
+    let complete = async |id: &str, now: i64| {
+        db.insert_upload_if(&upload(id, "a"), 0, |_| true)
+            .await
+            .expect("upload");
+        let lease = db
+            .take_upload_lease(id, 0, 0)
+            .await
+            .expect("lease")
+            .expect("row")
+            .lease;
+        db.complete_upload(id, lease, "beef", 10, &format!("k/{id}"), now)
+            .await
+            .expect("complete")
+            .expect("not fenced off")
+    };
+    complete("u1", 100).await;
+    assert!(db.touch_blob("beef", 200).await.expect("touch"));
+    assert!(
+        db.due_blobs(150, 10).await.expect("due").is_empty(),
+        "touched"
+    );
+    let due = db.due_blobs(300, 10).await.expect("due");
+    assert_eq!(due, [("beef".to_owned(), "k/u1".to_owned())]);
+    assert!(
+        !db.expire_blob("beef", "k/other", 300)
+            .await
+            .expect("expire")
+    );
+    assert!(db.expire_blob("beef", "k/u1", 300).await.expect("expire"));
+    assert!(!db.expire_blob("beef", "k/u1", 300).await.expect("again"));
+    assert!(
+        !db.touch_blob("beef", 310).await.expect("touch"),
+        "not live"
+    );
+    let row = db.blob("beef").await.expect("blob").expect("row");
+    assert!(!row.is_live(310, 1000));
+    assert_eq!(db.expired_blobs(10).await.expect("expired"), due);
+
+    // A new copy arrives before the sweep deleted the old one: both end up right.
+    let revived = complete("u2", 320).await;
+    assert_eq!(revived.storage_key, "k/u2");
+    assert_eq!(
+        revived.unused,
+        ["k/u1"],
+        "the expired copy is left to delete"
+    );
+    db.forget_blob("beef", "k/u1").await.expect("forget");
+    let row = db.blob("beef").await.expect("blob").expect("row");
+    assert_eq!(
+        (row.state.as_str(), row.storage_key.as_str()),
+        ("live", "k/u2")
+    );
+    assert!(row.is_live(320, 1000) && !row.is_live(1320, 1000));
+
+    // Expired and deleted, then revived: nothing is left to delete.
+    assert!(db.expire_blob("beef", "k/u2", 400).await.expect("expire"));
+    db.forget_blob("beef", "k/u2").await.expect("forget");
+    assert_eq!(
+        db.blob("beef").await.expect("blob").expect("row").state,
+        "gone"
+    );
+    let revived = complete("u3", 500).await;
+    assert_eq!(
+        (revived.storage_key.as_str(), revived.unused.len()),
+        ("k/u3", 0)
+    );
 }

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use sqlx::{FromRow, Row};
 
-use crate::{Db, DbError};
+use crate::{BlobCompletion, Db, DbError};
 
 /// The columns of [`UploadRow`], as a literal for `concat!`.
 macro_rules! upload_columns {
@@ -247,9 +247,9 @@ impl Db {
             .collect()
     }
 
-    /// Marks the upload complete as blob `blob_id` and records the blob (stored at
-    /// `storage_key`; deduplicated by id: an existing row keeps its key), in one transaction.
-    /// Returns false when fenced off.
+    /// Marks the upload complete as blob `blob_id` and records its copy of the blob, stored at
+    /// `storage_key`, in one transaction: a live blob keeps its key (the copy is unused), an
+    /// expired one is revived with the copy. `None` when fenced off.
     pub async fn complete_upload(
         &self,
         id: &str,
@@ -258,7 +258,7 @@ impl Db {
         size: i64,
         storage_key: &str,
         now: i64,
-    ) -> Result<bool, DbError> {
+    ) -> Result<Option<BlobCompletion>, DbError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE uploads SET state = 'complete', blob_id = $3, upload_offset = $4, length = $4, \
@@ -272,24 +272,16 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
-            return Ok(false);
+            return Ok(None);
         }
-        sqlx::query(
-            "INSERT INTO blobs (id, size, storage_key, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(blob_id)
-        .bind(size)
-        .bind(storage_key)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let completion =
+            crate::blobs::record_copy(&mut tx, blob_id, size, storage_key, now).await?;
         sqlx::query("DELETE FROM upload_manifest WHERE upload_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(completion))
     }
 
     /// Marks the upload failed with a problem code. Returns false when fenced off.

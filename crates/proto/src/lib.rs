@@ -3,6 +3,7 @@
 //! (serde + utoipa schemas), no I/O.
 
 mod accounts;
+mod blobs;
 mod media;
 mod problem;
 mod uploads;
@@ -10,6 +11,7 @@ mod uploads;
 pub use accounts::{
     Account, ChallengeRequest, ChallengeResponse, RegisterAccount, TokenRequest, TokenResponse,
 };
+pub use blobs::{LinkRequest, SignedLink};
 pub use media::{InvalidMediaRef, MediaRef, Thumbnail, ThumbnailBlob};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use uploads::{UploadKind, UploadState, UploadStatus};

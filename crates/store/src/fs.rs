@@ -13,7 +13,7 @@ use crate::{
 
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Blobs as files under a root directory: `ab/cd/<id>` for blobs, `.staging/<upload>` for
+/// Blobs as files under a root directory: `ab/cd/<id>.<upload>` for blobs, `.staging/<upload>` for
 /// unfinished uploads (same file system, so publishing is an atomic rename).
 #[derive(Debug, Clone)]
 pub struct FsStore {
@@ -40,19 +40,28 @@ impl FsStore {
         Ok(self.root.join(".staging").join(upload))
     }
 
-    /// The storage key of a blob: `ab/cd/<id>`, relative to the root.
-    fn blob_key(blob: &BlobId) -> String {
+    /// The storage key of the copy of a blob that an upload published: `ab/cd/<id>.<upload>`,
+    /// relative to the root. Each copy has its own key, so deleting an expired copy can never
+    /// remove the bytes of a newer upload of the same blob.
+    fn blob_key(blob: &BlobId, upload: &str) -> String {
         let id = blob.as_str();
-        format!("{}/{}/{id}", &id[0..2], &id[2..4])
+        format!("{}/{}/{id}.{upload}", &id[0..2], &id[2..4])
     }
 
-    /// The path of a storage key, which must be one this store made.
+    /// The path of a storage key, which must be one this store made (`ab/cd/<id>.<upload>`,
+    /// or `ab/cd/<id>` from before copies had their own keys).
     fn key_path(&self, key: &str) -> Result<PathBuf, StoreError> {
-        let valid = key
-            .rsplit('/')
-            .next()
-            .and_then(|id| id.parse::<BlobId>().ok())
-            .is_some_and(|id| Self::blob_key(&id) == key);
+        let valid = key.rsplit('/').next().is_some_and(|name| {
+            let (id, upload) = name.split_once('.').unwrap_or((name, ""));
+            id.parse::<BlobId>().is_ok_and(|id| {
+                let legacy = format!("{}/{}/{id}", &id.as_str()[0..2], &id.as_str()[2..4]);
+                if upload.is_empty() {
+                    legacy == key
+                } else {
+                    check_upload_id(upload).is_ok() && Self::blob_key(&id, upload) == key
+                }
+            })
+        });
         if valid {
             Ok(self.root.join(key))
         } else {
@@ -143,7 +152,7 @@ impl BlobStore for FsStore {
         _manifest: &Manifest,
     ) -> Result<String, StoreError> {
         let staged = self.staged_path(upload)?;
-        let key = Self::blob_key(blob);
+        let key = Self::blob_key(blob, upload);
         let target = self.root.join(&key);
         tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
             let Some(meta) = not_found_is_none(std::fs::metadata(&staged))? else {
@@ -158,7 +167,7 @@ impl BlobStore for FsStore {
                 }
                 return Ok(());
             };
-            // Same content address, same bytes: an existing blob wins whatever is staged.
+            // Published by an earlier attempt that crashed before removing the staged file.
             if target.exists() {
                 std::fs::remove_file(&staged)?;
                 return Ok(());

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -72,6 +73,12 @@ pub trait BlobStore: Send + Sync + Debug {
 
     /// Streams `range` of the blob stored under `key`, with bounded memory.
     async fn read(&self, key: &str, range: Range<u64>) -> Result<ByteStream, StoreError>;
+
+    /// A URL that serves the blob stored under `key` without credentials for `ttl` (an S3
+    /// presigned GET), or `None` when the store cannot make one.
+    async fn presign(&self, _key: &str, _ttl: Duration) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
 
     /// Deletes the blob stored under `key`; deleting a missing blob is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;

@@ -16,9 +16,11 @@
 //! ETag, so completion fails with [`StoreError::Conflict`] instead of publishing mixed bytes.
 
 use std::ops::Range;
+use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use futures_util::StreamExt;
@@ -616,6 +618,19 @@ impl BlobStore for S3Store {
         }
         self.delete_tails(upload, None).await?;
         Ok(key)
+    }
+
+    async fn presign(&self, key: &str, ttl: Duration) -> Result<Option<String>, StoreError> {
+        let config = PresigningConfig::expires_in(ttl).map_err(s3_err)?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(sdk_err)?;
+        Ok(Some(request.uri().to_owned()))
     }
 
     async fn read(&self, key: &str, range: Range<u64>) -> Result<ByteStream, StoreError> {

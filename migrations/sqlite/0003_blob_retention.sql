@@ -1,0 +1,8 @@
+-- Blob retention. A blob is `live` until `touched_at` (its last upload or link mint) is older
+-- than the configured retention; the sweep then marks it `expired`, deletes its bytes and marks
+-- it `gone`. Expired and gone rows answer 410 blob-expired; uploading the same bytes again
+-- makes the blob live again under a new storage key.
+ALTER TABLE blobs ADD COLUMN state TEXT NOT NULL DEFAULT 'live';
+ALTER TABLE blobs ADD COLUMN touched_at BIGINT NOT NULL DEFAULT 0;
+UPDATE blobs SET touched_at = created_at;
+CREATE INDEX blobs_state_touched_at ON blobs (state, touched_at);
