@@ -73,9 +73,9 @@ async fn links_download_without_a_token_until_they_expire() {
     assert_eq!(header(&head, "content-length").as_deref(), Some("5000"));
 
     // A link lasts as long as asked, and no longer.
-    let (short, _) = minted(&app, &user, &id, Some(json!({"expires_in": 1}))).await;
+    let (short, _) = minted(&app, &user, &id, Some(json!({"expires_in": 3}))).await;
     assert_eq!(get(&app, &short, &[]).await.status(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     assert_problem(get(&app, &short, &[]).await, 410, "link-expired").await;
     assert_eq!(
         get(&app, &url, &[]).await.status(),
@@ -203,7 +203,7 @@ async fn the_proxy_check_allows_exactly_what_a_download_would() {
     let user = app.user(&phone()).await;
     let id = app.stored_blob(&user, &payload(10, 76)).await;
     let (url, _) = minted(&app, &user, &id, None).await;
-    let (short, _) = minted(&app, &user, &id, Some(json!({"expires_in": 1}))).await;
+    let (short, _) = minted(&app, &user, &id, Some(json!({"expires_in": 3}))).await;
     let blob = format!("/v1/blobs/{id}");
 
     let ok = authorize(&app, &url, None).await;
@@ -230,7 +230,7 @@ async fn the_proxy_check_allows_exactly_what_a_download_would() {
         "not-found",
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     assert_refused(authorize(&app, &short, None).await, 403, "link-expired").await;
 }
 

@@ -243,20 +243,20 @@ async fn cached_blobs_are_hits_for_every_range_but_never_bypass_authorisation() 
     assert_no_bytes(fetch(&nginx, &bare, &[]).await, 401, "missing-token").await;
     let bad_token = [("Authorization", "Bearer nope")];
     assert_no_bytes(fetch(&nginx, &bare, &bad_token).await, 401, "invalid-token").await;
-    let short = link(&front, &user, &id, Some(json!({"expires_in": 1}))).await;
+    let short = link(&front, &user, &id, Some(json!({"expires_in": 3}))).await;
     let res = fetch(&nginx, &short, &[("Range", "bytes=0-9")]).await;
     assert_eq!(
         (res.status().as_u16(), cache_status(&res).as_str()),
         (206, "HIT")
     );
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_no_bytes(fetch(&nginx, &short, &[]).await, 410, "link-expired").await;
 }
 
 #[tokio::test]
 async fn an_expired_blob_is_not_served_from_the_cache() {
     let app = TestApp::spawn_with(|s| {
-        s.blobs.retention = Duration::from_secs(3);
+        s.blobs.retention = Duration::from_secs(5);
         s.blobs.sweep_interval = Duration::from_millis(200);
     })
     .await;

@@ -11,7 +11,7 @@ use common::*;
 #[tokio::test]
 async fn expired_blobs_answer_410_until_the_same_bytes_are_uploaded_again() {
     let app = TestApp::spawn_with(|s| {
-        s.blobs.retention = Duration::from_secs(4);
+        s.blobs.retention = Duration::from_secs(6);
         s.blobs.sweep_interval = Duration::from_millis(200);
     })
     .await;
@@ -20,9 +20,9 @@ async fn expired_blobs_answer_410_until_the_same_bytes_are_uploaded_again() {
     let id = app.stored_blob(&user, &data).await;
 
     // A link restarts the clock: without it the blob would expire during the second wait.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(app.mint_link(&user, &id, None).await.status(), 201);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(app.blob(&user, &id).await.status(), 200, "the link kept it");
 
     // Then nothing touches it: it expires and the sweep deletes its bytes.
