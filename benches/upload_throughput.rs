@@ -12,43 +12,15 @@
 //! Run: `cargo bench --bench upload_throughput`.
 #![allow(clippy::cast_possible_truncation)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use ed25519_dalek::{Signer, SigningKey};
-use serde_json::{Value, json};
+use common::{cpu_seconds, login, peak_rss_kib, start_server};
 
 const CHUNK: usize = 1 << 20;
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// User + system CPU seconds the process has used (`/proc/PID/stat`, 100 ticks a second).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(") ")
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (ticks(11) + ticks(12)) as f64 / 100.0
-}
 
 fn openssl_sha256_mb_s() -> Option<f64> {
     let out = Command::new("openssl")
@@ -73,54 +45,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => tempfile::tempdir()?,
     };
     let s3 = std::env::var("SEALPOST_BENCH_S3").ok();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sealpost"));
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path());
+    let mut args = Vec::new();
     if let Some(url) = &s3 {
-        command.args(["--blob-store", url]);
+        args.extend(["--blob-store", url.as_str()]);
     }
-    let mut server = command
-        .env("SEALPOST__LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn,sealpost::app=info")
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut lines = BufReader::new(server.stderr.take().ok_or("stderr")?).lines();
-    let base = loop {
-        let line = lines.next().ok_or("server exited")??;
-        if let Some(at) = line.find("http://127.0.0.1:") {
-            let rest = &line[at..];
-            break rest[..rest.find('"').unwrap_or(rest.len())].to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+    let server = start_server(dir.path(), &args)?;
+    let base = server.base.clone();
     let client = reqwest::Client::new();
-
-    let key = SigningKey::from_bytes(&rand::random());
-    let phone = "+15550000001";
-    client
-        .post(format!("{base}/v1/accounts"))
-        .json(&json!({"phone": phone, "name": "bench", "identity_key": STANDARD.encode(key.verifying_key().as_bytes())}))
-        .send()
-        .await?
-        .error_for_status()?;
-    let c: Value = client
-        .post(format!("{base}/v1/auth/challenge"))
-        .json(&json!({"phone": phone}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let challenge = c["challenge"].as_str().ok_or("challenge")?;
-    let sig = key.sign(&STANDARD.decode(challenge)?);
-    let t: Value = client
-        .post(format!("{base}/v1/auth/token"))
-        .json(&json!({"phone": phone, "challenge": challenge, "signature": STANDARD.encode(sig.to_bytes())}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = t["token"].as_str().ok_or("token")?.to_owned();
+    let token = login(&client, &base).await?;
 
     let created = client
         .post(format!("{base}/v1/uploads"))
@@ -138,7 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .to_owned();
 
     let body = futures_util::stream::iter(chunks(total).map(Ok::<_, std::io::Error>));
-    let cpu_before = cpu_seconds(server.id());
+    let cpu_before = cpu_seconds(server.child.id());
     let started = Instant::now();
     let res = client
         .patch(format!("{base}{location}"))
@@ -158,10 +90,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("no blob id")?
         .to_str()?
         .to_owned();
-    let rss = peak_rss_kib(server.id());
-    let server_cpu = cpu_seconds(server.id()) - cpu_before;
-    let _ = server.kill();
-    let _ = server.wait();
+    let rss = peak_rss_kib(server.child.id());
+    let server_cpu = cpu_seconds(server.child.id()) - cpu_before;
+    drop(server);
 
     let mb_s = total as f64 / elapsed / 1e6;
     let store = if s3.is_some() { "S3" } else { "file" };

@@ -1,145 +1,17 @@
 //! nginx (deploy/nginx/sealpost.conf) as a caching proxy in front of a real server: blobs are
 //! cached by id in slices (a second GET and any range are cache hits) and every request is
 //! still authorised by the origin, so a bad or expired link, a missing token or an expired
-//! blob gets no bytes even when the blob is cached. Uploads pass through it.
-//!
-//! Needs the `nginx` binary (Debian: nginx-light): `SEALPOST_TEST_NGINX`, else `nginx` on the
-//! PATH or in /usr/sbin. Missing, the tests fail rather than skip.
+//! blob gets no bytes even when the blob is cached. Uploads pass through it. Needs nginx (see
+//! tests/common/nginx.rs).
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::nginx::Nginx;
 use common::*;
 use reqwest::Response;
 use serde_json::{Value, json};
-
-/// An nginx process running the shipped configuration in front of `origin`.
-struct Nginx {
-    base: String,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nginx_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("SEALPOST_TEST_NGINX") {
-        return PathBuf::from(path);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("nginx"))
-        .find(|candidate| candidate.is_file())
-        .expect(
-            "nginx is missing: install it (Debian: apt-get install nginx-light) or point \
-             SEALPOST_TEST_NGINX at the binary",
-        )
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// The shipped configuration with its `(test)` lines pointed at `origin` and `dir`.
-fn site_config(origin: &str, port: u16, cache: &Path) -> String {
-    let shipped = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx/sealpost.conf"),
-    )
-    .expect("deploy/nginx/sealpost.conf");
-    let rewritten = shipped
-        .replace("server sealpost:8080;", &format!("server {origin};"))
-        .replace("/var/cache/nginx/sealpost", &cache.display().to_string())
-        .replace("listen 8081;", &format!("listen 127.0.0.1:{port};"));
-    assert!(
-        rewritten.contains(origin) && rewritten.contains(&format!(":{port};")),
-        "the (test) lines of deploy/nginx/sealpost.conf changed"
-    );
-    rewritten
-}
-
-impl Nginx {
-    async fn start(app: &TestApp) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let root = dir.path();
-        std::fs::write(
-            root.join("sealpost.conf"),
-            site_config(&app.addr.to_string(), port, &root.join("cache")),
-        )
-        .expect("site config");
-        let is_root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-        let temp = |name: &str| root.join(name).display().to_string();
-        let main = format!(
-            "{user}worker_processes 1;\npid {pid};\nerror_log {log} warn;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {t1};\n  proxy_temp_path {t2};\n\
-             fastcgi_temp_path {t3};\n  uwsgi_temp_path {t4};\n  scgi_temp_path {t5};\n\
-             include {site};\n}}\n",
-            user = if is_root { "user root;\n" } else { "" },
-            pid = temp("nginx.pid"),
-            log = temp("error.log"),
-            t1 = temp("body"),
-            t2 = temp("proxy"),
-            t3 = temp("fastcgi"),
-            t4 = temp("uwsgi"),
-            t5 = temp("scgi"),
-            site = temp("sealpost.conf"),
-        );
-        std::fs::write(root.join("nginx.conf"), main).expect("main config");
-        let child = Command::new(nginx_binary())
-            .arg("-p")
-            .arg(root)
-            .arg("-e")
-            .arg(root.join("error.log"))
-            .arg("-c")
-            .arg(root.join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start nginx");
-        let nginx = Self {
-            base: format!("http://127.0.0.1:{port}"),
-            child,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while reqwest::get(format!("{}/healthz", nginx.base))
-            .await
-            .is_err()
-        {
-            let log = std::fs::read_to_string(root_log(&nginx)).unwrap_or_default();
-            assert!(Instant::now() < deadline, "nginx did not start: {log}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        nginx
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-fn root_log(nginx: &Nginx) -> PathBuf {
-    nginx._dir.path().join("error.log")
-}
 
 async fn fetch(nginx: &Nginx, path: &str, headers: &[(&str, &str)]) -> Response {
     let mut req = reqwest::Client::new().get(nginx.url(path));
@@ -170,7 +42,7 @@ async fn assert_no_bytes(res: Response, status: u16, code: &str) {
 #[tokio::test]
 async fn cached_blobs_are_hits_for_every_range_but_never_bypass_authorisation() {
     let app = TestApp::spawn().await;
-    let nginx = Nginx::start(&app).await;
+    let nginx = Nginx::caching_proxy(&app.addr.to_string()).await;
     // Uploads go through nginx too, unbuffered.
     let front = TestApp::external(&nginx.base);
     let user = front.user(&phone()).await;
@@ -260,7 +132,7 @@ async fn an_expired_blob_is_not_served_from_the_cache() {
         s.blobs.sweep_interval = Duration::from_millis(200);
     })
     .await;
-    let nginx = Nginx::start(&app).await;
+    let nginx = Nginx::caching_proxy(&app.addr.to_string()).await;
     let user = app.user(&phone()).await;
     let data = payload(4000, 92);
     let id = app.stored_blob(&user, &data).await;

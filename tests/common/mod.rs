@@ -2,6 +2,8 @@
 //! register, log in and drive uploads.
 #![allow(dead_code, unreachable_pub, clippy::cast_possible_truncation)]
 
+pub mod nginx;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

@@ -1,17 +1,16 @@
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use crate::{
     BlobId, BlobStore, ByteStream, Manifest, StagedWriter, StoreError, SyncJob, check_upload_id,
 };
 
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes a download reads from a blob file at a time.
+const READ_CHUNK: usize = 256 * 1024;
 
 /// Blobs as files under a root directory: `ab/cd/<id>.<upload>` for blobs, `.staging/<upload>` for
 /// unfinished uploads (same file system, so publishing is an atomic rename).
@@ -199,11 +198,42 @@ impl BlobStore for FsStore {
     }
 
     async fn read(&self, key: &str, range: Range<u64>) -> Result<ByteStream, StoreError> {
-        let mut file = not_found_is_none(tokio::fs::File::open(self.key_path(key)?).await)?
-            .ok_or(StoreError::NotFound)?;
-        file.seek(SeekFrom::Start(range.start)).await?;
-        let limited = file.take(range.end.saturating_sub(range.start));
-        Ok(ReaderStream::with_capacity(limited, READ_CHUNK).boxed())
+        let path = self.key_path(key)?;
+        let file = tokio::task::spawn_blocking(move || std::fs::File::open(path))
+            .await
+            .map_err(std::io::Error::other)?;
+        let file = std::sync::Arc::new(not_found_is_none(file)?.ok_or(StoreError::NotFound)?);
+        // One blocking-pool hop and one copy (page cache → the chunk) per READ_CHUNK bytes,
+        // read on demand: memory stays at a chunk or two per download, and no thread waits on a
+        // slow client.
+        let chunks = futures_util::stream::try_unfold(range, move |range| {
+            let file = file.clone();
+            async move {
+                if range.is_empty() {
+                    return Ok(None);
+                }
+                let len = usize::try_from(range.end - range.start)
+                    .unwrap_or(READ_CHUNK)
+                    .min(READ_CHUNK);
+                let at = range.start;
+                let chunk = tokio::task::spawn_blocking(move || {
+                    // The file is this download's own and its chunks are read one after
+                    // another, so its position is ours; File reads into uninitialised capacity.
+                    let mut buf = Vec::with_capacity(len);
+                    let mut reader = &*file;
+                    reader.seek(SeekFrom::Start(at))?;
+                    reader.take(len as u64).read_to_end(&mut buf)?;
+                    if buf.len() < len {
+                        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                    }
+                    Ok(bytes::Bytes::from(buf))
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                Ok(Some((chunk, at + len as u64..range.end)))
+            }
+        });
+        Ok(chunks.boxed())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

@@ -1,0 +1,106 @@
+//! What the benches share: a release `sealpost serve` in a child process, an account with a
+//! token, and reading a process's CPU time and peak memory from /proc.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{Value, json};
+
+pub(crate) type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// A running `sealpost serve` and its base URL.
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the release binary on a free port with its data in `data_dir` and `args` added.
+pub(crate) fn start_server(data_dir: &Path, args: &[&str]) -> BenchResult<Server> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sealpost"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .env("SEALPOST__LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn,sealpost::app=info")
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stderr.take().ok_or("stderr")?).lines();
+    let base = loop {
+        let line = lines.next().ok_or("server exited")??;
+        if let Some(at) = line.find("http://127.0.0.1:") {
+            let rest = &line[at..];
+            break rest[..rest.find('"').unwrap_or(rest.len())].to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok(Server { child, base })
+}
+
+/// Registers an account and logs in; returns its bearer token.
+pub(crate) async fn login(client: &reqwest::Client, base: &str) -> BenchResult<String> {
+    let key = SigningKey::from_bytes(&rand::random());
+    let phone = "+15550000001";
+    client
+        .post(format!("{base}/v1/accounts"))
+        .json(&json!({"phone": phone, "name": "bench", "identity_key": STANDARD.encode(key.verifying_key().as_bytes())}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let c: Value = client
+        .post(format!("{base}/v1/auth/challenge"))
+        .json(&json!({"phone": phone}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let challenge = c["challenge"].as_str().ok_or("challenge")?;
+    let sig = key.sign(&STANDARD.decode(challenge)?);
+    let t: Value = client
+        .post(format!("{base}/v1/auth/token"))
+        .json(&json!({"phone": phone, "challenge": challenge, "signature": STANDARD.encode(sig.to_bytes())}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(t["token"].as_str().ok_or("token")?.to_owned())
+}
+
+/// Peak resident memory of a process (VmHWM), KiB.
+pub(crate) fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// User + system CPU seconds the process has used (`/proc/PID/stat`, 100 ticks a second).
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let seconds = (ticks(11) + ticks(12)) as f64 / 100.0;
+    seconds
+}
