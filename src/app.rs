@@ -46,6 +46,7 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
 impl Application {
     /// Opens the backends and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.blobs.validate()?;
         let db = open_database(&settings).await?;
         let store = sealpost_store::open(&settings.blob_store_url())
             .await

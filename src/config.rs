@@ -96,6 +96,36 @@ pub struct BlobSettings {
     pub redirect_ttl: Duration,
 }
 
+impl BlobSettings {
+    /// Refuses settings that would delete blobs at once, stop the sweep, or let a link
+    /// outlive the blob it points to.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let zero = Duration::ZERO;
+        anyhow::ensure!(self.retention > zero, "blobs.retention must be more than 0");
+        anyhow::ensure!(
+            self.sweep_interval > zero,
+            "blobs.sweep_interval must be more than 0"
+        );
+        anyhow::ensure!(
+            self.link_ttl > zero && self.redirect_ttl > zero,
+            "blobs.link_ttl and blobs.redirect_ttl must be more than 0"
+        );
+        anyhow::ensure!(
+            self.link_ttl <= self.max_link_ttl,
+            "blobs.link_ttl ({}) is longer than blobs.max_link_ttl ({})",
+            humantime::format_duration(self.link_ttl),
+            humantime::format_duration(self.max_link_ttl)
+        );
+        anyhow::ensure!(
+            self.max_link_ttl <= self.retention && self.redirect_ttl <= self.retention,
+            "blobs.max_link_ttl and blobs.redirect_ttl must not be longer than blobs.retention \
+             ({}): a link would outlive its blob",
+            humantime::format_duration(self.retention)
+        );
+        Ok(())
+    }
+}
+
 impl Default for BlobSettings {
     fn default() -> Self {
         Self {
@@ -312,6 +342,33 @@ mod tests {
             assert_eq!(s.database_url(), "sqlite:///from-flag/sealpost.db");
             Ok(())
         });
+    }
+
+    #[test]
+    fn blob_settings_that_would_lose_blobs_or_outlive_them_are_refused() {
+        assert!(BlobSettings::default().validate().is_ok());
+        let hour = Duration::from_secs(3600);
+        for bad in [
+            BlobSettings {
+                retention: Duration::ZERO,
+                ..BlobSettings::default()
+            },
+            BlobSettings {
+                sweep_interval: Duration::ZERO,
+                ..BlobSettings::default()
+            },
+            BlobSettings {
+                link_ttl: 2 * hour,
+                max_link_ttl: hour,
+                ..BlobSettings::default()
+            },
+            BlobSettings {
+                retention: hour,
+                ..BlobSettings::default()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

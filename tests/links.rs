@@ -61,10 +61,14 @@ async fn links_download_without_a_token_until_they_expire() {
     );
     let res = get(&app, &url, &[]).await;
     assert_eq!(res.status(), 200);
-    assert_eq!(
-        header(&res, "cache-control").as_deref(),
-        Some("public, max-age=31536000, immutable")
-    );
+    // Cacheable by anyone, but no longer than the link is valid.
+    let cache = header(&res, "cache-control").unwrap_or_default();
+    let max_age: i64 = cache
+        .strip_prefix("public, max-age=")
+        .and_then(|rest| rest.strip_suffix(", immutable"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{cache}"));
+    assert!((3590..=3600).contains(&max_age), "{cache}");
     assert!(res.bytes().await.expect("bytes") == data);
     let res = get(&app, &url, &[("Range", "bytes=4000-")]).await;
     assert_eq!(res.status(), 206);
@@ -122,6 +126,7 @@ async fn altered_or_forged_links_get_403_and_no_bytes() {
 #[tokio::test]
 async fn minting_needs_a_token_a_live_blob_and_a_sane_expiry() {
     let app = TestApp::spawn_with(|s| {
+        s.blobs.link_ttl = std::time::Duration::from_secs(300);
         s.blobs.max_link_ttl = std::time::Duration::from_secs(600);
         s.blobs.cdn_base_url = Some("https://media.example".into());
     })
@@ -208,6 +213,10 @@ async fn the_proxy_check_allows_exactly_what_a_download_would() {
 
     let ok = authorize(&app, &url, None).await;
     assert_eq!(ok.status(), 204);
+    assert!(
+        header(&ok, "sealpost-cache-control").is_some_and(|c| c.starts_with("public, max-age=3")),
+        "a link's caching is bounded by its life"
+    );
     assert!(ok.bytes().await.expect("body").is_empty());
     assert_eq!(
         authorize(&app, &blob, Some(&user.token)).await.status(),

@@ -25,6 +25,16 @@ fn cache_status(res: &Response) -> String {
     header(res, "x-cache-status").unwrap_or_default()
 }
 
+/// The `max-age` of a response's `Cache-Control`.
+fn link_max_age(res: &Response) -> i64 {
+    let value = header(res, "cache-control").unwrap_or_default();
+    value
+        .split(',')
+        .find_map(|d| d.trim().strip_prefix("max-age="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no max-age in {value:?}"))
+}
+
 /// A link minted through nginx (links pass straight through to the origin).
 async fn link(front: &TestApp, user: &User, id: &str, body: Option<Value>) -> String {
     let res = front.mint_link(user, id, body).await;
@@ -60,10 +70,6 @@ async fn cached_blobs_are_hits_for_every_range_but_never_bypass_authorisation() 
         (200, "HIT")
     );
     assert_eq!(header(&second, "etag"), Some(format!("\"{id}\"")));
-    assert_eq!(
-        header(&second, "cache-control").as_deref(),
-        Some("public, max-age=31536000, immutable")
-    );
     assert_eq!(
         header(&second, "content-length"),
         Some(data.len().to_string())
@@ -102,9 +108,35 @@ async fn cached_blobs_are_hits_for_every_range_but_never_bypass_authorisation() 
         (res.status().as_u16(), cache_status(&res).as_str()),
         (200, "HIT")
     );
+    // Each client gets the caching its own credentials earn: a year with a token, no longer
+    // than the link lives with a link, whichever request filled the cache.
+    assert_eq!(
+        header(&res, "cache-control").as_deref(),
+        Some("public, max-age=31536000, immutable")
+    );
+    let res = fetch(&nginx, &url, &[]).await;
+    assert_eq!(cache_status(&res), "HIT");
+    let max_age = link_max_age(&res);
+    assert!((3590..=3600).contains(&max_age), "{max_age}");
     let etag = format!("\"{id}\"");
     let res = fetch(&nginx, &url, &[("If-None-Match", &etag)]).await;
     assert_eq!(res.status(), 304);
+
+    // An empty blob (nginx fills it with a ranged request) comes through whole.
+    let res = front
+        .tus_create(&user, &[("Upload-Length", "0".into())])
+        .await;
+    let empty = header(&res, "sealpost-blob-id").expect("empty blob id");
+    for _ in 0..2 {
+        let res = fetch(
+            &nginx,
+            &format!("/v1/blobs/{empty}"),
+            &[("Authorization", &bearer)],
+        )
+        .await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(header(&res, "content-length").as_deref(), Some("0"));
+    }
 
     // Bad credentials get the origin's refusal and no bytes, though the blob is cached.
     let forged = url.replace("sig=", "sig=AAAA");
@@ -129,6 +161,9 @@ async fn cached_blobs_are_hits_for_every_range_but_never_bypass_authorisation() 
 async fn an_expired_blob_is_not_served_from_the_cache() {
     let app = TestApp::spawn_with(|s| {
         s.blobs.retention = Duration::from_secs(5);
+        s.blobs.link_ttl = s.blobs.retention;
+        s.blobs.max_link_ttl = s.blobs.retention;
+        s.blobs.redirect_ttl = s.blobs.retention;
         s.blobs.sweep_interval = Duration::from_millis(200);
     })
     .await;
@@ -151,4 +186,39 @@ async fn an_expired_blob_is_not_served_from_the_cache() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_no_bytes(fetch(&nginx, &path, &auth).await, 410, "blob-expired").await;
+}
+
+#[tokio::test]
+async fn a_slow_first_download_outlives_its_short_link() {
+    let app = TestApp::spawn().await;
+    let nginx = Nginx::caching_proxy(&app.addr.to_string()).await;
+    let user = app.user(&phone()).await;
+    let data = payload(16 << 20, 93);
+    let id = app.stored_blob(&user, &data).await;
+    let res = app
+        .mint_link(&user, &id, Some(json!({"expires_in": 2})))
+        .await;
+    let link: Value = res.json().await.expect("link");
+    let url = link["url"].as_str().expect("url");
+
+    // Not cached yet, and this client reads slowly, past the link's expiry (16 MiB is more than
+    // the socket buffers hold). nginx fills every slice with the client's link, and does so at
+    // its own pace, not the client's, so the download authorised at its start completes.
+    let mut res = fetch(&nginx, url, &[]).await;
+    assert_eq!(
+        (res.status().as_u16(), cache_status(&res).as_str()),
+        (200, "MISS")
+    );
+    let mut got = res
+        .chunk()
+        .await
+        .expect("first chunk")
+        .expect("bytes")
+        .to_vec();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    while let Some(chunk) = res.chunk().await.expect("the rest") {
+        got.extend_from_slice(&chunk);
+    }
+    assert_eq!(got.len(), data.len(), "truncated");
+    assert!(got == data);
 }

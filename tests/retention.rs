@@ -12,6 +12,9 @@ use common::*;
 async fn expired_blobs_answer_410_until_the_same_bytes_are_uploaded_again() {
     let app = TestApp::spawn_with(|s| {
         s.blobs.retention = Duration::from_secs(6);
+        s.blobs.link_ttl = s.blobs.retention;
+        s.blobs.max_link_ttl = s.blobs.retention;
+        s.blobs.redirect_ttl = s.blobs.retention;
         s.blobs.sweep_interval = Duration::from_millis(200);
     })
     .await;

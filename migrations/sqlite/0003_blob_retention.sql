@@ -4,5 +4,7 @@
 -- makes the blob live again under a new storage key.
 ALTER TABLE blobs ADD COLUMN state TEXT NOT NULL DEFAULT 'live';
 ALTER TABLE blobs ADD COLUMN touched_at BIGINT NOT NULL DEFAULT 0;
-UPDATE blobs SET touched_at = created_at;
+-- Blobs stored before retention existed start their retention now, not at their upload:
+-- upgrading must not delete media that is still in use.
+UPDATE blobs SET touched_at = CAST(strftime('%s', 'now') AS BIGINT);
 CREATE INDEX blobs_state_touched_at ON blobs (state, touched_at);

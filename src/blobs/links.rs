@@ -105,13 +105,17 @@ impl LinkKeys {
     }
 
     /// Checks a link to `blob` at time `now`: signature first (so that a forger learns
-    /// nothing), then expiry.
-    pub fn verify(&self, blob: &str, params: &LinkParams, now: i64) -> Result<(), LinkRefusal> {
-        let (Some(expires), Some(kid), Some(sig)) = (&params.expires, &params.kid, &params.sig)
-        else {
+    /// nothing), then expiry. Returns the link's expiry (Unix seconds).
+    pub fn verify(&self, blob: &str, params: &LinkParams, now: i64) -> Result<i64, LinkRefusal> {
+        let (Some(raw), Some(kid), Some(sig)) = (&params.expires, &params.kid, &params.sig) else {
             return Err(LinkRefusal::Invalid);
         };
-        let expires: i64 = expires.parse().map_err(|_| LinkRefusal::Invalid)?;
+        // Only the canonical spelling (no sign, no leading zeros): one signature, one URL, so
+        // that caches keyed by URL see one link as one link.
+        let expires: i64 = raw.parse().map_err(|_| LinkRefusal::Invalid)?;
+        if *raw != expires.to_string() {
+            return Err(LinkRefusal::Invalid);
+        }
         let (_, secret) = self
             .keys
             .iter()
@@ -126,7 +130,7 @@ impl LinkKeys {
         if expires <= now {
             return Err(LinkRefusal::Expired);
         }
-        Ok(())
+        Ok(expires)
     }
 }
 
@@ -209,7 +213,12 @@ mod tests {
         let keys = keys(&[K1]);
         let (kid, sig) = keys.sign("ab", 100);
         assert_eq!(kid, "k1");
-        assert_eq!(keys.verify("ab", &params(100, &kid, &sig), 99), Ok(()));
+        assert_eq!(keys.verify("ab", &params(100, &kid, &sig), 99), Ok(100));
+        let padded = LinkParams {
+            expires: Some("0100".into()),
+            ..params(100, &kid, &sig)
+        };
+        assert_eq!(keys.verify("ab", &padded, 99), Err(LinkRefusal::Invalid));
         assert_eq!(
             keys.verify("ab", &params(100, &kid, &sig), 100),
             Err(LinkRefusal::Expired)
@@ -231,7 +240,7 @@ mod tests {
         let old = keys(&[K1]);
         let (kid, sig) = old.sign("ab", 100);
         let rotated = keys(&[K2, K1]);
-        assert_eq!(rotated.verify("ab", &params(100, &kid, &sig), 0), Ok(()));
+        assert_eq!(rotated.verify("ab", &params(100, &kid, &sig), 0), Ok(100));
         assert_eq!(rotated.sign("ab", 100).0, "k2");
         let retired = keys(&[K2]);
         assert_eq!(

@@ -31,8 +31,11 @@ pub struct BlobService {
 pub enum Access {
     /// A bearer token.
     Token,
-    /// A signed link.
-    Link,
+    /// A signed link valid until `expires` (Unix seconds).
+    Link {
+        /// The link's expiry.
+        expires: i64,
+    },
 }
 
 /// How many blobs one sweep pass expires or deletes at most.
@@ -69,7 +72,7 @@ impl BlobService {
     ) -> ApiResult<Access> {
         if link.present() {
             return match self.keys.verify(id, link, unix_now()) {
-                Ok(()) => Ok(Access::Link),
+                Ok(expires) => Ok(Access::Link { expires }),
                 Err(LinkRefusal::Invalid) => Err(ApiError::LinkInvalid),
                 Err(LinkRefusal::Expired) => Err(ApiError::LinkExpired),
             };
@@ -84,6 +87,18 @@ impl BlobService {
     /// the CDN would loop).
     pub fn redirects(&self, access: Access) -> bool {
         access == Access::Token || self.settings.cdn_base_url.is_none()
+    }
+
+    /// The `Cache-Control` of a blob response. Immutable bytes may be kept a year; with a link,
+    /// no longer than the link is valid, so that no cache (shared or the browser's) serves a
+    /// link after it expired.
+    pub fn cache_control(access: Access) -> String {
+        const YEAR: i64 = 31_536_000;
+        let max_age = match access {
+            Access::Token => YEAR,
+            Access::Link { expires } => (expires - unix_now()).clamp(0, YEAR),
+        };
+        format!("public, max-age={max_age}, immutable")
     }
 
     /// The live blob `id`: 404 if it never existed, 410 `blob-expired` once retention ran out.

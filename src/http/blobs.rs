@@ -10,13 +10,11 @@ use sealpost_proto::{LinkRequest, Problem, SignedLink};
 
 use super::range::{self, Wanted};
 use crate::blobs::links::LinkParams;
+use crate::blobs::{Access, BlobService};
 use crate::config::DownloadMode;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-/// What a stored blob's bytes may be cached as: by anyone, for a year, never revalidated (a
-/// blob id names its bytes forever).
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Blobs are opaque bytes: a browser must never run or render them as a page.
 const SANDBOX: &str = "default-src 'none'; frame-ancestors 'none'; sandbox";
 
@@ -34,7 +32,7 @@ const SANDBOX: &str = "default-src 'none'; frame-ancestors 'none'; sandbox";
         (status = 200, description = "The blob's bytes", content_type = "application/octet-stream", body = crate::uploads::api_doc::BinaryBody, headers(
             ("ETag" = String, description = "The blob id, quoted (strong)"),
             ("Accept-Ranges" = String, description = "bytes"),
-            ("Cache-Control" = String, description = "public, max-age=31536000, immutable"),
+            ("Cache-Control" = String, description = "public, max-age=31536000, immutable; with a signed link, max-age is the seconds the link has left"),
             ("Content-Length" = u64, description = "Always sent"),
         )),
         (status = 206, description = "The requested bytes", content_type = "application/octet-stream", body = crate::uploads::api_doc::BinaryBody, headers(
@@ -109,7 +107,7 @@ async fn serve(
         .is_some_and(|v| lists_etag(v, &etag))
     {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
-        cache_headers(response.headers_mut(), &etag);
+        cache_headers(response.headers_mut(), &etag, access);
         return Ok(response);
     }
     if *method == Method::GET
@@ -153,7 +151,7 @@ async fn serve(
     };
     let mut response = (status, body).into_response();
     let h = response.headers_mut();
-    cache_headers(h, &etag);
+    cache_headers(h, &etag, access);
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
@@ -180,11 +178,13 @@ async fn serve(
 }
 
 /// The validator and caching headers every successful blob response carries.
-fn cache_headers(h: &mut HeaderMap, etag: &str) {
+fn cache_headers(h: &mut HeaderMap, etag: &str, access: Access) {
     if let Ok(etag) = HeaderValue::from_str(etag) {
         h.insert(header::ETAG, etag);
     }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    if let Ok(value) = HeaderValue::from_str(&BlobService::cache_control(access)) {
+        h.insert(header::CACHE_CONTROL, value);
+    }
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
 }
 
@@ -256,7 +256,7 @@ pub async fn create_link(
         LinkParams,
     ),
     responses(
-        (status = 204, description = "May read the blob"),
+        (status = 204, description = "May read the blob", headers(("Sealpost-Cache-Control" = String, description = "The Cache-Control a download with these credentials gets (a link: no longer than it is valid); a caching proxy sends it to the client"))),
         (status = 401, description = "No link and no valid bearer token", body = Problem, content_type = "application/problem+json",
             headers(("Sealpost-Refusal" = String, description = "The problem code"))),
         (status = 403, description = "Anything else: bad or expired link, unknown or expired blob", body = Problem, content_type = "application/problem+json",
@@ -271,11 +271,20 @@ pub async fn authorize_blob(
     headers: HeaderMap,
 ) -> Response {
     let check = async {
-        state.blobs.authorize(&blob_id, &headers, &link).await?;
-        state.blobs.live(&blob_id).await.map(drop)
+        let access = state.blobs.authorize(&blob_id, &headers, &link).await?;
+        state.blobs.live(&blob_id).await.map(|_| access)
     };
-    let Err(e) = check.await else {
-        return StatusCode::NO_CONTENT.into_response();
+    let e = match check.await {
+        Ok(access) => {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            if let Ok(value) = HeaderValue::from_str(&BlobService::cache_control(access)) {
+                response
+                    .headers_mut()
+                    .insert(HeaderName::from_static("sealpost-cache-control"), value);
+            }
+            return response;
+        }
+        Err(e) => e,
     };
     let (status, code) = e.status_code();
     if status >= 500 {

@@ -1,6 +1,7 @@
 //! `Range` requests on stored blobs (RFC 9110 §14): one byte range is served as 206 Partial
 //! Content; several ranges, or a header that is not a valid byte range, get the whole blob
-//! (200), as the RFC allows; a range that starts past the end is 416.
+//! (200), as the RFC allows; a range that starts past the end is 416. An empty blob is always
+//! sent whole.
 
 use std::ops::Range;
 
@@ -25,6 +26,11 @@ pub fn wanted(header: Option<&HeaderValue>, size: u64) -> Wanted {
     else {
         return Wanted::Full;
     };
+    // An empty blob has no byte to select: send it whole (RFC 9110 lets a server ignore Range),
+    // so that a cache filling slices of it gets the empty blob rather than a 416.
+    if size == 0 {
+        return Wanted::Full;
+    }
     if spec.contains(',') {
         return Wanted::Full;
     }
@@ -36,7 +42,6 @@ pub fn wanted(header: Option<&HeaderValue>, size: u64) -> Wanted {
         // bytes=-N: the last N bytes.
         (true, false) => match number(last) {
             Some(0) => Wanted::Unsatisfiable,
-            Some(_) if size == 0 => Wanted::Unsatisfiable,
             Some(n) => Wanted::Part(size.saturating_sub(n)..size),
             None => Wanted::Full,
         },
@@ -77,7 +82,8 @@ mod tests {
         assert_eq!(parse("bytes=10-", 10), Wanted::Unsatisfiable);
         assert_eq!(parse("bytes=10-12", 10), Wanted::Unsatisfiable);
         assert_eq!(parse("bytes=-0", 10), Wanted::Unsatisfiable);
-        assert_eq!(parse("bytes=-5", 0), Wanted::Unsatisfiable);
+        assert_eq!(parse("bytes=-5", 0), Wanted::Full);
+        assert_eq!(parse("bytes=0-", 0), Wanted::Full);
         for ignored in [
             "bytes=5-2",
             "bytes=0-1,4-5",

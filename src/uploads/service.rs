@@ -702,7 +702,8 @@ impl UploadService {
             .complete_upload(&row.id, lease, blob.as_str(), to_i64(size), &key, now)
             .await?
         else {
-            self.delete_copy(&key).await;
+            // Fenced off: the newer holder of the lease publishes to the same key (keys are per
+            // upload), so the copy is not ours to delete.
             return Err(ApiError::Superseded);
         };
         for unused in &completion.unused {
