@@ -107,6 +107,7 @@ async fn altered_or_forged_links_get_403_and_no_bytes() {
         with_param(&url, "expires", Some("99999999999")),
         with_param(&url, "expires", Some("soon")),
         with_param(&url, "kid", Some("k-unknown")),
+        format!("{url}&sig=again"),
         url.replace(&id, &other),
     ];
     for bad in bad {
@@ -322,5 +323,14 @@ async fn redirect_mode_sends_downloads_to_the_cdn_or_a_presigned_url() {
         .await
         .expect("presigned get");
     assert_eq!(res.status(), 206);
+    assert_eq!(
+        header(&res, "content-type").as_deref(),
+        Some("application/octet-stream")
+    );
+    assert!(
+        header(&res, "cache-control").is_some_and(|c| c.starts_with("public, max-age=")),
+        "{:?}",
+        header(&res, "cache-control")
+    );
     assert!(res.bytes().await.expect("bytes") == data[1000..2000]);
 }

@@ -30,6 +30,20 @@ pub struct LinkParams {
     pub sig: Option<String>,
 }
 
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for LinkParams {
+    type Rejection = crate::error::ApiError;
+
+    /// A query that is not a well-formed link (a parameter twice, say) is an invalid link.
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<Self>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(params)| params)
+            .map_err(|_| crate::error::ApiError::LinkInvalid)
+    }
+}
+
 impl LinkParams {
     /// Whether the request carries (any part of) a link.
     pub fn present(&self) -> bool {

@@ -2,7 +2,7 @@
 //! links, redirect mode, and the authorisation check a caching proxy asks before serving a hit.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sealpost_auth::Authenticated;
@@ -52,7 +52,7 @@ const SANDBOX: &str = "default-src 'none'; frame-ancestors 'none'; sandbox";
 pub async fn get_blob(
     State(state): State<AppState>,
     Path(blob_id): Path<String>,
-    Query(link): Query<LinkParams>,
+    link: LinkParams,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     serve(&state, &blob_id, &link, &headers, &Method::GET).await
@@ -85,7 +85,7 @@ pub async fn get_blob(
 pub async fn head_blob(
     State(state): State<AppState>,
     Path(blob_id): Path<String>,
-    Query(link): Query<LinkParams>,
+    link: LinkParams,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     serve(&state, &blob_id, &link, &headers, &Method::HEAD).await
@@ -267,7 +267,7 @@ pub async fn create_link(
 pub async fn authorize_blob(
     State(state): State<AppState>,
     Path(blob_id): Path<String>,
-    Query(link): Query<LinkParams>,
+    link: LinkParams,
     headers: HeaderMap,
 ) -> Response {
     let check = async {

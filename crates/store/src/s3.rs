@@ -627,6 +627,9 @@ impl BlobStore for S3Store {
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            // What sealpost itself would send: opaque bytes, cacheable while the URL lives.
+            .response_content_type("application/octet-stream")
+            .response_cache_control(format!("public, max-age={}, immutable", ttl.as_secs()))
             .presigned(config)
             .await
             .map_err(sdk_err)?;
