@@ -1,0 +1,70 @@
+/// Why a file was refused or could not be processed. Each variant has a stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum TranscodeError {
+    /// The bytes are not a type this build can process (whatever the name or declared type say).
+    #[error("the file is not a supported image or media type (found: {0})")]
+    Unsupported(&'static str),
+    /// Larger than the file-size limit.
+    #[error("the file has {size} bytes; the limit is {limit}")]
+    FileTooLarge {
+        /// The file's size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// More pixels than allowed (read from the header, before decoding).
+    #[error("the image is {width}x{height} pixels; the limit is {limit} pixels in all")]
+    TooManyPixels {
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// Pixel limit.
+        limit: u64,
+    },
+    /// A side longer than allowed.
+    #[error("the image is {width}x{height}; no side may exceed {limit} pixels")]
+    SideTooLong {
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// Side limit.
+        limit: u32,
+    },
+    /// An animation with more frames than allowed.
+    #[error("the animation has more than {limit} frames")]
+    TooManyFrames {
+        /// Frame limit.
+        limit: u32,
+    },
+    /// The file is truncated or corrupt.
+    #[error("the file is corrupt or truncated: {0}")]
+    Corrupt(String),
+    /// Encoding a rendition failed (our fault, not the file's).
+    #[error("encoding failed: {0}")]
+    Encode(String),
+    /// Reading the file failed.
+    #[error("cannot read the file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl TranscodeError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unsupported(_) => "unsupported-media",
+            Self::FileTooLarge { .. } => "file-too-large",
+            Self::TooManyPixels { .. } => "image-too-large",
+            Self::SideTooLong { .. } => "image-side-too-long",
+            Self::TooManyFrames { .. } => "too-many-frames",
+            Self::Corrupt(_) => "corrupt-media",
+            Self::Encode(_) | Self::Io(_) => "processing-failed",
+        }
+    }
+
+    /// Whether retrying could help (a failure of ours, not of the file).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Encode(_) | Self::Io(_))
+    }
+}
