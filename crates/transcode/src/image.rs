@@ -132,6 +132,49 @@ pub fn probe(path: &Path, limits: &ImageLimits) -> Result<ImageInfo, TranscodeEr
 
 /// Makes the thumbnail set and a BlurHash of the image at `path`, within `limits`.
 pub fn thumbnails(path: &Path, limits: &ImageLimits) -> Result<Thumbnails, TranscodeError> {
+    let (info, image) = decode(path, limits)?;
+    let mut resizer = Resizer::new();
+    let mut renditions = Vec::with_capacity(THUMBNAILS.len() * 2);
+    for spec in THUMBNAILS {
+        let thumb = render(&mut resizer, &image, spec.shape)?;
+        for format in [Format::Jpeg, Format::WebP] {
+            renditions.push(Rendition {
+                name: spec.name,
+                format,
+                width: thumb.width(),
+                height: thumb.height(),
+                bytes: encode(&thumb, format)?,
+            });
+        }
+    }
+    let blurhash = blurhash(&mut resizer, &image)?;
+    Ok(Thumbnails {
+        info,
+        blurhash,
+        renditions,
+    })
+}
+
+/// Makes one thumbnail of the image at `path`, within `limits`.
+pub fn thumbnail(
+    path: &Path,
+    limits: &ImageLimits,
+    spec: ThumbnailSpec,
+    format: Format,
+) -> Result<Rendition, TranscodeError> {
+    let (_, image) = decode(path, limits)?;
+    let thumb = render(&mut Resizer::new(), &image, spec.shape)?;
+    Ok(Rendition {
+        name: spec.name,
+        format,
+        width: thumb.width(),
+        height: thumb.height(),
+        bytes: encode(&thumb, format)?,
+    })
+}
+
+/// The image at `path`, within `limits`, upright, as 8-bit RGB or RGBA.
+fn decode(path: &Path, limits: &ImageLimits) -> Result<(ImageInfo, DynamicImage), TranscodeError> {
     let Opened {
         info,
         mut decoder,
@@ -153,26 +196,7 @@ pub fn thumbnails(path: &Path, limits: &ImageLimits) -> Result<Thumbnails, Trans
     } else {
         DynamicImage::ImageRgb8(image.into_rgb8())
     };
-    let mut resizer = Resizer::new();
-    let mut renditions = Vec::with_capacity(THUMBNAILS.len() * 2);
-    for spec in THUMBNAILS {
-        let thumb = render(&mut resizer, &image, spec.shape)?;
-        for format in [Format::Jpeg, Format::WebP] {
-            renditions.push(Rendition {
-                name: spec.name,
-                format,
-                width: thumb.width(),
-                height: thumb.height(),
-                bytes: encode(&thumb, format)?,
-            });
-        }
-    }
-    let blurhash = blurhash(&mut resizer, &image)?;
-    Ok(Thumbnails {
-        info,
-        blurhash,
-        renditions,
-    })
+    Ok((info, image))
 }
 
 /// A file whose header was read and found within limits.
@@ -331,7 +355,11 @@ fn render(
     }
     let mut out = DynamicImage::new(width, height, image.color());
     // A crop keeps the centre of the image; a fit keeps all of it.
-    let options = ResizeOptions::new().fit_into_destination(None);
+    let options = ResizeOptions::new()
+        .resize_alg(fast_image_resize::ResizeAlg::Convolution(
+            fast_image_resize::FilterType::Bilinear,
+        ))
+        .fit_into_destination(None);
     resizer
         .resize(image, &mut out, &options)
         .map_err(|e| TranscodeError::Encode(e.to_string()))?;
