@@ -269,3 +269,88 @@ async fn https_servers_are_reachable_in_principle() {
         other => panic!("expected a connection error, got {other:?}"),
     }
 }
+
+/// A 1200x800 photo-like JPEG.
+fn photo() -> Vec<u8> {
+    let byte = |v: u32| v.to_le_bytes()[0];
+    let image = image::RgbImage::from_fn(1200, 800, |x, y| {
+        image::Rgb([byte(x / 5), byte(y / 4), byte((x + y) / 8)])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(image)
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("jpeg");
+    out.into_inner()
+}
+
+#[tokio::test]
+async fn an_image_is_sent_with_client_made_thumbnails() {
+    let app = TestApp::spawn().await;
+    let client = logged_in(&app).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The name lies; the bytes decide the type.
+    let path = dir.path().join("photo.bin");
+    std::fs::write(&path, photo()).expect("write");
+    let state = dir.path().join("state");
+    let media = client
+        .upload_encrypted(&path, &state, |_| ControlFlow::Continue(()))
+        .await
+        .expect("upload");
+    media.validate().expect("valid reference");
+    assert_eq!(media.mime, "image/jpeg");
+    assert_eq!((media.width, media.height), (Some(1200), Some(800)));
+    let thumbnail = media.thumbnail.clone().expect("thumbnail");
+
+    use base64::Engine;
+    let inline = base64::engine::general_purpose::STANDARD
+        .decode(thumbnail.inline_jpeg.expect("inline JPEG"))
+        .expect("base64");
+    let tiny =
+        image::load_from_memory_with_format(&inline, image::ImageFormat::Jpeg).expect("tiny");
+    assert_eq!((tiny.width(), tiny.height()), (32, 21));
+    assert!(thumbnail.blurhash.is_some_and(|h| h.len() > 6));
+
+    // The larger thumbnail is a blob of its own, sealed under its own key.
+    let blob = thumbnail.blob.expect("thumbnail blob");
+    assert_ne!(blob.media_key, media.media_key);
+    assert_eq!(
+        (blob.mime.as_str(), blob.width, blob.height),
+        ("image/jpeg", 320, 213)
+    );
+    let as_media = sealpost_proto::MediaRef {
+        blob_id: blob.blob_id.clone(),
+        media_key: blob.media_key,
+        plaintext_sha256: blob.plaintext_sha256.clone(),
+        size: blob.size,
+        mime: blob.mime.clone(),
+        filename: None,
+        width: None,
+        height: None,
+        duration_ms: None,
+        thumbnail: None,
+    };
+    let out = dir.path().join("thumb.jpg");
+    client
+        .download_decrypted(&as_media, &out)
+        .await
+        .expect("thumbnail downloads");
+    let thumb = image::open(&out).expect("a JPEG");
+    assert_eq!((thumb.width(), thumb.height()), (320, 213));
+    assert_eq!(
+        app.stored().await.blobs.len(),
+        2,
+        "the photo and its thumbnail"
+    );
+    assert!(
+        std::fs::read_dir(&state).map_or(true, |mut d| d.next().is_none()),
+        "no thumbnail or state left behind"
+    );
+
+    // Turned off, or for a file that is no image: no thumbnail.
+    let plain = client.clone().with_thumbnails(false);
+    let media = plain
+        .upload_encrypted(&path, &state, |_| ControlFlow::Continue(()))
+        .await
+        .expect("upload");
+    assert!(media.thumbnail.is_none() && media.width.is_none());
+}

@@ -31,6 +31,8 @@ pub struct Client {
     retry: Retry,
     /// Upload rate cap in bytes per second.
     rate: Option<u64>,
+    /// Whether uploads of images attach client-made thumbnails.
+    thumbnails: bool,
 }
 
 impl Client {
@@ -42,6 +44,7 @@ impl Client {
             token: None,
             retry: Retry::default(),
             rate: None,
+            thumbnails: true,
         }
     }
 
@@ -63,6 +66,14 @@ impl Client {
     #[must_use]
     pub fn with_rate_limit(mut self, bytes_per_second: Option<u64>) -> Self {
         self.rate = bytes_per_second.filter(|r| *r > 0);
+        self
+    }
+
+    /// Whether [`Client::upload_encrypted`] makes and attaches thumbnails of images (default:
+    /// yes).
+    #[must_use]
+    pub fn with_thumbnails(mut self, thumbnails: bool) -> Self {
+        self.thumbnails = thumbnails;
         self
     }
 

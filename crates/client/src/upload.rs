@@ -14,7 +14,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use sealpost_crypto::{Encryptor, Header, MediaKey, Resume, ciphertext_len, resume_at};
-use sealpost_proto::MediaRef;
+use sealpost_proto::{MediaRef, Thumbnail, ThumbnailBlob};
+use sealpost_transcode::image::{self as preview, ImageInfo};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
@@ -34,6 +35,18 @@ pub struct Progress {
     pub resumed_at: u64,
 }
 
+/// The MIME type of the file's real type, from its first bytes.
+fn sniffed_mime(path: &Path) -> Option<&'static str> {
+    let mut head = Vec::with_capacity(sealpost_transcode::sniff::SNIFF_LEN);
+    std::fs::File::open(path)
+        .ok()?
+        .take(sealpost_transcode::sniff::SNIFF_LEN as u64)
+        .read_to_end(&mut head)
+        .ok()?;
+    sealpost_transcode::sniff(&head).map(sealpost_transcode::MediaType::mime)
+}
+
+/// The MIME type its name suggests, for files whose bytes say nothing known.
 fn guess_mime(path: &Path) -> &'static str {
     let ext = path
         .extension()
@@ -148,9 +161,79 @@ impl Client {
     /// ten times a second; returning `ControlFlow::Break` stops the upload (resumable later:
     /// [`ClientError::Interrupted`]). Transient failures are retried with backoff.
     ///
+    /// For an image (found from its bytes) it also attaches, unless
+    /// [`Client::with_thumbnails`] turned it off: the displayed width and height, a tiny
+    /// inline JPEG and a BlurHash, and a 320 px JPEG thumbnail uploaded sealed under a key of
+    /// its own. An image it cannot read is sent without them.
+    ///
     /// # Errors
     /// The file cannot be read, the server refuses, or retries ran out.
     pub async fn upload_encrypted(
+        &self,
+        path: &Path,
+        state_dir: &Path,
+        progress: impl FnMut(Progress) -> ControlFlow<()> + Send,
+    ) -> Result<MediaRef, ClientError> {
+        // The small thumbnail first: an interruption then only ever costs the big upload's
+        // unsent rest, which resumes.
+        let preview = if self.thumbnails {
+            self.upload_thumbnail(path, state_dir).await?
+        } else {
+            None
+        };
+        let mut media = self.upload_sealed(path, state_dir, progress).await?;
+        if let Some((info, thumbnail)) = preview {
+            media.width = Some(info.width);
+            media.height = Some(info.height);
+            media.thumbnail = Some(thumbnail);
+        }
+        Ok(media)
+    }
+
+    /// For an image: makes its preview (inline JPEG, BlurHash, 320 px JPEG), uploads the JPEG
+    /// sealed under a key of its own, and returns what the `MediaRef` carries. `None` when the
+    /// file is not an image this client can read (it is then sent without a thumbnail).
+    async fn upload_thumbnail(
+        &self,
+        path: &Path,
+        state_dir: &Path,
+    ) -> Result<Option<(ImageInfo, Thumbnail)>, ClientError> {
+        let file = path.to_path_buf();
+        let made = tokio::task::spawn_blocking(move || {
+            preview::preview(&file, &sealpost_transcode::ImageLimits::default())
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        let Ok(made) = made else {
+            return Ok(None);
+        };
+        std::fs::create_dir_all(state_dir)?;
+        let digest = hex::encode(Sha256::digest(&made.thumbnail.bytes));
+        let thumb_path = state_dir.join(format!("thumbnail-{digest}.jpg"));
+        tokio::fs::write(&thumb_path, &made.thumbnail.bytes).await?;
+        let sealed =
+            Box::pin(self.upload_sealed(&thumb_path, state_dir, |_| ControlFlow::Continue(())))
+                .await;
+        let _ = tokio::fs::remove_file(&thumb_path).await;
+        let sealed = sealed?;
+        let thumbnail = Thumbnail {
+            inline_jpeg: Some(STANDARD.encode(&made.inline_jpeg)),
+            blurhash: Some(made.blurhash),
+            blob: Some(ThumbnailBlob {
+                blob_id: sealed.blob_id,
+                media_key: sealed.media_key,
+                plaintext_sha256: sealed.plaintext_sha256,
+                size: sealed.size,
+                mime: made.thumbnail.format.mime().to_owned(),
+                width: made.thumbnail.width,
+                height: made.thumbnail.height,
+            }),
+        };
+        Ok(Some((made.info, thumbnail)))
+    }
+
+    /// Seals and uploads one file, resumably; the `MediaRef` without thumbnail.
+    async fn upload_sealed(
         &self,
         path: &Path,
         state_dir: &Path,
@@ -217,7 +300,9 @@ impl Client {
             media_key: *key.as_bytes(),
             plaintext_sha256: state.plaintext_sha256,
             size,
-            mime: guess_mime(path).to_owned(),
+            mime: sniffed_mime(path)
+                .unwrap_or_else(|| guess_mime(path))
+                .to_owned(),
             filename: path.file_name().and_then(|n| n.to_str()).map(str::to_owned),
             width: None,
             height: None,

@@ -173,6 +173,47 @@ pub fn thumbnail(
     })
 }
 
+/// What a sender attaches to an image it sends (WhatsApp-style): a tiny inline JPEG, a
+/// BlurHash, and a larger JPEG thumbnail to upload (encrypted) as its own blob.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    /// The source image.
+    pub info: ImageInfo,
+    /// A JPEG at most 32 pixels on its long side, a few hundred bytes.
+    pub inline_jpeg: Vec<u8>,
+    /// A BlurHash of the whole image.
+    pub blurhash: String,
+    /// A JPEG fitting 320×240 (never larger than the image).
+    pub thumbnail: Rendition,
+}
+
+/// Makes the [`Preview`] of the image at `path`, within `limits`.
+pub fn preview(path: &Path, limits: &ImageLimits) -> Result<Preview, TranscodeError> {
+    let (info, image) = decode(path, limits)?;
+    let mut resizer = Resizer::new();
+    let tiny = render(&mut resizer, &image, Shape::Fit(32, 32))?;
+    let mut inline_jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut inline_jpeg, 60)
+        .encode_image(&flatten_on_white(&tiny))
+        .map_err(|e| TranscodeError::Encode(e.to_string()))?;
+    let spec = THUMBNAILS[2];
+    let thumb = render(&mut resizer, &image, spec.shape)?;
+    let thumbnail = Rendition {
+        name: spec.name,
+        format: Format::Jpeg,
+        width: thumb.width(),
+        height: thumb.height(),
+        bytes: encode(&thumb, Format::Jpeg)?,
+    };
+    let blurhash = blurhash(&mut resizer, &image)?;
+    Ok(Preview {
+        info,
+        inline_jpeg,
+        blurhash,
+        thumbnail,
+    })
+}
+
 /// The image at `path`, within `limits`, upright, as 8-bit RGB or RGBA.
 fn decode(path: &Path, limits: &ImageLimits) -> Result<(ImageInfo, DynamicImage), TranscodeError> {
     let Opened {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use image::codecs::gif::GifEncoder;
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, Frame, ImageEncoder, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
-use sealpost_transcode::image::{Format, Shape, THUMBNAILS, probe, thumbnails};
+use sealpost_transcode::image::{Format, Shape, THUMBNAILS, preview, probe, thumbnails};
 use sealpost_transcode::{ImageLimits, MediaType, TranscodeError};
 
 /// A landscape picture whose top-left quarter is red and the rest blue.
@@ -285,4 +285,22 @@ fn hostile_files_are_refused_with_their_codes() {
         ..limits
     };
     assert_eq!(code(probe(&photo, &tiny)), "file-too-large");
+}
+
+#[test]
+fn a_preview_has_a_tiny_inline_jpeg_a_blurhash_and_a_thumbnail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(dir.path(), "photo.jpg", &jpeg(&picture(1200, 800), Some(6)));
+    let preview = preview(&path, &ImageLimits::default()).expect("preview");
+    assert_eq!((preview.info.width, preview.info.height), (800, 1200));
+    let tiny = decoded(&preview.inline_jpeg, Format::Jpeg);
+    assert_eq!((tiny.width(), tiny.height()), (21, 32));
+    assert!(
+        preview.inline_jpeg.len() < 2048,
+        "{} bytes",
+        preview.inline_jpeg.len()
+    );
+    assert!(!preview.blurhash.is_empty());
+    let thumb = decoded(&preview.thumbnail.bytes, Format::Jpeg);
+    assert_eq!((thumb.width(), thumb.height()), (213, 320));
 }

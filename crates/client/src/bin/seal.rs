@@ -65,6 +65,10 @@ enum Command {
         /// Upload at most this many bytes per second
         #[arg(long)]
         limit_rate: Option<u64>,
+        /// Do not attach thumbnails (by default an image gets a tiny inline JPEG, a BlurHash
+        /// and a sealed 320 px thumbnail)
+        #[arg(long)]
+        no_thumbnail: bool,
     },
     /// Downloads the media a MediaRef JSON file names, verifies and opens it
     Download {
@@ -294,12 +298,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             write_private(&session_path, &Session { server, token })?;
             eprintln!("logged in as {}", identity.phone);
         }
-        Command::Upload { file, limit_rate } => {
+        Command::Upload {
+            file,
+            limit_rate,
+            no_thumbnail,
+        } => {
             let session: Session = read_json(&session_path, "not logged in: run `seal login`")?;
             let server = cli.server.unwrap_or(session.server);
             let client = Client::new(&server)
                 .with_token(session.token)
-                .with_rate_limit(limit_rate);
+                .with_rate_limit(limit_rate)
+                .with_thumbnails(!no_thumbnail);
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
             tokio::spawn(async move {
