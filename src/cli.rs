@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 use crate::app::{Application, open_database, shutdown_signal};
 use crate::config::{LogFormat, Overrides, Settings};
+use crate::media::child::{ChildReport, transcode_image};
+use sealpost_transcode::ImageLimits;
 
 /// Sealpost: resumable, content-addressed media service for an end-to-end encrypted messenger.
 #[derive(Debug, Parser)]
@@ -37,6 +39,32 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Make the thumbnail set of one untrusted image into a directory and print a JSON report
+    /// (the media worker runs this in a child process, under resource limits). Exit status: 0
+    /// processed, 2 refused (bad input), 1 failed (worth retrying).
+    TranscodeImage {
+        /// The image.
+        #[arg(long)]
+        input: PathBuf,
+        /// An existing directory for the renditions.
+        #[arg(long)]
+        output: PathBuf,
+        /// Largest file, bytes.
+        #[arg(long, default_value_t = ImageLimits::default().max_bytes)]
+        max_bytes: u64,
+        /// Most pixels.
+        #[arg(long, default_value_t = ImageLimits::default().max_pixels)]
+        max_pixels: u64,
+        /// Longest side, pixels.
+        #[arg(long, default_value_t = ImageLimits::default().max_side)]
+        max_side: u32,
+        /// Most animation frames.
+        #[arg(long, default_value_t = ImageLimits::default().max_frames)]
+        max_frames: u32,
+        /// Most memory one decode may allocate, bytes.
+        #[arg(long, default_value_t = ImageLimits::default().max_alloc)]
+        max_alloc: u64,
+    },
 }
 
 fn init_tracing(format: LogFormat) {
@@ -71,7 +99,7 @@ fn runtime(settings: &Settings) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the runtime")
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config, flags } => {
             let settings = load(config.as_ref(), &flags)?;
@@ -79,7 +107,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 init_tracing(settings.log_format);
                 let signal = shutdown_signal().context("cannot install signal handlers")?;
                 Application::build(settings).await?.run_until(signal).await
-            })
+            })?;
         }
         Command::Migrate { config, flags } => {
             let settings = load(config.as_ref(), &flags)?;
@@ -87,20 +115,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 init_tracing(settings.log_format);
                 open_database(&settings).await?.close().await;
                 tracing::info!("migrations applied");
-                Ok(())
-            })
+                anyhow::Ok(())
+            })?;
         }
-        Command::Openapi => {
-            print!("{}", crate::openapi::spec_json());
-            Ok(())
+        Command::Openapi => print!("{}", crate::openapi::spec_json()),
+        Command::TranscodeImage {
+            input,
+            output,
+            max_bytes,
+            max_pixels,
+            max_side,
+            max_frames,
+            max_alloc,
+        } => {
+            let limits = ImageLimits {
+                max_bytes,
+                max_pixels,
+                max_side,
+                max_frames,
+                max_alloc,
+            };
+            let report = transcode_image(&input, &output, &limits);
+            println!("{}", serde_json::to_string(&report)?);
+            return Ok(match report {
+                ChildReport::Ready { .. } => ExitCode::SUCCESS,
+                ChildReport::Failed {
+                    transient: true, ..
+                } => ExitCode::FAILURE,
+                ChildReport::Failed { .. } => ExitCode::from(2),
+            });
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

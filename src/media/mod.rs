@@ -1,0 +1,3 @@
+//! Media processing of plaintext previews: the child process that decodes untrusted files.
+
+pub mod child;

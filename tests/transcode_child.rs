@@ -1,0 +1,84 @@
+//! `sealpost transcode-image`, the media worker's child process, on a real image and on
+//! hostile ones: a JSON report, the renditions on disk, a stable code and exit status 2 for bad
+//! input.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn run(input: &Path, output: &Path, extra: &[&str]) -> (Option<i32>, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sealpost"))
+        .arg("transcode-image")
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(output)
+        .args(extra)
+        .output()
+        .expect("run sealpost transcode-image");
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code(), report)
+}
+
+fn photo(path: &Path) {
+    let byte = |v: u32| v.to_le_bytes()[0];
+    image::RgbImage::from_fn(1000, 750, |x, y| {
+        image::Rgb([byte(x), byte(y), byte(x ^ y)])
+    })
+    .save_with_format(path, image::ImageFormat::Jpeg)
+    .expect("jpeg");
+}
+
+#[test]
+fn an_image_becomes_its_thumbnail_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.jpg");
+    photo(&input);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).expect("out dir");
+    let (status, report) = run(&input, &out, &[]);
+    assert_eq!(status, Some(0), "{report}");
+    assert_eq!(report["outcome"], "ready");
+    assert_eq!(
+        (report["width"].as_u64(), report["height"].as_u64()),
+        (Some(1000), Some(750))
+    );
+    let renditions = report["renditions"].as_array().expect("renditions");
+    assert_eq!(renditions.len(), 10);
+    for r in renditions {
+        let file = out.join(r["file"].as_str().expect("file"));
+        let image = image::open(&file).expect("decodes");
+        assert_eq!(
+            (u64::from(image.width()), u64::from(image.height())),
+            (
+                r["width"].as_u64().expect("w"),
+                r["height"].as_u64().expect("h")
+            )
+        );
+    }
+}
+
+#[test]
+fn hostile_input_is_refused_with_a_code_and_status_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.jpg");
+    photo(&input);
+    let whole = std::fs::read(&input).expect("read");
+    let truncated = dir.path().join("truncated.jpg");
+    std::fs::write(&truncated, &whole[..whole.len() / 2]).expect("write");
+    let page = dir.path().join("page.jpg");
+    std::fs::write(&page, b"<html>not an image</html>").expect("write");
+    for (file, extra, code) in [
+        (&truncated, &[][..], "corrupt-media"),
+        (&page, &[][..], "unsupported-media"),
+        (&input, &["--max-pixels", "1000"][..], "image-too-large"),
+    ] {
+        let (status, report) = run(file, dir.path(), extra);
+        assert_eq!(status, Some(2), "{report}");
+        assert_eq!(report["outcome"], "failed");
+        assert_eq!(report["code"], code, "{report}");
+        assert_eq!(report["transient"], false);
+    }
+}
