@@ -41,7 +41,8 @@ enum Command {
     Openapi,
     /// Make the thumbnail set of one untrusted image into a directory and print a JSON report
     /// (the media worker runs this in a child process, under resource limits). Exit status: 0
-    /// processed, 2 refused (bad input), 1 failed (worth retrying).
+    /// processed, 3 refused (bad input), 1 failed (worth retrying); any other status (2: bad
+    /// arguments, a signal: killed at a limit) comes with no report.
     TranscodeImage {
         /// The image.
         #[arg(long)]
@@ -142,7 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ChildReport::Failed {
                     transient: true, ..
                 } => ExitCode::FAILURE,
-                ChildReport::Failed { .. } => ExitCode::from(2),
+                ChildReport::Failed { .. } => ExitCode::from(3),
             });
         }
     }

@@ -1,5 +1,5 @@
 //! `sealpost transcode-image`, the media worker's child process, on a real image and on
-//! hostile ones: a JSON report, the renditions on disk, a stable code and exit status 2 for bad
+//! hostile ones: a JSON report, the renditions on disk, a stable code and exit status 3 for bad
 //! input.
 
 use std::path::Path;
@@ -61,7 +61,7 @@ fn an_image_becomes_its_thumbnail_set() {
 }
 
 #[test]
-fn hostile_input_is_refused_with_a_code_and_status_2() {
+fn hostile_input_is_refused_with_a_code_and_status_3() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.jpg");
     photo(&input);
@@ -76,7 +76,7 @@ fn hostile_input_is_refused_with_a_code_and_status_2() {
         (&input, &["--max-pixels", "1000"][..], "image-too-large"),
     ] {
         let (status, report) = run(file, dir.path(), extra);
-        assert_eq!(status, Some(2), "{report}");
+        assert_eq!(status, Some(3), "{report}");
         assert_eq!(report["outcome"], "failed");
         assert_eq!(report["code"], code, "{report}");
         assert_eq!(report["transient"], false);

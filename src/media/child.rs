@@ -1,6 +1,8 @@
 //! The media worker's child process: `sealpost transcode-image` decodes one untrusted file
 //! (the parent runs it under `prlimit` with a timeout), writes the thumbnail set into a
-//! directory and reports on stdout, as one JSON object, what it made or why it refused.
+//! directory and reports on stdout, as one JSON object, what it made or why it refused. The
+//! parent trusts a report only with the exit status it implies (0 ready, 3 refused, 1 worth
+//! retrying), and only the files a `ready` report names.
 
 use std::path::{Path, PathBuf};
 
@@ -53,8 +55,19 @@ pub enum ChildReport {
     },
 }
 
-/// Processes `input` into `output` within `limits`.
+/// Processes `input` into `output` within `limits`. A decoder that panics on the input is a
+/// refusal of the input, not a crash without a report.
 pub fn transcode_image(input: &Path, output: &Path, limits: &ImageLimits) -> ChildReport {
+    std::panic::catch_unwind(|| process(input, output, limits)).unwrap_or_else(|_| {
+        ChildReport::Failed {
+            code: "corrupt-media".into(),
+            detail: "the decoder gave up on this file".into(),
+            transient: false,
+        }
+    })
+}
+
+fn process(input: &Path, output: &Path, limits: &ImageLimits) -> ChildReport {
     let made = match thumbnails(input, limits) {
         Ok(made) => made,
         Err(e) => {
@@ -72,8 +85,12 @@ pub fn transcode_image(input: &Path, output: &Path, limits: &ImageLimits) -> Chi
             Format::WebP => "webp",
         };
         let file = format!("{}.{extension}", r.name);
+        // Written under a temporary name and renamed: a file named in a report is complete.
         let path: PathBuf = output.join(&file);
-        if let Err(e) = std::fs::write(&path, &r.bytes) {
+        let partial = output.join(format!(".{file}.partial"));
+        let written =
+            std::fs::write(&partial, &r.bytes).and_then(|()| std::fs::rename(&partial, &path));
+        if let Err(e) = written {
             return ChildReport::Failed {
                 code: "processing-failed".into(),
                 detail: format!("cannot write {}: {e}", path.display()),

@@ -35,6 +35,33 @@ pub struct Progress {
     pub resumed_at: u64,
 }
 
+/// A file with mode 0600 under a random name, deleted when dropped.
+struct PrivateFile(std::path::PathBuf);
+
+impl PrivateFile {
+    fn create(dir: &Path, bytes: &[u8]) -> std::io::Result<Self> {
+        use std::io::Write;
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(format!(
+            "thumbnail-{}.jpg",
+            hex::encode(rand::random::<[u8; 16]>())
+        ));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = Self(path);
+        options.open(&file.0)?.write_all(bytes)?;
+        Ok(file)
+    }
+}
+
+impl Drop for PrivateFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// The MIME type of the file's real type, from its first bytes.
 fn sniffed_mime(path: &Path) -> Option<&'static str> {
     let mut head = Vec::with_capacity(sealpost_transcode::sniff::SNIFF_LEN);
@@ -172,12 +199,13 @@ impl Client {
         &self,
         path: &Path,
         state_dir: &Path,
-        progress: impl FnMut(Progress) -> ControlFlow<()> + Send,
+        mut progress: impl FnMut(Progress) -> ControlFlow<()> + Send,
     ) -> Result<MediaRef, ClientError> {
-        // The small thumbnail first: an interruption then only ever costs the big upload's
-        // unsent rest, which resumes.
+        // The small thumbnail goes first (stopping works there too); a rerun after an
+        // interruption makes and uploads a new one, a few KiB, and resumes the big file.
         let preview = if self.thumbnails {
-            self.upload_thumbnail(path, state_dir).await?
+            self.upload_thumbnail(path, state_dir, &mut progress)
+                .await?
         } else {
             None
         };
@@ -192,30 +220,36 @@ impl Client {
 
     /// For an image: makes its preview (inline JPEG, BlurHash, 320 px JPEG), uploads the JPEG
     /// sealed under a key of its own, and returns what the `MediaRef` carries. `None` when the
-    /// file is not an image this client can read (it is then sent without a thumbnail).
+    /// file is not an image this client can read, or the thumbnail could not be uploaded: the
+    /// file is then sent without one. Only a stop the caller asked for ends the send.
     async fn upload_thumbnail(
         &self,
         path: &Path,
         state_dir: &Path,
+        progress: &mut (impl FnMut(Progress) -> ControlFlow<()> + Send),
     ) -> Result<Option<(ImageInfo, Thumbnail)>, ClientError> {
         let file = path.to_path_buf();
         let made = tokio::task::spawn_blocking(move || {
             preview::preview(&file, &sealpost_transcode::ImageLimits::default())
         })
-        .await
-        .map_err(std::io::Error::other)?;
-        let Ok(made) = made else {
+        .await;
+        let Ok(Ok(made)) = made else {
             return Ok(None);
         };
-        std::fs::create_dir_all(state_dir)?;
-        let digest = hex::encode(Sha256::digest(&made.thumbnail.bytes));
-        let thumb_path = state_dir.join(format!("thumbnail-{digest}.jpg"));
-        tokio::fs::write(&thumb_path, &made.thumbnail.bytes).await?;
-        let sealed =
-            Box::pin(self.upload_sealed(&thumb_path, state_dir, |_| ControlFlow::Continue(())))
-                .await;
-        let _ = tokio::fs::remove_file(&thumb_path).await;
-        let sealed = sealed?;
+        // The plaintext thumbnail lives on disk only while it is sealed and sent: readable by
+        // this user alone, under a name of its own, removed however the upload ends.
+        let thumb = PrivateFile::create(state_dir, &made.thumbnail.bytes)?;
+        let sealed = Box::pin(self.upload_sealed(&thumb.0, state_dir, &mut *progress)).await;
+        if sealed.is_err() {
+            // Its name is never used again: nothing to resume.
+            state::remove(state_dir, &thumb.0);
+        }
+        drop(thumb);
+        let sealed = match sealed {
+            Ok(sealed) => sealed,
+            Err(ClientError::Interrupted) => return Err(ClientError::Interrupted),
+            Err(_) => return Ok(None),
+        };
         let thumbnail = Thumbnail {
             inline_jpeg: Some(STANDARD.encode(&made.inline_jpeg)),
             blurhash: Some(made.blurhash),

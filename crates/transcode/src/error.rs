@@ -32,6 +32,14 @@ pub enum TranscodeError {
         /// Side limit.
         limit: u32,
     },
+    /// Decoding would need more memory than allowed.
+    #[error("decoding the image would need about {needed} bytes of memory; the limit is {limit}")]
+    MemoryLimit {
+        /// Bytes the decode would need.
+        needed: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// An animation with more frames than allowed.
     #[error("the animation has more than {limit} frames")]
     TooManyFrames {
@@ -55,7 +63,7 @@ impl TranscodeError {
         match self {
             Self::Unsupported(_) => "unsupported-media",
             Self::FileTooLarge { .. } => "file-too-large",
-            Self::TooManyPixels { .. } => "image-too-large",
+            Self::TooManyPixels { .. } | Self::MemoryLimit { .. } => "image-too-large",
             Self::SideTooLong { .. } => "image-side-too-long",
             Self::TooManyFrames { .. } => "too-many-frames",
             Self::Corrupt(_) => "corrupt-media",
@@ -63,8 +71,8 @@ impl TranscodeError {
         }
     }
 
-    /// Whether retrying could help (a failure of ours, not of the file).
+    /// Whether retrying could help (reading failed; everything else would fail the same way).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Encode(_) | Self::Io(_))
+        matches!(self, Self::Io(_))
     }
 }

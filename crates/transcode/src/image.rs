@@ -2,8 +2,9 @@
 //! (WebP and JPEG, orientation applied, no metadata) and a BlurHash.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek};
+use std::io::{BufRead, Cursor, Read, Seek};
 use std::path::Path;
+use std::sync::Arc;
 
 use fast_image_resize::{ResizeOptions, Resizer};
 use image::metadata::Orientation;
@@ -220,16 +221,18 @@ fn decode(path: &Path, limits: &ImageLimits) -> Result<(ImageInfo, DynamicImage)
         info,
         mut decoder,
         orientation,
+        bytes,
     } = open(path, limits)?;
     let mut image = if info.media_type == MediaType::Jpeg {
-        strict_jpeg(path)?
+        drop(decoder);
+        strict_jpeg(&bytes, limits)?
     } else {
         let mut decode_limits = Limits::default();
         decode_limits.max_alloc = Some(limits.max_alloc);
         decoder
             .set_limits(decode_limits)
-            .map_err(|e| decode_error(&e, info, limits))?;
-        DynamicImage::from_decoder(decoder).map_err(|e| decode_error(&e, info, limits))?
+            .map_err(|e| image_error(&e, limits))?;
+        DynamicImage::from_decoder(decoder).map_err(|e| image_error(&e, limits))?
     };
     image.apply_orientation(orientation);
     let image = if image.color().has_alpha() {
@@ -245,6 +248,7 @@ struct Opened {
     info: ImageInfo,
     decoder: Box<dyn ImageDecoder>,
     orientation: Orientation,
+    bytes: Arc<[u8]>,
 }
 
 fn open(path: &Path, limits: &ImageLimits) -> Result<Opened, TranscodeError> {
@@ -256,14 +260,20 @@ fn open(path: &Path, limits: &ImageLimits) -> Result<Opened, TranscodeError> {
             limit: limits.max_bytes,
         });
     }
-    let mut reader = BufReader::new(file);
-    let mut head = Vec::with_capacity(SNIFF_LEN);
-    reader
-        .by_ref()
-        .take(SNIFF_LEN as u64)
-        .read_to_end(&mut head)?;
-    reader.rewind()?;
-    let media_type = sniff(&head).ok_or(TranscodeError::Unsupported("unknown"))?;
+    // Read once (at most the size limit, even if the file grows meanwhile): the header checks,
+    // the frame count, the orientation and the pixels all come from these same bytes.
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(limits.max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limits.max_bytes {
+        return Err(TranscodeError::FileTooLarge {
+            size: bytes.len() as u64,
+            limit: limits.max_bytes,
+        });
+    }
+    let bytes: Arc<[u8]> = bytes.into();
+    let media_type = sniff(&bytes[..bytes.len().min(SNIFF_LEN)])
+        .ok_or(TranscodeError::Unsupported("unknown"))?;
     let format = match media_type {
         MediaType::Jpeg => ImageFormat::Jpeg,
         MediaType::Png => ImageFormat::Png,
@@ -271,16 +281,23 @@ fn open(path: &Path, limits: &ImageLimits) -> Result<Opened, TranscodeError> {
         MediaType::WebP => ImageFormat::WebP,
         other => return Err(TranscodeError::Unsupported(other.name())),
     };
+    let mut reader = Cursor::new(bytes.clone());
     let frames = match media_type {
         MediaType::Gif => count_gif_frames(&mut reader, limits.max_frames)?,
-        MediaType::WebP => count_webp_frames(&mut reader, limits.max_frames)?,
+        MediaType::WebP => count_webp_frames(&mut reader, limits.max_frames, bytes.len() as u64)?,
         _ => 1,
     };
     reader.rewind()?;
     // The header alone: no pixel is decoded before the size is checked.
+    // Whatever the header parse allocates (a PNG's compressed ICC profile, say) stays within
+    // the decode memory limit.
     let mut image_reader = ImageReader::with_format(reader, format);
-    image_reader.no_limits();
-    let mut decoder = image_reader.into_decoder().map_err(|e| corrupt(&e))?;
+    let mut header_limits = Limits::default();
+    header_limits.max_alloc = Some(limits.max_alloc);
+    image_reader.limits(header_limits);
+    let mut decoder = image_reader
+        .into_decoder()
+        .map_err(|e| image_error(&e, limits))?;
     let (width, height) = decoder.dimensions();
     if width > limits.max_side || height > limits.max_side {
         return Err(TranscodeError::SideTooLong {
@@ -294,6 +311,14 @@ fn open(path: &Path, limits: &ImageLimits) -> Result<Opened, TranscodeError> {
             width,
             height,
             limit: limits.max_pixels,
+        });
+    }
+    // Decoding needs the pixels, a converted copy and a turned copy at once, at most.
+    let needed = decoder.total_bytes().saturating_mul(3);
+    if needed > limits.max_alloc {
+        return Err(TranscodeError::MemoryLimit {
+            needed,
+            limit: limits.max_alloc,
         });
     }
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
@@ -318,18 +343,21 @@ fn open(path: &Path, limits: &ImageLimits) -> Result<Opened, TranscodeError> {
         },
         decoder: Box::new(decoder),
         orientation,
+        bytes,
     })
 }
 
 /// Decodes a JPEG (already checked against the limits) strictly: a truncated or damaged file
 /// is refused instead of being shown with grey where its data ended.
-fn strict_jpeg(path: &Path) -> Result<DynamicImage, TranscodeError> {
-    let bytes = std::fs::read(path)?;
+fn strict_jpeg(bytes: &[u8], limits: &ImageLimits) -> Result<DynamicImage, TranscodeError> {
+    let side = usize::try_from(limits.max_side).unwrap_or(usize::MAX);
     let options = zune_core::options::DecoderOptions::default()
         .jpeg_set_out_colorspace(zune_core::colorspace::ColorSpace::RGB)
-        .set_strict_mode(true);
+        .set_strict_mode(true)
+        .set_max_width(side)
+        .set_max_height(side);
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
-        zune_core::bytestream::ZCursor::new(bytes.as_slice()),
+        zune_core::bytestream::ZCursor::new(bytes),
         options,
     );
     let pixels = decoder
@@ -345,19 +373,18 @@ fn strict_jpeg(path: &Path) -> Result<DynamicImage, TranscodeError> {
         .ok_or_else(|| TranscodeError::Corrupt("the JPEG decoded to the wrong size".into()))
 }
 
-fn corrupt(e: &image::ImageError) -> TranscodeError {
-    TranscodeError::Corrupt(e.to_string())
-}
-
-/// A decode failure: past the memory limit means too large, anything else corrupt.
-fn decode_error(e: &image::ImageError, info: ImageInfo, limits: &ImageLimits) -> TranscodeError {
+/// What an `image` error means here: past a limit, a failing read (worth retrying), or a file
+/// that is not what it claims (truncation included).
+fn image_error(e: &image::ImageError, limits: &ImageLimits) -> TranscodeError {
     match e {
-        image::ImageError::Limits(_) => TranscodeError::TooManyPixels {
-            width: info.width,
-            height: info.height,
-            limit: limits.max_pixels.min(limits.max_alloc / 4),
+        image::ImageError::Limits(_) => TranscodeError::MemoryLimit {
+            needed: limits.max_alloc.saturating_add(1),
+            limit: limits.max_alloc,
         },
-        other => corrupt(other),
+        image::ImageError::IoError(io) if io.kind() != std::io::ErrorKind::UnexpectedEof => {
+            TranscodeError::Io(std::io::Error::new(io.kind(), io.to_string()))
+        }
+        other => TranscodeError::Corrupt(other.to_string()),
     }
 }
 
@@ -419,20 +446,21 @@ fn encode(image: &DynamicImage, format: Format) -> Result<Vec<u8>, TranscodeErro
             Ok(out)
         }
         Format::WebP => {
-            let encoder = match image {
+            let webp_error = |e: webp::WebPEncodingError| fail(&format!("WebP: {e:?}"));
+            let encoded = match image {
                 DynamicImage::ImageRgba8(rgba) => {
                     webp::Encoder::from_rgba(rgba.as_raw(), image.width(), image.height())
+                        .encode_simple(false, 75.0)
+                        .map_err(webp_error)?
                 }
                 _ => {
                     let rgb = image.to_rgb8();
-                    return Ok(
-                        webp::Encoder::from_rgb(rgb.as_raw(), rgb.width(), rgb.height())
-                            .encode(75.0)
-                            .to_vec(),
-                    );
+                    webp::Encoder::from_rgb(rgb.as_raw(), rgb.width(), rgb.height())
+                        .encode_simple(false, 75.0)
+                        .map_err(webp_error)?
                 }
             };
-            Ok(encoder.encode(75.0).to_vec())
+            Ok(encoded.to_vec())
         }
     }
 }
@@ -454,7 +482,13 @@ fn flatten_on_white(image: &DynamicImage) -> image::RgbImage {
 }
 
 fn blurhash(resizer: &mut Resizer, image: &DynamicImage) -> Result<String, TranscodeError> {
-    let small = render(resizer, image, Shape::Fit(64, 64))?.into_rgba8();
+    // Transparent pixels count as white, as in the JPEG thumbnails.
+    let small = DynamicImage::ImageRgb8(flatten_on_white(&render(
+        resizer,
+        image,
+        Shape::Fit(64, 64),
+    )?))
+    .into_rgba8();
     let (x, y) = if small.width() >= small.height() {
         (4, 3)
     } else {
@@ -476,6 +510,11 @@ fn count_gif_frames(reader: &mut (impl BufRead + Seek), limit: u32) -> Result<u3
     };
     let mut header = [0u8; 13];
     reader.read_exact(&mut header).map_err(|_| truncated())?;
+    let screen_width = u32::from(u16::from_le_bytes([header[6], header[7]]));
+    let screen_height = u32::from(u16::from_le_bytes([header[8], header[9]]));
+    if screen_width == 0 || screen_height == 0 {
+        return Err(TranscodeError::Corrupt("the GIF's screen is empty".into()));
+    }
     skip_color_table(reader, header[10])?;
     let mut frames = 0u32;
     loop {
@@ -495,6 +534,15 @@ fn count_gif_frames(reader: &mut (impl BufRead + Seek), limit: u32) -> Result<u3
                 reader
                     .read_exact(&mut descriptor)
                     .map_err(|_| truncated())?;
+                // A frame outside the screen would make the decoder allocate its size, which
+                // the header checks never saw.
+                let field =
+                    |i: usize| u32::from(u16::from_le_bytes([descriptor[i], descriptor[i + 1]]));
+                if field(0) + field(4) > screen_width || field(2) + field(6) > screen_height {
+                    return Err(TranscodeError::Corrupt(
+                        "a GIF frame lies outside the GIF's screen".into(),
+                    ));
+                }
                 skip_color_table(reader, descriptor[8])?;
                 read_byte(reader)?.ok_or_else(truncated)?;
                 skip_sub_blocks(reader)?;
@@ -527,7 +575,11 @@ fn skip_sub_blocks(reader: &mut (impl Read + Seek)) -> Result<(), TranscodeError
 }
 
 /// Counts an animated WebP's frames (`ANMF` chunks) without decoding; 1 for a still image.
-fn count_webp_frames(reader: &mut (impl Read + Seek), limit: u32) -> Result<u32, TranscodeError> {
+fn count_webp_frames(
+    reader: &mut (impl Read + Seek),
+    limit: u32,
+    size: u64,
+) -> Result<u32, TranscodeError> {
     let mut riff = [0u8; 12];
     reader
         .read_exact(&mut riff)
@@ -542,6 +594,13 @@ fn count_webp_frames(reader: &mut (impl Read + Seek), limit: u32) -> Result<u32,
             }
         }
         let len = u32::from_le_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
+        // A chunk claiming more than the file holds would make the decoder allocate its
+        // claimed size (an EXIF chunk of 4 GiB in a 60-byte file).
+        if reader.stream_position()? + u64::from(len) > size {
+            return Err(TranscodeError::Corrupt(
+                "a WebP chunk runs past the end of the file".into(),
+            ));
+        }
         reader.seek_relative(i64::from(len) + i64::from(len & 1))?;
     }
     Ok(frames.max(1))

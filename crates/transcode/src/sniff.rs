@@ -16,8 +16,11 @@ pub enum MediaType {
         /// The major brand, e.g. `isom`, `qt  `, `M4A `, `heic`, `avif`.
         brand: [u8; 4],
     },
-    /// Matroska or WebM (EBML).
-    Matroska,
+    /// Matroska (EBML), or WebM when its document type says so.
+    Matroska {
+        /// Whether the document type is `webm`.
+        webm: bool,
+    },
     /// Ogg.
     Ogg,
     /// MP3 (ID3 tag or an MPEG audio frame sync).
@@ -48,7 +51,8 @@ impl MediaType {
                 b"avif" | b"avis" => "image/avif",
                 _ => "video/mp4",
             },
-            Self::Matroska => "video/x-matroska",
+            Self::Matroska { webm: true } => "video/webm",
+            Self::Matroska { webm: false } => "video/x-matroska",
             Self::Ogg => "audio/ogg",
             Self::Mp3 => "audio/mpeg",
             Self::Wav => "audio/wav",
@@ -64,7 +68,7 @@ impl MediaType {
             Self::Gif => "GIF",
             Self::WebP => "WebP",
             Self::IsoMedia { .. } => "ISO media (MP4/MOV/HEIF)",
-            Self::Matroska => "Matroska/WebM",
+            Self::Matroska { .. } => "Matroska/WebM",
             Self::Ogg => "Ogg",
             Self::Mp3 => "MP3",
             Self::Wav => "WAV",
@@ -74,7 +78,7 @@ impl MediaType {
 }
 
 /// How many leading bytes [`sniff`] looks at.
-pub const SNIFF_LEN: usize = 32;
+pub const SNIFF_LEN: usize = 64;
 
 /// The type of a file starting with `head` (give it at least [`SNIFF_LEN`] bytes when the file
 /// has them), or `None` when it is none of the known types.
@@ -95,12 +99,19 @@ pub fn sniff(head: &[u8]) -> Option<MediaType> {
     if at(0, b"RIFF") && at(8, b"WAVE") {
         return Some(MediaType::Wav);
     }
+    let contains = |needle: &[u8]| head.windows(needle.len()).any(|w| w == needle);
     if at(4, b"ftyp") {
-        let brand = head.get(8..12)?.try_into().ok()?;
+        let mut brand: [u8; 4] = head.get(8..12)?.try_into().ok()?;
+        // A generic HEIF major brand with AVIF among the compatible brands is AVIF.
+        if matches!(&brand, b"mif1" | b"msf1") && contains(b"avif") {
+            brand = *b"avif";
+        }
         return Some(MediaType::IsoMedia { brand });
     }
     if at(0, &[0x1A, 0x45, 0xDF, 0xA3]) {
-        return Some(MediaType::Matroska);
+        return Some(MediaType::Matroska {
+            webm: contains(b"webm"),
+        });
     }
     if at(0, b"OggS") {
         return Some(MediaType::Ogg);
@@ -131,7 +142,10 @@ mod tests {
                 b"\0\0\0\x20ftypisom\0\0\x02\0",
                 Some(MediaType::IsoMedia { brand: *b"isom" }),
             ),
-            (b"\x1A\x45\xDF\xA3\x01\0\0\0", Some(MediaType::Matroska)),
+            (
+                b"\x1A\x45\xDF\xA3\x01\0\0\0",
+                Some(MediaType::Matroska { webm: false }),
+            ),
             (b"OggS\0\x02", Some(MediaType::Ogg)),
             (b"fLaC\0\0\0\x22", Some(MediaType::Flac)),
             (b"ID3\x04\0\0", Some(MediaType::Mp3)),

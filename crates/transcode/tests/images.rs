@@ -232,6 +232,28 @@ fn png_claiming(width: u32, height: u32) -> Vec<u8> {
     out
 }
 
+/// A GIF with a 1x1 screen and an 11000x11000 frame (tiny on disk, huge decoded).
+fn gif_with_frame_outside_the_screen() -> Vec<u8> {
+    let mut gif = b"GIF89a\x01\0\x01\0\0\0\0".to_vec();
+    gif.push(0x2C);
+    gif.extend_from_slice(&[0, 0, 0, 0]);
+    gif.extend_from_slice(&11_000u16.to_le_bytes());
+    gif.extend_from_slice(&11_000u16.to_le_bytes());
+    gif.extend_from_slice(&[0, 2, 0, 0x3B]);
+    gif
+}
+
+/// A 60-byte WebP whose EXIF chunk claims almost 4 GiB.
+fn webp_claiming_a_huge_exif_chunk() -> Vec<u8> {
+    let mut webp = b"RIFF\0\0\0\0WEBPVP8X".to_vec();
+    webp.extend_from_slice(&10u32.to_le_bytes());
+    webp.extend_from_slice(&[0x08, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    webp.extend_from_slice(b"EXIF");
+    webp.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    webp.extend_from_slice(&[0; 16]);
+    webp
+}
+
 /// A real JPEG whose frame header is rewritten to claim `width`×`height`.
 fn jpeg_claiming(width: u16, height: u16) -> Vec<u8> {
     let mut bytes = jpeg(&picture(64, 48), None);
@@ -250,6 +272,16 @@ fn hostile_files_are_refused_with_their_codes() {
     let limits = ImageLimits::default();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("bomb.png", png_claiming(15_000, 15_000), "image-too-large"),
+        (
+            "big-frame.gif",
+            gif_with_frame_outside_the_screen(),
+            "corrupt-media",
+        ),
+        (
+            "exif-bomb.webp",
+            webp_claiming_a_huge_exif_chunk(),
+            "corrupt-media",
+        ),
         ("wide.png", png_claiming(100_000, 10), "image-side-too-long"),
         (
             "huge.jpg",
@@ -275,6 +307,23 @@ fn hostile_files_are_refused_with_their_codes() {
     for (name, bytes, expected) in cases {
         let path = write(dir.path(), name, &bytes);
         assert_eq!(code(thumbnails(&path, &limits)), expected, "{name}");
+    }
+    // Refused by the structure checks, before any decoder allocates what they claim.
+    for (name, bytes, why) in [
+        (
+            "frame.gif",
+            gif_with_frame_outside_the_screen(),
+            "outside the GIF's screen",
+        ),
+        (
+            "exif.webp",
+            webp_claiming_a_huge_exif_chunk(),
+            "past the end of the file",
+        ),
+    ] {
+        let path = write(dir.path(), name, &bytes);
+        let err = probe(&path, &limits).expect_err(name).to_string();
+        assert!(err.contains(why), "{name}: {err}");
     }
     let whole = jpeg(&picture(640, 480), None);
     let truncated = write(dir.path(), "truncated.jpg", &whole[..whole.len() / 2]);
