@@ -5,6 +5,7 @@ mod accounts;
 mod blobs;
 mod credentials;
 mod error;
+mod media;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 mod uploads;
@@ -18,6 +19,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 pub use accounts::AccountRow;
 pub use blobs::{BlobCompletion, BlobRow};
 pub use error::DbError;
+pub use media::{MediaOutcome, MediaRow, RenditionRow};
 pub use uploads::{NewUpload, UploadRow, UploadUsage};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");

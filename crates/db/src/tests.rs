@@ -275,3 +275,89 @@ async fn blobs_expire_unless_touched_and_a_new_copy_revives_them() {
         ("k/u3", 0)
     );
 }
+
+#[tokio::test]
+async fn media_jobs_are_queued_once_and_finished_once() {
+    let (_dir, db) = fresh().await;
+    assert!(db.enqueue_media("src", 100).await.expect("enqueue"));
+    assert!(
+        !db.enqueue_media("src", 101).await.expect("again"),
+        "queued once"
+    );
+    let row = db.media("src").await.expect("media").expect("row");
+    assert_eq!(
+        (row.state.as_str(), row.attempts, row.updated_at),
+        ("pending", 0, 100)
+    );
+    assert_eq!(
+        db.count_media_attempt("src", 105).await.expect("attempt"),
+        1
+    );
+    assert_eq!(db.stale_media(110, 10).await.expect("stale"), ["src"]);
+    assert!(db.stale_media(105, 10).await.expect("stale").is_empty());
+
+    let thumb = RenditionRow {
+        name: "crop-32".into(),
+        mime: "image/webp".into(),
+        width: 32,
+        height: 32,
+        size: 120,
+        rendition_id: "r1".into(),
+    };
+    let ready = MediaOutcome::Ready {
+        mime: "image/jpeg".into(),
+        width: 800,
+        height: 600,
+        frames: 1,
+        blurhash: "LKO2?U%2Tw=w]~RBVZRi};RPxuwH".into(),
+        renditions: vec![thumb.clone()],
+    };
+    assert!(db.finish_media("src", &ready, 120).await.expect("finish"));
+    let failed = MediaOutcome::Failed {
+        code: "corrupt-media".into(),
+        detail: "late duplicate".into(),
+    };
+    assert!(
+        !db.finish_media("src", &failed, 121).await.expect("again"),
+        "finished once"
+    );
+    let row = db.media("src").await.expect("media").expect("row");
+    assert_eq!(
+        (row.state.as_str(), row.width, row.code),
+        ("ready", Some(800), None)
+    );
+    assert_eq!(
+        db.media_renditions("src").await.expect("renditions"),
+        [thumb]
+    );
+    assert!(db.stale_media(1000, 10).await.expect("stale").is_empty());
+
+    assert!(db.enqueue_media("bad", 100).await.expect("enqueue"));
+    assert!(db.finish_media("bad", &failed, 130).await.expect("fail"));
+    let row = db.media("bad").await.expect("media").expect("row");
+    assert_eq!(
+        (row.state.as_str(), row.code.as_deref()),
+        ("failed", Some("corrupt-media"))
+    );
+    assert!(
+        db.media_renditions("bad")
+            .await
+            .expect("renditions")
+            .is_empty()
+    );
+    assert!(db.media("never").await.expect("media").is_none());
+}
+
+#[tokio::test]
+async fn a_blob_without_an_upload_is_recorded_like_one() {
+    let (_dir, db) = fresh().await;
+    let first = db.record_blob("r1", 120, "k/a", 100).await.expect("record");
+    assert_eq!((first.storage_key.as_str(), first.unused.len()), ("k/a", 0));
+    let again = db.record_blob("r1", 120, "k/b", 110).await.expect("again");
+    assert_eq!(
+        (again.storage_key.as_str(), again.unused.as_slice()),
+        ("k/a", &["k/b".to_owned()][..])
+    );
+    let row = db.blob("r1").await.expect("blob").expect("row");
+    assert_eq!((row.touched_at, row.state.as_str()), (110, "live"));
+}

@@ -1,0 +1,228 @@
+use sqlx::FromRow;
+
+use crate::{BlobCompletion, Db, DbError};
+
+/// The processing state of one preview blob.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct MediaRow {
+    /// The source blob.
+    pub blob_id: String,
+    /// `pending`, `ready` or `failed`.
+    pub state: String,
+    /// Failed: the stable error code.
+    pub code: Option<String>,
+    /// Failed: what happened.
+    pub detail: Option<String>,
+    /// Ready: the source's real MIME type.
+    pub mime: Option<String>,
+    /// Ready: displayed width.
+    pub width: Option<i64>,
+    /// Ready: displayed height.
+    pub height: Option<i64>,
+    /// Ready: frames.
+    pub frames: Option<i64>,
+    /// Ready: a BlurHash.
+    pub blurhash: Option<String>,
+    /// Processing attempts so far.
+    pub attempts: i64,
+    /// Unix seconds the job was queued.
+    pub created_at: i64,
+    /// Unix seconds of the last change.
+    pub updated_at: i64,
+}
+
+/// One stored rendition of a preview.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct RenditionRow {
+    /// Its name (`crop-32`, `fit-320x240`, …).
+    pub name: String,
+    /// Its MIME type.
+    pub mime: String,
+    /// Width.
+    pub width: i64,
+    /// Height.
+    pub height: i64,
+    /// Size in bytes.
+    pub size: i64,
+    /// The rendition's own blob id.
+    pub rendition_id: String,
+}
+
+/// What processing found, for [`Db::finish_media`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaOutcome {
+    /// Processed: what the source is, and its renditions (already stored as blobs).
+    Ready {
+        /// The source's real MIME type.
+        mime: String,
+        /// Displayed width.
+        width: i64,
+        /// Displayed height.
+        height: i64,
+        /// Frames.
+        frames: i64,
+        /// A BlurHash.
+        blurhash: String,
+        /// The renditions.
+        renditions: Vec<RenditionRow>,
+    },
+    /// Refused for good.
+    Failed {
+        /// The stable error code.
+        code: String,
+        /// What happened.
+        detail: String,
+    },
+}
+
+const MEDIA_COLUMNS: &str = "blob_id, state, code, detail, mime, width, height, frames, blurhash, \
+                             attempts, created_at, updated_at";
+
+impl Db {
+    /// Queues a preview blob for processing; false if it was queued (or processed) before.
+    pub async fn enqueue_media(&self, blob_id: &str, now: i64) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "INSERT INTO media (blob_id, state, created_at, updated_at) VALUES ($1, 'pending', $2, $2) \
+             ON CONFLICT (blob_id) DO NOTHING",
+        )
+        .bind(blob_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A preview's processing state.
+    pub async fn media(&self, blob_id: &str) -> Result<Option<MediaRow>, DbError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {MEDIA_COLUMNS} FROM media WHERE blob_id = $1"
+        )))
+        .bind(blob_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// A preview's renditions, by name and type.
+    pub async fn media_renditions(&self, blob_id: &str) -> Result<Vec<RenditionRow>, DbError> {
+        Ok(sqlx::query_as(
+            "SELECT name, mime, width, height, size, rendition_id FROM media_renditions \
+             WHERE blob_id = $1 ORDER BY name, mime",
+        )
+        .bind(blob_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Counts an attempt at a pending preview; returns the attempts so far.
+    pub async fn count_media_attempt(&self, blob_id: &str, now: i64) -> Result<i64, DbError> {
+        let (attempts,): (i64,) = sqlx::query_as(
+            "UPDATE media SET attempts = attempts + 1, updated_at = $2 \
+             WHERE blob_id = $1 RETURNING attempts",
+        )
+        .bind(blob_id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(attempts)
+    }
+
+    /// Records a pending preview's outcome, once: false if it was finished already (by another
+    /// worker that got the same job).
+    pub async fn finish_media(
+        &self,
+        blob_id: &str,
+        outcome: &MediaOutcome,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let done =
+            match outcome {
+                MediaOutcome::Ready {
+                    mime,
+                    width,
+                    height,
+                    frames,
+                    blurhash,
+                    renditions,
+                } => {
+                    let done = sqlx::query(
+                        "UPDATE media SET state = 'ready', mime = $2, width = $3, height = $4, \
+                     frames = $5, blurhash = $6, updated_at = $7 \
+                     WHERE blob_id = $1 AND state = 'pending'",
+                    )
+                    .bind(blob_id)
+                    .bind(mime)
+                    .bind(width)
+                    .bind(height)
+                    .bind(frames)
+                    .bind(blurhash)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() == 1 {
+                        for r in renditions {
+                            sqlx::query(
+                                "INSERT INTO media_renditions \
+                             (blob_id, name, mime, width, height, size, rendition_id) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                            )
+                            .bind(blob_id)
+                            .bind(&r.name)
+                            .bind(&r.mime)
+                            .bind(r.width)
+                            .bind(r.height)
+                            .bind(r.size)
+                            .bind(&r.rendition_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                    }
+                    done.rows_affected() == 1
+                }
+                MediaOutcome::Failed { code, detail } => sqlx::query(
+                    "UPDATE media SET state = 'failed', code = $2, detail = $3, updated_at = $4 \
+                     WHERE blob_id = $1 AND state = 'pending'",
+                )
+                .bind(blob_id)
+                .bind(code)
+                .bind(detail)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1,
+            };
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Previews still pending since before `cutoff` (their job may be lost): oldest first.
+    pub async fn stale_media(&self, cutoff: i64, limit: i64) -> Result<Vec<String>, DbError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT blob_id FROM media WHERE state = 'pending' AND updated_at < $1 \
+             ORDER BY updated_at LIMIT $2",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Records a blob that did not come from an upload (a rendition), stored at `storage_key`:
+    /// inserted, or revived if expired; a live blob keeps its key and `storage_key` is left to
+    /// delete (see [`BlobCompletion`]).
+    pub async fn record_blob(
+        &self,
+        blob_id: &str,
+        size: i64,
+        storage_key: &str,
+        now: i64,
+    ) -> Result<BlobCompletion, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let completion =
+            crate::blobs::record_copy(&mut tx, blob_id, size, storage_key, now).await?;
+        tx.commit().await?;
+        Ok(completion)
+    }
+}
