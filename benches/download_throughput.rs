@@ -17,7 +17,9 @@ mod nginx;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{BenchResult, cpu_seconds, login, peak_rss_kib, start_server};
+use common::{
+    BenchResult, cpu_seconds, create_upload, login, patch_whole, peak_rss_kib, start_server,
+};
 use nginx::Nginx;
 use serde_json::Value;
 
@@ -120,36 +122,8 @@ async fn main() -> BenchResult<()> {
     let data: Vec<u8> = (0..BLOB)
         .map(|i| (i * 7 + i / 251).to_le_bytes()[0])
         .collect();
-    let created = client
-        .post(format!("{base}/v1/uploads"))
-        .bearer_auth(&token)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Length", BLOB.to_string())
-        .send()
-        .await?
-        .error_for_status()?;
-    let location = created
-        .headers()
-        .get("location")
-        .ok_or("location")?
-        .to_str()?
-        .to_owned();
-    let res = client
-        .patch(format!("{base}{location}"))
-        .bearer_auth(&token)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Offset", "0")
-        .header("Content-Type", "application/offset+octet-stream")
-        .body(data)
-        .send()
-        .await?
-        .error_for_status()?;
-    let id = res
-        .headers()
-        .get("sealpost-blob-id")
-        .ok_or("blob id")?
-        .to_str()?
-        .to_owned();
+    let location = create_upload(&client, &base, &token, BLOB as u64).await?;
+    let id = patch_whole(&client, &base, &token, &location, BLOB as u64, data.into()).await?;
     let link: Value = client
         .post(format!("{base}/v1/blobs/{id}/links"))
         .bearer_auth(&token)

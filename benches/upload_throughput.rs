@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use bytes::Bytes;
-use common::{cpu_seconds, login, peak_rss_kib, start_server};
+use common::{cpu_seconds, create_upload, login, patch_whole, peak_rss_kib, start_server};
 
 const CHUNK: usize = 1 << 20;
 
@@ -54,42 +54,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = reqwest::Client::new();
     let token = login(&client, &base).await?;
 
-    let created = client
-        .post(format!("{base}/v1/uploads"))
-        .bearer_auth(&token)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Length", total.to_string())
-        .send()
-        .await?
-        .error_for_status()?;
-    let location = created
-        .headers()
-        .get("location")
-        .ok_or("location")?
-        .to_str()?
-        .to_owned();
+    let location = create_upload(&client, &base, &token, total).await?;
 
     let body = futures_util::stream::iter(chunks(total).map(Ok::<_, std::io::Error>));
     let cpu_before = cpu_seconds(server.child.id());
     let started = Instant::now();
-    let res = client
-        .patch(format!("{base}{location}"))
-        .bearer_auth(&token)
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Offset", "0")
-        .header("Content-Type", "application/offset+octet-stream")
-        .header("Content-Length", total.to_string())
-        .body(reqwest::Body::wrap_stream(body))
-        .send()
-        .await?
-        .error_for_status()?;
+    let blob = patch_whole(
+        &client,
+        &base,
+        &token,
+        &location,
+        total,
+        reqwest::Body::wrap_stream(body),
+    )
+    .await?;
     let elapsed = started.elapsed().as_secs_f64();
-    let blob = res
-        .headers()
-        .get("sealpost-blob-id")
-        .ok_or("no blob id")?
-        .to_str()?
-        .to_owned();
     let rss = peak_rss_kib(server.child.id());
     let server_cpu = cpu_seconds(server.child.id()) - cpu_before;
     drop(server);

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use sealpost_auth::AuthService;
@@ -98,7 +99,6 @@ impl Application {
             auth.clone(),
             keys,
             settings.blobs.clone(),
-            shutdown.clone(),
         ));
         let state = AppState {
             settings: Arc::new(settings),
@@ -135,32 +135,36 @@ impl Application {
         } = self;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "sealpost listening on http://{addr}");
-        let sweeper = tokio::spawn(
-            state
-                .uploads
-                .clone()
-                .sweep_forever(state.settings.uploads.sweep_interval),
+        let uploads = state.uploads.clone();
+        let sweeper = every(
+            state.settings.uploads.sweep_interval,
+            &shutdown,
+            "upload sweep",
+            move || {
+                let uploads = uploads.clone();
+                async move { uploads.sweep().await.map(drop) }
+            },
         );
-        let blob_sweeper = tokio::spawn(
-            state
-                .blobs
-                .clone()
-                .sweep_forever(state.settings.blobs.sweep_interval),
+        let blobs = state.blobs.clone();
+        let blob_sweeper = every(
+            state.settings.blobs.sweep_interval,
+            &shutdown,
+            "blob retention sweep",
+            move || {
+                let blobs = blobs.clone();
+                async move { blobs.sweep().await.map(drop) }
+            },
         );
         let auth = state.auth.clone();
-        let purge_shutdown = shutdown.clone();
-        let purger = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
-            loop {
-                tokio::select! {
-                    () = purge_shutdown.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                if let Err(e) = auth.purge_expired().await {
-                    tracing::warn!(error = %e, "credential purge failed");
-                }
-            }
-        });
+        let purger = every(
+            Duration::from_secs(300),
+            &shutdown,
+            "credential purge",
+            move || {
+                let auth = auth.clone();
+                async move { auth.purge_expired().await.map(drop) }
+            },
+        );
         let grace = state.settings.shutdown_grace;
         let db = state.db.clone();
         let app = crate::http::router(state)?.into_make_service_with_connect_info::<ClientConn>();
@@ -187,6 +191,35 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Runs `task` every `interval` (the first time at once) until `shutdown`; a failure is logged
+/// as `what` and the next tick tries again.
+fn every<F, Fut, E>(
+    interval: Duration,
+    shutdown: &CancellationToken,
+    what: &'static str,
+    mut task: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: std::fmt::Display,
+{
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = task().await {
+                tracing::warn!(error = %e, "{what} failed");
+            }
+        }
+    })
 }
 
 /// Registers SIGTERM and SIGINT (Ctrl-C) handlers now, so a signal that arrives while the

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::nginx::Nginx;
 use common::*;
@@ -159,14 +159,7 @@ async fn cached_blobs_are_hits_for_every_range_but_never_bypass_authorisation() 
 
 #[tokio::test]
 async fn an_expired_blob_is_not_served_from_the_cache() {
-    let app = TestApp::spawn_with(|s| {
-        s.blobs.retention = Duration::from_secs(5);
-        s.blobs.link_ttl = s.blobs.retention;
-        s.blobs.max_link_ttl = s.blobs.retention;
-        s.blobs.redirect_ttl = s.blobs.retention;
-        s.blobs.sweep_interval = Duration::from_millis(200);
-    })
-    .await;
+    let app = TestApp::spawn_with(|s| short_retention(s, Duration::from_secs(5))).await;
     let nginx = Nginx::caching_proxy(&app.addr.to_string()).await;
     let user = app.user(&phone()).await;
     let data = payload(4000, 92);
@@ -177,14 +170,7 @@ async fn an_expired_blob_is_not_served_from_the_cache() {
     assert_eq!(fetch(&nginx, &path, &auth).await.status(), 200);
     assert_eq!(cache_status(&fetch(&nginx, &path, &auth).await), "HIT");
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !app.stored().await.blobs.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the sweep never deleted the blob"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    app.wait_until_blobs_swept().await;
     assert_no_bytes(fetch(&nginx, &path, &auth).await, 410, "blob-expired").await;
 }
 

@@ -4,20 +4,13 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
 #[tokio::test]
 async fn expired_blobs_answer_410_until_the_same_bytes_are_uploaded_again() {
-    let app = TestApp::spawn_with(|s| {
-        s.blobs.retention = Duration::from_secs(6);
-        s.blobs.link_ttl = s.blobs.retention;
-        s.blobs.max_link_ttl = s.blobs.retention;
-        s.blobs.redirect_ttl = s.blobs.retention;
-        s.blobs.sweep_interval = Duration::from_millis(200);
-    })
-    .await;
+    let app = TestApp::spawn_with(|s| short_retention(s, Duration::from_secs(6))).await;
     let user = app.user(&phone()).await;
     let data = payload(70_000, 81);
     let id = app.stored_blob(&user, &data).await;
@@ -29,14 +22,7 @@ async fn expired_blobs_answer_410_until_the_same_bytes_are_uploaded_again() {
     assert_eq!(app.blob(&user, &id).await.status(), 200, "the link kept it");
 
     // Then nothing touches it: it expires and the sweep deletes its bytes.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !app.stored().await.blobs.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the sweep never deleted the blob"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    app.wait_until_blobs_swept().await;
     assert_problem(app.blob(&user, &id).await, 410, "blob-expired").await;
     assert_problem(app.mint_link(&user, &id, None).await, 410, "blob-expired").await;
 

@@ -101,6 +101,15 @@ async fn a_sealed_file_round_trips_and_the_server_holds_only_ciphertext() {
     }
 }
 
+/// A progress callback that stops the upload once 1 MiB is sent.
+fn stop_after_1_mib(p: sealpost_client::Progress) -> ControlFlow<()> {
+    if p.sent >= 1 << 20 {
+        ControlFlow::Break(())
+    } else {
+        ControlFlow::Continue(())
+    }
+}
+
 #[tokio::test]
 async fn a_stopped_upload_resumes_where_the_server_stopped() {
     let app = TestApp::spawn().await;
@@ -112,13 +121,7 @@ async fn a_stopped_upload_resumes_where_the_server_stopped() {
     std::fs::write(&path, &data).expect("write");
 
     let stopped = client
-        .upload_encrypted(&path, &state, |p| {
-            if p.sent >= 1 << 20 {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
+        .upload_encrypted(&path, &state, stop_after_1_mib)
         .await;
     assert!(
         matches!(stopped, Err(ClientError::Interrupted)),
@@ -165,13 +168,7 @@ async fn an_upload_the_server_dropped_starts_over() {
     let path = dir.path().join("voice.m4a");
     std::fs::write(&path, &data).expect("write");
     let stopped = client
-        .upload_encrypted(&path, &state, |p| {
-            if p.sent >= 1 << 20 {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
+        .upload_encrypted(&path, &state, stop_after_1_mib)
         .await;
     assert!(
         matches!(stopped, Err(ClientError::Interrupted)),

@@ -76,6 +76,57 @@ pub(crate) async fn login(client: &reqwest::Client, base: &str) -> BenchResult<S
     Ok(t["token"].as_str().ok_or("token")?.to_owned())
 }
 
+/// Creates a tus upload of `length` bytes; returns its URL path.
+pub(crate) async fn create_upload(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    length: u64,
+) -> BenchResult<String> {
+    let created = client
+        .post(format!("{base}/v1/uploads"))
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", length.to_string())
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(created
+        .headers()
+        .get("location")
+        .ok_or("no Location")?
+        .to_str()?
+        .to_owned())
+}
+
+/// Sends all `length` bytes of the upload at `location` in one PATCH; returns the blob id.
+pub(crate) async fn patch_whole(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    location: &str,
+    length: u64,
+    body: reqwest::Body,
+) -> BenchResult<String> {
+    let res = client
+        .patch(format!("{base}{location}"))
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", "0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Content-Length", length.to_string())
+        .body(body)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(res
+        .headers()
+        .get("sealpost-blob-id")
+        .ok_or("no blob id")?
+        .to_str()?
+        .to_owned())
+}
+
 /// Peak resident memory of a process (VmHWM), KiB.
 pub(crate) fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

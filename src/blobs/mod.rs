@@ -6,10 +6,9 @@ pub mod links;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sealpost_auth::{AuthService, bearer_token, unix_now};
+use sealpost_auth::{AuthService, bearer_token, secs, unix_now};
 use sealpost_db::{BlobRow, Db};
 use sealpost_store::{BlobId, BlobStore};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::BlobSettings;
 use crate::error::{ApiError, ApiResult};
@@ -23,7 +22,6 @@ pub struct BlobService {
     auth: Arc<AuthService>,
     keys: LinkKeys,
     settings: BlobSettings,
-    shutdown: CancellationToken,
 }
 
 /// What let a request read a blob.
@@ -49,7 +47,6 @@ impl BlobService {
         auth: Arc<AuthService>,
         keys: LinkKeys,
         settings: BlobSettings,
-        shutdown: CancellationToken,
     ) -> Self {
         Self {
             db,
@@ -57,7 +54,6 @@ impl BlobService {
             auth,
             keys,
             settings,
-            shutdown,
         }
     }
 
@@ -197,23 +193,4 @@ impl BlobService {
         }
         Ok(expired)
     }
-
-    /// Runs [`Self::sweep`] every `interval` until shutdown.
-    pub async fn sweep_forever(self: Arc<Self>, interval: Duration) {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = self.shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            if let Err(e) = self.sweep().await {
-                tracing::warn!(error = %e, "blob retention sweep failed");
-            }
-        }
-    }
-}
-
-fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }

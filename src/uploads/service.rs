@@ -2,7 +2,6 @@
 //! checkpointing, takeover), completion into a content-addressed blob, termination and expiry.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use futures_util::StreamExt;
@@ -758,20 +757,5 @@ impl UploadService {
             tracing::info!(expired, purged, "upload sweep");
         }
         Ok((expired, purged))
-    }
-
-    /// Runs [`UploadService::sweep`] every `interval` until shutdown.
-    pub async fn sweep_forever(self: Arc<Self>, interval: Duration) {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = self.shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            if let Err(e) = self.sweep().await {
-                tracing::warn!(error = %e, "upload sweep failed");
-            }
-        }
     }
 }

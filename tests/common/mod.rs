@@ -51,6 +51,16 @@ pub fn settings_in(dir: &std::path::Path) -> Settings {
     s
 }
 
+/// Blobs that expire `retention` after their last upload or link, swept every 200 ms; links
+/// and redirects may last as long as the blobs.
+pub fn short_retention(s: &mut Settings, retention: std::time::Duration) {
+    s.blobs.retention = retention;
+    s.blobs.link_ttl = retention;
+    s.blobs.max_link_ttl = retention;
+    s.blobs.redirect_ttl = retention;
+    s.blobs.sweep_interval = std::time::Duration::from_millis(200);
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
@@ -335,6 +345,18 @@ impl TestApp {
             .send()
             .await
             .expect("blob")
+    }
+
+    /// Waits (up to 20 s) until the retention sweep has deleted every stored blob.
+    pub async fn wait_until_blobs_swept(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !self.stored().await.blobs.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sweep never deleted the blob"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     }
 
     /// What the blob store holds.

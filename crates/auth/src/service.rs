@@ -11,7 +11,7 @@ use sealpost_proto::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::{AuthError, RateLimiter, rfc3339, unix_now, validate_name, validate_phone};
+use crate::{AuthError, RateLimiter, rfc3339, secs, unix_now, validate_name, validate_phone};
 
 /// Every challenge starts with this, so a signature over it can never be replayed as a
 /// signature over anything else the identity key signs.
@@ -52,10 +52,6 @@ pub struct AuthService {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 fn decode_fixed<const N: usize>(b64: &str) -> Option<[u8; N]> {

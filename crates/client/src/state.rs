@@ -56,14 +56,19 @@ pub fn write_private_json(path: &Path, value: &impl Serialize) -> std::io::Resul
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut out = options.open(&tmp)?;
+    let mut out = private_options().create(true).truncate(true).open(&tmp)?;
     out.write_all(&serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?)?;
     out.sync_all()?;
     std::fs::rename(tmp, path)
+}
+
+/// Options that write a file readable by its owner only (when they create it).
+pub(crate) fn private_options() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
 }
 
 /// Forgets the state for `file`.

@@ -46,12 +46,9 @@ impl PrivateFile {
             "thumbnail-{}.jpg",
             hex::encode(rand::random::<[u8; 16]>())
         ));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut out = state::private_options().create_new(true).open(&path)?;
         let file = Self(path);
-        options.open(&file.0)?.write_all(bytes)?;
+        out.write_all(bytes)?;
         Ok(file)
     }
 }

@@ -132,6 +132,21 @@ async fn an_older_lease_is_fenced_off() {
     );
 }
 
+/// Completes upload `id` (taking its lease) as 10 bytes of blob `beef`, its copy stored at
+/// `k/<id>`.
+async fn complete_as_beef(db: &Db, id: &str, now: i64) -> BlobCompletion {
+    let lease = db
+        .take_upload_lease(id, 0, 0)
+        .await
+        .expect("lease")
+        .expect("row")
+        .lease;
+    db.complete_upload(id, lease, "beef", 10, &format!("k/{id}"), now)
+        .await
+        .expect("complete")
+        .expect("not fenced off")
+}
+
 #[tokio::test]
 async fn completion_dedups_blobs_and_usage_counts_active_uploads() {
     let (_dir, db) = fresh().await;
@@ -147,17 +162,7 @@ async fn completion_dedups_blobs_and_usage_counts_active_uploads() {
     assert_eq!((usage.count, usage.bytes), (3, 30));
     let mut unused = Vec::new();
     for id in ["u1", "u2"] {
-        let lease = db
-            .take_upload_lease(id, 0, 0)
-            .await
-            .expect("lease")
-            .expect("row")
-            .lease;
-        let done = db
-            .complete_upload(id, lease, "beef", 10, &format!("k/{id}"), 150)
-            .await
-            .expect("complete")
-            .expect("not fenced off");
+        let done = complete_as_beef(&db, id, 150).await;
         assert_eq!(done.storage_key, "k/u1", "the first copy stays the blob's");
         unused.extend(done.unused);
     }
@@ -212,16 +217,7 @@ async fn blobs_expire_unless_touched_and_a_new_copy_revives_them() {
         db.insert_upload_if(&upload(id, "a"), 0, |_| true)
             .await
             .expect("upload");
-        let lease = db
-            .take_upload_lease(id, 0, 0)
-            .await
-            .expect("lease")
-            .expect("row")
-            .lease;
-        db.complete_upload(id, lease, "beef", 10, &format!("k/{id}"), now)
-            .await
-            .expect("complete")
-            .expect("not fenced off")
+        complete_as_beef(&db, id, now).await
     };
     complete("u1", 100).await;
     assert!(db.touch_blob("beef", 200).await.expect("touch"));

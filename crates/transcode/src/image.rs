@@ -74,7 +74,7 @@ pub const THUMBNAILS: [ThumbnailSpec; 5] = [
 pub enum Format {
     /// JPEG, quality 80.
     Jpeg,
-    /// Lossy WebP, quality 75 (lossless-free of metadata).
+    /// Lossy WebP, quality 75.
     WebP,
 }
 
@@ -139,13 +139,7 @@ pub fn thumbnails(path: &Path, limits: &ImageLimits) -> Result<Thumbnails, Trans
     for spec in THUMBNAILS {
         let thumb = render(&mut resizer, &image, spec.shape)?;
         for format in [Format::Jpeg, Format::WebP] {
-            renditions.push(Rendition {
-                name: spec.name,
-                format,
-                width: thumb.width(),
-                height: thumb.height(),
-                bytes: encode(&thumb, format)?,
-            });
+            renditions.push(Rendition::encode(spec, &thumb, format)?);
         }
     }
     let blurhash = blurhash(&mut resizer, &image)?;
@@ -165,13 +159,7 @@ pub fn thumbnail(
 ) -> Result<Rendition, TranscodeError> {
     let (_, image) = decode(path, limits)?;
     let thumb = render(&mut Resizer::new(), &image, spec.shape)?;
-    Ok(Rendition {
-        name: spec.name,
-        format,
-        width: thumb.width(),
-        height: thumb.height(),
-        bytes: encode(&thumb, format)?,
-    })
+    Rendition::encode(spec, &thumb, format)
 }
 
 /// What a sender attaches to an image it sends (WhatsApp-style): a tiny inline JPEG, a
@@ -193,19 +181,10 @@ pub fn preview(path: &Path, limits: &ImageLimits) -> Result<Preview, TranscodeEr
     let (info, image) = decode(path, limits)?;
     let mut resizer = Resizer::new();
     let tiny = render(&mut resizer, &image, Shape::Fit(32, 32))?;
-    let mut inline_jpeg = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut inline_jpeg, 60)
-        .encode_image(&flatten_on_white(&tiny))
-        .map_err(|e| TranscodeError::Encode(e.to_string()))?;
+    let inline_jpeg = encode_jpeg(&tiny, 60)?;
     let spec = THUMBNAILS[2];
     let thumb = render(&mut resizer, &image, spec.shape)?;
-    let thumbnail = Rendition {
-        name: spec.name,
-        format: Format::Jpeg,
-        width: thumb.width(),
-        height: thumb.height(),
-        bytes: encode(&thumb, Format::Jpeg)?,
-    };
+    let thumbnail = Rendition::encode(spec, &thumb, Format::Jpeg)?;
     let blurhash = blurhash(&mut resizer, &image)?;
     Ok(Preview {
         info,
@@ -434,17 +413,36 @@ fn render(
     Ok(out)
 }
 
+impl Rendition {
+    /// The rendition `spec` made of the already resized `thumb`, encoded as `format`.
+    fn encode(
+        spec: ThumbnailSpec,
+        thumb: &DynamicImage,
+        format: Format,
+    ) -> Result<Self, TranscodeError> {
+        Ok(Self {
+            name: spec.name,
+            format,
+            width: thumb.width(),
+            height: thumb.height(),
+            bytes: encode(thumb, format)?,
+        })
+    }
+}
+
+/// A JPEG of `image` at `quality`, transparency shown over white.
+fn encode_jpeg(image: &DynamicImage, quality: u8) -> Result<Vec<u8>, TranscodeError> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+        .encode_image(&flatten_on_white(image))
+        .map_err(|e| TranscodeError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
 fn encode(image: &DynamicImage, format: Format) -> Result<Vec<u8>, TranscodeError> {
     let fail = |e: &dyn std::fmt::Display| TranscodeError::Encode(e.to_string());
     match format {
-        Format::Jpeg => {
-            let rgb = flatten_on_white(image);
-            let mut out = Vec::new();
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
-                .encode_image(&rgb)
-                .map_err(|e| fail(&e))?;
-            Ok(out)
-        }
+        Format::Jpeg => encode_jpeg(image, 80),
         Format::WebP => {
             let webp_error = |e: webp::WebPEncodingError| fail(&format!("WebP: {e:?}"));
             let encoded = match image {
