@@ -329,6 +329,18 @@ fn hostile_files_are_refused_with_their_codes() {
     let truncated = write(dir.path(), "truncated.jpg", &whole[..whole.len() / 2]);
     assert_eq!(code(thumbnails(&truncated, &limits)), "corrupt-media");
     let photo = write(dir.path(), "photo.jpg", &jpeg(&picture(64, 48), None));
+    // 64x48 RGB decodes to 9 216 bytes; with its copies that is past a 20 000-byte budget.
+    let small_budget = ImageLimits {
+        max_alloc: 20_000,
+        ..limits
+    };
+    assert!(matches!(
+        probe(&photo, &small_budget),
+        Err(TranscodeError::MemoryLimit {
+            needed: 27_648,
+            limit: 20_000
+        })
+    ));
     let tiny = ImageLimits {
         max_bytes: 100,
         ..limits
