@@ -498,8 +498,10 @@ async fn concurrent_creations_never_overshoot_the_limits() {
 
 #[tokio::test]
 async fn unfinished_uploads_expire_and_are_swept() {
+    // Expiry is kept in whole seconds, so a 3 s lifetime is at least 2 s: enough for the first
+    // PATCH on a loaded machine, while 4.5 s after it the upload is surely gone.
     let app = TestApp::spawn_with(|s| {
-        s.uploads.ttl = Duration::from_secs(1);
+        s.uploads.ttl = Duration::from_secs(3);
         s.uploads.finished_retention = Duration::from_secs(3600);
         s.uploads.sweep_interval = Duration::from_millis(200);
     })
@@ -511,7 +513,7 @@ async fn unfinished_uploads_expire_and_are_swept() {
         204
     );
     assert!(app.has_staged(&url).await);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     assert_problem(
         app.tus_patch(&user, &url, 3, vec![1; 3]).await,
         410,
