@@ -174,14 +174,16 @@ async fn challenges_are_single_use_and_signatures_must_verify() {
 
 #[tokio::test]
 async fn challenges_and_tokens_expire() {
+    // Expiry is kept in whole seconds: a 3 s challenge lives at least 2 s, enough to log in
+    // on a loaded machine, and 4.1 s later both it and the 4 s token are surely expired.
     let app = TestApp::spawn_with(|s| {
-        s.auth.challenge_ttl = Duration::from_secs(1);
-        s.auth.token_ttl = Duration::from_secs(2);
+        s.auth.challenge_ttl = Duration::from_secs(3);
+        s.auth.token_ttl = Duration::from_secs(4);
     })
     .await;
     let user = app.user(&phone()).await;
     let stale = app.challenge(&user.phone).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     assert_problem(
         app.token_request(&user.phone, &stale, &user.key).await,
         401,
