@@ -14,6 +14,7 @@ use crate::blobs::BlobService;
 use crate::blobs::links::LinkKeys;
 use crate::config::{DownloadMode, Settings};
 use crate::http::interim::{ClientConn, InterimListener};
+use crate::media::worker::MediaWorker;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::uploads::UploadService;
@@ -23,6 +24,7 @@ use crate::uploads::UploadService;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    media: Option<Arc<MediaWorker>>,
     shutdown: CancellationToken,
 }
 
@@ -48,6 +50,7 @@ impl Application {
     /// Opens the backends and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.blobs.validate()?;
+        settings.media.validate()?;
         let db = open_database(&settings).await?;
         let store = sealpost_store::open(&settings.blob_store_url())
             .await
@@ -72,6 +75,7 @@ impl Application {
             settings.uploads.clone(),
             shutdown.clone(),
             metrics.clone(),
+            bus.clone(),
         ));
         let keys = LinkKeys::load(&settings.blobs.link_keys, &settings.data_dir)
             .context("cannot load the link-signing keys")?;
@@ -100,6 +104,20 @@ impl Application {
             keys,
             settings.blobs.clone(),
         ));
+        let media = if settings.role.runs_workers() {
+            Some(Arc::new(
+                MediaWorker::new(
+                    db.clone(),
+                    blobs.clone(),
+                    bus.clone(),
+                    settings.media.clone(),
+                    metrics.clone(),
+                )
+                .context("cannot start the media workers")?,
+            ))
+        } else {
+            None
+        };
         let state = AppState {
             settings: Arc::new(settings),
             db,
@@ -113,6 +131,7 @@ impl Application {
         Ok(Self {
             listener,
             state,
+            media,
             shutdown,
         })
     }
@@ -131,40 +150,29 @@ impl Application {
         let Self {
             listener,
             state,
+            media,
             shutdown,
         } = self;
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, "sealpost listening on http://{addr}");
-        let uploads = state.uploads.clone();
-        let sweeper = every(
-            state.settings.uploads.sweep_interval,
-            &shutdown,
-            "upload sweep",
-            move || {
-                let uploads = uploads.clone();
-                async move { uploads.sweep().await.map(drop) }
-            },
-        );
-        let blobs = state.blobs.clone();
-        let blob_sweeper = every(
-            state.settings.blobs.sweep_interval,
-            &shutdown,
-            "blob retention sweep",
-            move || {
-                let blobs = blobs.clone();
-                async move { blobs.sweep().await.map(drop) }
-            },
-        );
-        let auth = state.auth.clone();
-        let purger = every(
-            Duration::from_secs(300),
-            &shutdown,
-            "credential purge",
-            move || {
-                let auth = auth.clone();
-                async move { auth.purge_expired().await.map(drop) }
-            },
-        );
+        let role = state.settings.role;
+        tracing::info!(%addr, ?role, "sealpost listening on http://{addr}");
+        let mut tasks = Vec::new();
+        if role.serves_api() {
+            tasks.extend(api_sweeps(&state, &shutdown));
+        }
+        if let Some(media) = media {
+            tasks.extend(media.spawn(&shutdown));
+            let requeue = media.clone();
+            tasks.push(every(
+                state.settings.media.sweep_interval,
+                &shutdown,
+                "media requeue sweep",
+                move || {
+                    let media = requeue.clone();
+                    async move { media.requeue_stale().await.map(drop) }
+                },
+            ));
+        }
         let grace = state.settings.shutdown_grace;
         let db = state.db.clone();
         let app = crate::http::router(state)?.into_make_service_with_connect_info::<ClientConn>();
@@ -184,13 +192,50 @@ impl Application {
                 Err(_) => tracing::warn!(?grace, "grace period over; dropping remaining connections"),
             },
         }
-        sweeper.abort();
-        blob_sweeper.abort();
-        purger.abort();
+        for task in &tasks {
+            task.abort();
+        }
         db.close().await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The periodic tasks of a node that serves the API: upload expiry, blob retention, and the
+/// purge of used-up login credentials.
+fn api_sweeps(state: &AppState, shutdown: &CancellationToken) -> [tokio::task::JoinHandle<()>; 3] {
+    let uploads = state.uploads.clone();
+    let blobs = state.blobs.clone();
+    let auth = state.auth.clone();
+    [
+        every(
+            state.settings.uploads.sweep_interval,
+            shutdown,
+            "upload sweep",
+            move || {
+                let uploads = uploads.clone();
+                async move { uploads.sweep().await.map(drop) }
+            },
+        ),
+        every(
+            state.settings.blobs.sweep_interval,
+            shutdown,
+            "blob retention sweep",
+            move || {
+                let blobs = blobs.clone();
+                async move { blobs.sweep().await.map(drop) }
+            },
+        ),
+        every(
+            Duration::from_secs(300),
+            shutdown,
+            "credential purge",
+            move || {
+                let auth = auth.clone();
+                async move { auth.purge_expired().await.map(drop) }
+            },
+        ),
+    ]
 }
 
 /// Runs `task` every `interval` (the first time at once) until `shutdown`; a failure is logged

@@ -55,6 +55,152 @@ pub struct Settings {
     pub blobs: BlobSettings,
     /// Account and token settings.
     pub auth: AuthSettings,
+    /// Which parts of the service this process runs.
+    pub role: Role,
+    /// Processing of plaintext previews.
+    pub media: MediaSettings,
+}
+
+/// Which parts of the service one process runs; every role needs the same backends, and
+/// nothing one role needs lives only in another's memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything in one process.
+    #[default]
+    All,
+    /// The HTTP API (accounts, uploads, downloads, media status) and its sweeps.
+    Media,
+    /// The media workers (and the sweep that requeues lost media jobs); serves only
+    /// `/healthz`, `/readyz` and `/metrics`.
+    Worker,
+}
+
+impl Role {
+    /// Whether this role serves the API.
+    pub fn serves_api(self) -> bool {
+        matches!(self, Self::All | Self::Media)
+    }
+
+    /// Whether this role runs the media workers.
+    pub fn runs_workers(self) -> bool {
+        matches!(self, Self::All | Self::Worker)
+    }
+}
+
+/// Processing of plaintext previews by the media workers: what they accept, the limits the
+/// decoding child process runs under, retries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaSettings {
+    /// Jobs one node processes at once (each in its own child process). On the in-process
+    /// bus jobs are taken one at a time whatever this says.
+    pub concurrency: usize,
+    /// Largest preview processed, bytes.
+    pub max_bytes: u64,
+    /// Most pixels an image may have.
+    pub max_pixels: u64,
+    /// Longest side an image may have, pixels.
+    pub max_side: u32,
+    /// Most animation frames.
+    pub max_frames: u32,
+    /// Most memory one decode may allocate, checked before decoding, bytes.
+    pub max_alloc: u64,
+    /// Address space the child process may map (`prlimit --as`), bytes; the kernel stops it
+    /// beyond.
+    pub memory_limit: u64,
+    /// CPU time the child may use (`prlimit --cpu`).
+    #[serde(with = "humantime_serde")]
+    pub cpu_limit: Duration,
+    /// Wall-clock time the child may take before it is killed.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts at one preview before it fails for good (only transient failures retry).
+    pub max_attempts: u32,
+    /// Wait before the first retry; it doubles with each attempt, up to a minute.
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// A preview pending this long has lost its job (or its worker) and is queued again.
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+    /// How often pending previews are checked for lost jobs.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// The `sealpost` executable the child runs (`sealpost transcode-image`); defaults to
+    /// this process's own.
+    pub transcoder: Option<PathBuf>,
+    /// Directory for the child's input and output files; defaults to the system's.
+    pub work_dir: Option<PathBuf>,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        let image = sealpost_transcode::ImageLimits::default();
+        Self {
+            concurrency: 2,
+            max_bytes: image.max_bytes,
+            max_pixels: image.max_pixels,
+            max_side: image.max_side,
+            max_frames: image.max_frames,
+            max_alloc: image.max_alloc,
+            memory_limit: 2 << 30,
+            cpu_limit: Duration::from_secs(60),
+            timeout: Duration::from_secs(120),
+            max_attempts: 5,
+            retry_backoff: Duration::from_secs(1),
+            stale_after: Duration::from_secs(600),
+            sweep_interval: Duration::from_secs(60),
+            transcoder: None,
+            work_dir: None,
+        }
+    }
+}
+
+impl MediaSettings {
+    /// The image limits the child checks before decoding.
+    pub fn image_limits(&self) -> sealpost_transcode::ImageLimits {
+        sealpost_transcode::ImageLimits {
+            max_bytes: self.max_bytes,
+            max_pixels: self.max_pixels,
+            max_side: self.max_side,
+            max_frames: self.max_frames,
+            max_alloc: self.max_alloc,
+        }
+    }
+
+    /// Refuses settings that would stop processing, or let a job be requeued while its
+    /// worker may still be on it.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let zero = Duration::ZERO;
+        anyhow::ensure!(self.concurrency > 0, "media.concurrency must be at least 1");
+        anyhow::ensure!(
+            self.max_attempts > 0,
+            "media.max_attempts must be at least 1"
+        );
+        anyhow::ensure!(
+            self.cpu_limit >= Duration::from_secs(1) && self.timeout > zero,
+            "media.cpu_limit must be at least 1s and media.timeout more than 0"
+        );
+        anyhow::ensure!(
+            self.sweep_interval > zero,
+            "media.sweep_interval must be more than 0"
+        );
+        anyhow::ensure!(
+            self.memory_limit > self.max_alloc,
+            "media.memory_limit ({}) must be more than media.max_alloc ({}): the child needs \
+             room beside the decoded image",
+            self.memory_limit,
+            self.max_alloc
+        );
+        anyhow::ensure!(
+            self.stale_after > self.timeout,
+            "media.stale_after ({}) must be longer than media.timeout ({}), or a job would be \
+             queued again while it runs",
+            humantime::format_duration(self.stale_after),
+            humantime::format_duration(self.timeout)
+        );
+        Ok(())
+    }
 }
 
 /// How `GET /v1/blobs/{id}` delivers bytes.
@@ -205,6 +351,8 @@ impl Default for Settings {
             downloads: DownloadMode::Proxy,
             blobs: BlobSettings::default(),
             auth: AuthSettings::default(),
+            role: Role::All,
+            media: MediaSettings::default(),
         }
     }
 }
@@ -265,6 +413,10 @@ pub struct Overrides {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub downloads: Option<DownloadMode>,
+    /// Which parts of the service to run [default: all]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
     /// Log format
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -365,6 +517,36 @@ mod tests {
             BlobSettings {
                 retention: hour,
                 ..BlobSettings::default()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn media_settings_that_would_stop_processing_or_requeue_running_jobs_are_refused() {
+        assert!(MediaSettings::default().validate().is_ok());
+        let defaults = MediaSettings::default;
+        for bad in [
+            MediaSettings {
+                concurrency: 0,
+                ..defaults()
+            },
+            MediaSettings {
+                max_attempts: 0,
+                ..defaults()
+            },
+            MediaSettings {
+                memory_limit: defaults().max_alloc,
+                ..defaults()
+            },
+            MediaSettings {
+                stale_after: defaults().timeout,
+                ..defaults()
+            },
+            MediaSettings {
+                cpu_limit: Duration::from_millis(500),
+                ..defaults()
             },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");

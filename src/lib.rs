@@ -14,4 +14,4 @@ pub mod state;
 pub mod uploads;
 
 pub use app::Application;
-pub use config::Settings;
+pub use config::{Role, Settings};

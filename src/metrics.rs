@@ -1,5 +1,5 @@
 //! Prometheus metrics: requests by route and status, upload bytes received, transfers and
-//! uploads in progress.
+//! uploads in progress, media jobs by outcome.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -18,6 +18,15 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// Labels of `sealpost_media_jobs_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MediaJobLabels {
+    /// `ready`, `failed` (with `code`), or `retried` (a transient failure).
+    pub outcome: &'static str,
+    /// The failure code; empty otherwise.
+    pub code: String,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -32,6 +41,8 @@ pub struct Metrics {
     pub uploads_in_progress: Gauge,
     /// Uploads completed as blobs.
     pub uploads_completed: Counter,
+    /// Media job attempts by outcome.
+    pub media_jobs: Family<MediaJobLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -67,6 +78,12 @@ impl Default for Metrics {
             "Uploads completed as blobs",
             uploads_completed.clone(),
         );
+        let media_jobs = Family::<MediaJobLabels, Counter>::default();
+        registry.register(
+            "media_jobs",
+            "Media processing attempts by outcome",
+            media_jobs.clone(),
+        );
         Self {
             registry,
             requests,
@@ -74,6 +91,7 @@ impl Default for Metrics {
             transfers_active,
             uploads_in_progress,
             uploads_completed,
+            media_jobs,
         }
     }
 }

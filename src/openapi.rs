@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
         (name = "accounts", description = "Registration and login with an Ed25519 identity key"),
         (name = "uploads", description = "Resumable uploads: tus 1.0.0 and the IETF draft"),
         (name = "blobs", description = "Content-addressed downloads"),
+        (name = "media", description = "Processing of plaintext previews: thumbnails and their status"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

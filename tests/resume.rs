@@ -112,7 +112,7 @@ impl Server {
         if let Some(url) = sealpost_store::testing::blob_store_url(&key) {
             command.args(["--blob-store", &url]);
         }
-        command.args(["--bus", &sealpost_bus::testing::bus_url()]);
+        command.args(["--bus", &sealpost_bus::testing::bus_url(&key)]);
         let mut child = command
             .env("SEALPOST__UPLOADS__CHECKPOINT_BYTES", "65536")
             .env("SEALPOST__LOG_FORMAT", "json")

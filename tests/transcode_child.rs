@@ -7,6 +7,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod common;
+
 fn run(input: &Path, output: &Path, extra: &[&str]) -> (Option<i32>, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_sealpost"))
         .arg("transcode-image")
@@ -23,12 +25,7 @@ fn run(input: &Path, output: &Path, extra: &[&str]) -> (Option<i32>, Value) {
 }
 
 fn photo(path: &Path) {
-    let byte = |v: u32| v.to_le_bytes()[0];
-    image::RgbImage::from_fn(1000, 750, |x, y| {
-        image::Rgb([byte(x), byte(y), byte(x ^ y)])
-    })
-    .save_with_format(path, image::ImageFormat::Jpeg)
-    .expect("jpeg");
+    std::fs::write(path, common::photo_jpeg(1000, 750)).expect("write");
 }
 
 #[test]

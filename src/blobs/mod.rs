@@ -1,6 +1,7 @@
 //! Stored blobs after upload: who may read them (bearer tokens and signed links), how long they
 //! are kept (retention from their last upload or link), and the sweep that deletes expired ones.
 
+pub mod files;
 pub mod links;
 
 use std::sync::Arc;

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod blobs;
 pub mod interim;
 pub mod json;
+pub mod media;
 pub mod ops;
 pub mod range;
 
@@ -44,6 +45,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(blobs::get_blob, blobs::head_blob))
         .routes(routes!(blobs::create_link))
         .routes(routes!(blobs::authorize_blob))
+        .routes(routes!(media::get_media))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
@@ -110,12 +112,22 @@ fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     ))
 }
 
-/// The complete application router.
+/// The application router: the whole API, or only the operations endpoints for a role that
+/// serves no API (`--role worker`).
 pub fn router(state: AppState) -> anyhow::Result<Router> {
     let cors = cors(&state.settings.cors_origins)?;
-    let (router, spec) = api().split_for_parts();
+    let router = if state.settings.role.serves_api() {
+        let (router, spec) = api().split_for_parts();
+        router.merge(ops::docs(spec))
+    } else {
+        OpenApiRouter::new()
+            .routes(routes!(ops::healthz))
+            .routes(routes!(ops::readyz))
+            .routes(routes!(ops::metrics))
+            .split_for_parts()
+            .0
+    };
     let router = router
-        .merge(ops::docs(spec))
         .fallback(|| async { ApiError::NotFound("no such endpoint").into_response() })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed.into_response() })
         .layer(middleware::from_fn_with_state(

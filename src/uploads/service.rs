@@ -7,6 +7,7 @@ use axum::body::Body;
 use futures_util::StreamExt;
 use rand::Rng;
 use sealpost_auth::unix_now;
+use sealpost_bus::Bus;
 use sealpost_db::{Db, NewUpload, UploadRow};
 use sealpost_proto::{UploadKind, UploadState};
 use sealpost_store::{BlobId, BlobStore, Manifest, StoreError};
@@ -19,6 +20,7 @@ use super::sink::{Durable, Finished, Sink, restore_sha256, save_sha256};
 use super::takeover::{Takeover, UploadGuard};
 use crate::config::UploadSettings;
 use crate::error::{ApiError, ApiResult};
+use crate::media::worker::publish_job;
 use crate::metrics::Metrics;
 
 /// What a creation request asks for.
@@ -67,6 +69,7 @@ pub struct UploadService {
     transfers: Arc<Semaphore>,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
+    bus: Arc<dyn Bus>,
 }
 
 /// Accessors over a stored upload row.
@@ -120,6 +123,7 @@ impl UploadService {
         settings: UploadSettings,
         shutdown: CancellationToken,
         metrics: Arc<Metrics>,
+        bus: Arc<dyn Bus>,
     ) -> Self {
         let transfers = Arc::new(Semaphore::new(settings.max_concurrent_transfers));
         Self {
@@ -130,6 +134,7 @@ impl UploadService {
             transfers,
             shutdown,
             metrics,
+            bus,
         }
     }
 
@@ -710,6 +715,12 @@ impl UploadService {
         }
         self.metrics.uploads_completed.inc();
         tracing::info!(upload = %row.id, blob = %blob, size, "upload complete");
+        if completion.media_queued
+            && let Err(e) = publish_job(self.bus.as_ref(), blob.as_str()).await
+        {
+            // The preview is queued in the database; the workers' sweep publishes it again.
+            tracing::warn!(blob = %blob, error = %e, "cannot publish a media job; it will be requeued");
+        }
         self.db
             .upload(&row.id)
             .await?

@@ -42,13 +42,28 @@ pub fn settings_in(dir: &std::path::Path) -> Settings {
         data_dir: dir.to_path_buf(),
         database_url: sealpost_db::testing::database_url(&key),
         blob_store: sealpost_store::testing::blob_store_url(&key),
-        bus: sealpost_bus::testing::bus_url(),
+        bus: sealpost_bus::testing::bus_url(&key),
         ..Settings::default()
     };
     s.auth.attempts_per_address_per_minute = 10_000;
     s.auth.attempts_per_phone_per_minute = 10_000;
     s.uploads.sweep_interval = std::time::Duration::from_secs(3600);
+    s.media.transcoder = Some(env!("CARGO_BIN_EXE_sealpost").into());
+    s.media.retry_backoff = std::time::Duration::from_millis(100);
     s
+}
+
+/// A `width`×`height` JPEG photo with detail everywhere (no EXIF).
+pub fn photo_jpeg(width: u32, height: u32) -> Vec<u8> {
+    let byte = |v: u32| v.to_le_bytes()[0];
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([byte(x), byte(y), byte(x ^ y)])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("jpeg");
+    out.into_inner()
 }
 
 /// Blobs that expire `retention` after their last upload or link, swept every 200 ms; links
@@ -324,6 +339,54 @@ impl TestApp {
         let url = self.tus_new(user, data.len() as u64).await;
         let res = self.tus_patch(user, &url, 0, data.to_vec()).await;
         header(&res, "sealpost-blob-id").expect("blob id")
+    }
+
+    /// Uploads `data` in one PATCH as a plaintext `preview`; returns the blob id.
+    pub async fn preview(&self, user: &User, data: &[u8]) -> String {
+        let res = self
+            .tus_create(
+                user,
+                &[
+                    ("Upload-Length", data.len().to_string()),
+                    ("Upload-Metadata", format!("kind {}", b64("preview"))),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let res = self
+            .tus_patch(user, &location(&res), 0, data.to_vec())
+            .await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        header(&res, "sealpost-blob-id").expect("blob id")
+    }
+
+    /// `GET /v1/media/{id}`.
+    pub async fn media_status(&self, user: &User, id: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/v1/media/{id}")))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .expect("media status")
+    }
+
+    /// Polls the processing status of preview `id` until it is no longer pending (at most a
+    /// minute); returns it.
+    pub async fn processed(&self, user: &User, id: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let res = self.media_status(user, id).await;
+            assert_eq!(res.status(), StatusCode::OK);
+            let status: Value = res.json().await.expect("json");
+            if status["status"] != "pending" {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still pending: {status}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// Mints a signed link to blob `id` with this JSON body (`None`: no body).

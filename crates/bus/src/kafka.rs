@@ -27,6 +27,9 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// A Kafka cluster.
 pub struct KafkaBus {
     brokers: String,
+    /// Prepended (with a dot) to every topic and group name: deployments, or tests, sharing
+    /// one cluster never see each other's records.
+    prefix: String,
     partitions: i32,
     replication: i32,
     producer: FutureProducer,
@@ -49,8 +52,9 @@ fn config_err(url: &str, why: impl std::fmt::Display) -> BusError {
 }
 
 impl KafkaBus {
-    /// Connects to `kafka://HOST:PORT[,HOST:PORT…][?partitions=N&replication=N]` (lazily: the
-    /// first request reaches the brokers).
+    /// Connects to `kafka://HOST:PORT[,HOST:PORT…][?partitions=N&replication=N&namespace=NAME]`
+    /// (lazily: the first request reaches the brokers). With a namespace, topic `T` is the
+    /// Kafka topic `NAME.T` and group `G` the Kafka group `NAME.G`.
     pub fn open(url: &str) -> Result<Self, BusError> {
         let rest = url
             .strip_prefix("kafka://")
@@ -63,7 +67,7 @@ impl KafkaBus {
                 "give the brokers as HOST:PORT[,HOST:PORT…]",
             ));
         }
-        let (mut partitions, mut replication) = (8, 1);
+        let (mut partitions, mut replication, mut prefix) = (8, 1, String::new());
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             let n = || {
                 v.parse::<i32>()
@@ -74,6 +78,19 @@ impl KafkaBus {
             match k.as_ref() {
                 "partitions" => partitions = n()?,
                 "replication" => replication = n()?,
+                "namespace" => {
+                    let legal = !v.is_empty()
+                        && v.len() <= 100
+                        && v.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+                    if !legal {
+                        return Err(config_err(
+                            url,
+                            "namespace must be 1 to 100 letters, digits, '-', '_' or '.'",
+                        ));
+                    }
+                    prefix = format!("{v}.");
+                }
                 other => return Err(config_err(url, format!("unknown parameter {other:?}"))),
             }
         }
@@ -88,6 +105,7 @@ impl KafkaBus {
         let admin = config.create()?;
         Ok(Self {
             brokers,
+            prefix,
             partitions,
             replication,
             producer,
@@ -132,10 +150,11 @@ impl KafkaBus {
 #[async_trait::async_trait]
 impl Bus for KafkaBus {
     async fn publish(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(), BusError> {
-        self.ensure_topic(topic).await?;
+        let topic = format!("{}{topic}", self.prefix);
+        self.ensure_topic(&topic).await?;
         self.producer
             .send(
-                FutureRecord::to(topic).key(key).payload(payload),
+                FutureRecord::to(&topic).key(key).payload(payload),
                 QUEUE_TIMEOUT,
             )
             .await
@@ -144,16 +163,18 @@ impl Bus for KafkaBus {
     }
 
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
-        self.ensure_topic(topic).await?;
+        let topic = format!("{}{topic}", self.prefix);
+        self.ensure_topic(&topic).await?;
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
-            .set("group.id", group)
+            .set("group.id", format!("{}{group}", self.prefix))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .create()?;
-        consumer.subscribe(&[topic])?;
+        consumer.subscribe(&[&topic])?;
         Ok(Box::new(KafkaSubscription {
             consumer: Some(Arc::new(consumer)),
+            prefix: self.prefix.clone(),
         }))
     }
 
@@ -173,6 +194,7 @@ impl Bus for KafkaBus {
 
 struct KafkaSubscription {
     consumer: Option<Arc<StreamConsumer>>,
+    prefix: String,
 }
 
 impl KafkaSubscription {
@@ -185,8 +207,9 @@ impl KafkaSubscription {
 impl Subscription for KafkaSubscription {
     async fn next(&mut self) -> Result<Record, BusError> {
         let message = self.consumer()?.recv().await?;
+        let topic = message.topic();
         Ok(Record {
-            topic: message.topic().to_owned(),
+            topic: topic.strip_prefix(&self.prefix).unwrap_or(topic).to_owned(),
             partition: message.partition(),
             offset: message.offset(),
             key: message
@@ -203,7 +226,7 @@ impl Subscription for KafkaSubscription {
     async fn commit(&mut self, record: &Record) -> Result<(), BusError> {
         let mut offsets = TopicPartitionList::new();
         offsets.add_partition_offset(
-            &record.topic,
+            &format!("{}{}", self.prefix, record.topic),
             record.partition,
             Offset::Offset(record.offset + 1),
         )?;

@@ -11,7 +11,7 @@ use sealpost_bus::{Bus, BusError, Record, Subscription, testing};
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn bus() -> Arc<dyn Bus> {
-    let bus = sealpost_bus::open(&testing::bus_url())
+    let bus = sealpost_bus::open(&testing::bus_url(&unique("bus")))
         .await
         .expect("open bus");
     bus.check().await.expect("bus ready");
@@ -116,6 +116,8 @@ async fn bad_bus_urls_are_refused_with_a_reason() {
         "kafka://",
         "kafka://localhost:9092?partitions=0",
         "kafka://localhost:9092?compression=zstd",
+        "kafka://localhost:9092?namespace=",
+        "kafka://localhost:9092?namespace=a/b",
     ] {
         match sealpost_bus::open(url).await {
             Err(BusError::Config(why)) => assert!(!why.is_empty(), "{url}"),

@@ -34,6 +34,9 @@ pub struct BlobCompletion {
     /// Storage keys nobody needs any more, to delete after the commit: the completed upload's
     /// own copy when the blob was already live, or an expired copy it replaced.
     pub unused: Vec<String>,
+    /// Whether the blob was queued for media processing now (a `preview` upload of bytes not
+    /// queued before): its job is to be published.
+    pub media_queued: bool,
 }
 
 impl Db {
@@ -47,15 +50,21 @@ impl Db {
         .await?)
     }
 
-    /// Restarts a live blob's retention at `now` (a link was minted). False if the blob is not
-    /// live.
+    /// Restarts a live blob's retention at `now` (a link was minted), and that of its
+    /// renditions if it is a processed preview. False if the blob is not live.
     pub async fn touch_blob(&self, id: &str, now: i64) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE blobs SET touched_at = $2 WHERE id = $1 AND state = 'live'")
             .bind(id)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        let touched = done.rows_affected() == 1;
+        if touched {
+            crate::media::touch_renditions(&mut tx, id, now).await?;
+        }
+        tx.commit().await?;
+        Ok(touched)
     }
 
     /// Live blobs not touched since `cutoff`: `(id, storage_key)`, oldest first.
@@ -86,7 +95,10 @@ impl Db {
 
     /// Marks a live blob stored under `key` and untouched since `cutoff` expired. False when it
     /// was touched, revived or expired meanwhile.
+    /// A preview's processing record goes with it, so that uploading it again processes it
+    /// again (its renditions expire on their own).
     pub async fn expire_blob(&self, id: &str, key: &str, cutoff: i64) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE blobs SET state = 'expired' \
              WHERE id = $1 AND storage_key = $2 AND state = 'live' AND touched_at < $3",
@@ -94,9 +106,14 @@ impl Db {
         .bind(id)
         .bind(key)
         .bind(cutoff)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let expired = done.rows_affected() == 1;
+        if expired {
+            crate::media::forget(&mut tx, id).await?;
+        }
+        tx.commit().await?;
+        Ok(expired)
     }
 
     /// Records that an expired blob's bytes under `key` are deleted.
@@ -143,6 +160,7 @@ pub(crate) async fn record_copy(
         return Ok(BlobCompletion {
             storage_key: kept,
             unused,
+            media_queued: false,
         });
     }
     let (old_key, old_state): (String, String) =
@@ -168,5 +186,6 @@ pub(crate) async fn record_copy(
     Ok(BlobCompletion {
         storage_key: storage_key.to_owned(),
         unused,
+        media_queued: false,
     })
 }

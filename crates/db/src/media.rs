@@ -80,16 +80,10 @@ const MEDIA_COLUMNS: &str = "blob_id, state, code, detail, mime, width, height, 
 
 impl Db {
     /// Queues a preview blob for processing; false if it was queued (or processed) before.
+    /// (Completing a `preview` upload does this in its own transaction.)
     pub async fn enqueue_media(&self, blob_id: &str, now: i64) -> Result<bool, DbError> {
-        let done = sqlx::query(
-            "INSERT INTO media (blob_id, state, created_at, updated_at) VALUES ($1, 'pending', $2, $2) \
-             ON CONFLICT (blob_id) DO NOTHING",
-        )
-        .bind(blob_id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let mut conn = self.pool.acquire().await?;
+        enqueue(&mut conn, blob_id, now).await
     }
 
     /// A preview's processing state.
@@ -196,9 +190,16 @@ impl Db {
         Ok(done)
     }
 
-    /// Previews still pending since before `cutoff` (their job may be lost): oldest first.
-    pub async fn stale_media(&self, cutoff: i64, limit: i64) -> Result<Vec<String>, DbError> {
-        let rows: Vec<(String,)> = sqlx::query_as(
+    /// Claims up to `limit` previews pending since before `cutoff` (their job may be lost, or
+    /// its worker died) for republishing: their clock restarts at `now`, so that the next sweep,
+    /// on any node, leaves them alone for a while. Oldest first.
+    pub async fn requeue_stale_media(
+        &self,
+        cutoff: i64,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, DbError> {
+        let stale: Vec<(String,)> = sqlx::query_as(
             "SELECT blob_id FROM media WHERE state = 'pending' AND updated_at < $1 \
              ORDER BY updated_at LIMIT $2",
         )
@@ -206,7 +207,22 @@ impl Db {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        let mut claimed = Vec::with_capacity(stale.len());
+        for (id,) in stale {
+            let done = sqlx::query(
+                "UPDATE media SET updated_at = $3 \
+                 WHERE blob_id = $1 AND state = 'pending' AND updated_at < $2",
+            )
+            .bind(&id)
+            .bind(cutoff)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 1 {
+                claimed.push(id);
+            }
+        }
+        Ok(claimed)
     }
 
     /// Records a blob that did not come from an upload (a rendition), stored at `storage_key`:
@@ -225,4 +241,51 @@ impl Db {
         tx.commit().await?;
         Ok(completion)
     }
+}
+
+/// Queues `blob_id` for processing inside a transaction; false if it was queued before.
+pub(crate) async fn enqueue(
+    conn: &mut sqlx::AnyConnection,
+    blob_id: &str,
+    now: i64,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "INSERT INTO media (blob_id, state, created_at, updated_at) VALUES ($1, 'pending', $2, $2) \
+         ON CONFLICT (blob_id) DO NOTHING",
+    )
+    .bind(blob_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Restarts the retention of a preview's live renditions along with the preview's.
+pub(crate) async fn touch_renditions(
+    conn: &mut sqlx::AnyConnection,
+    blob_id: &str,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE blobs SET touched_at = $2 WHERE state = 'live' AND id IN \
+         (SELECT rendition_id FROM media_renditions WHERE blob_id = $1)",
+    )
+    .bind(blob_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Drops an expired preview's processing record and rendition list.
+pub(crate) async fn forget(conn: &mut sqlx::AnyConnection, blob_id: &str) -> Result<(), DbError> {
+    for table in ["media_renditions", "media"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE blob_id = $1"
+        )))
+        .bind(blob_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }

@@ -289,8 +289,23 @@ async fn media_jobs_are_queued_once_and_finished_once() {
         db.count_media_attempt("src", 105).await.expect("attempt"),
         1
     );
-    assert_eq!(db.stale_media(110, 10).await.expect("stale"), ["src"]);
-    assert!(db.stale_media(105, 10).await.expect("stale").is_empty());
+    assert!(
+        db.requeue_stale_media(105, 111, 10)
+            .await
+            .expect("stale")
+            .is_empty()
+    );
+    assert_eq!(
+        db.requeue_stale_media(110, 111, 10).await.expect("stale"),
+        ["src"]
+    );
+    assert!(
+        db.requeue_stale_media(110, 112, 10)
+            .await
+            .expect("stale")
+            .is_empty(),
+        "claimed once"
+    );
 
     let thumb = RenditionRow {
         name: "crop-32".into(),
@@ -326,7 +341,12 @@ async fn media_jobs_are_queued_once_and_finished_once() {
         db.media_renditions("src").await.expect("renditions"),
         [thumb]
     );
-    assert!(db.stale_media(1000, 10).await.expect("stale").is_empty());
+    assert!(
+        db.requeue_stale_media(1000, 1000, 10)
+            .await
+            .expect("stale")
+            .is_empty()
+    );
 
     assert!(db.enqueue_media("bad", 100).await.expect("enqueue"));
     assert!(db.finish_media("bad", &failed, 130).await.expect("fail"));
@@ -356,4 +376,68 @@ async fn a_blob_without_an_upload_is_recorded_like_one() {
     );
     let row = db.blob("r1").await.expect("blob").expect("row");
     assert_eq!((row.touched_at, row.state.as_str()), (110, "live"));
+}
+
+#[tokio::test]
+async fn a_preview_is_queued_by_its_first_completion_and_forgotten_when_it_expires() {
+    let (_dir, db) = fresh().await;
+    db.insert_account(&account("a", "+100"))
+        .await
+        .expect("account");
+    let preview = |id: &str| NewUpload {
+        kind: "preview".into(),
+        ..upload(id, "a")
+    };
+    db.insert_upload_if(&upload("e1", "a"), 0, |_| true)
+        .await
+        .expect("upload");
+    assert!(
+        !complete_as_beef(&db, "e1", 100).await.media_queued,
+        "encrypted bytes are never processed"
+    );
+    for id in ["p1", "p2"] {
+        db.insert_upload_if(&preview(id), 0, |_| true)
+            .await
+            .expect("upload");
+    }
+    assert!(complete_as_beef(&db, "p1", 110).await.media_queued);
+    let rendition = RenditionRow {
+        name: "crop-32".into(),
+        mime: "image/jpeg".into(),
+        width: 32,
+        height: 32,
+        size: 5,
+        rendition_id: "r1".into(),
+    };
+    db.record_blob("r1", 5, "k/r1", 110).await.expect("record");
+    let ready = MediaOutcome::Ready {
+        mime: "image/png".into(),
+        width: 64,
+        height: 64,
+        frames: 1,
+        blurhash: "L00000fQfQfQfQfQfQfQfQfQfQfQ".into(),
+        renditions: vec![rendition],
+    };
+    assert!(db.finish_media("beef", &ready, 115).await.expect("finish"));
+
+    assert!(
+        !complete_as_beef(&db, "p2", 200).await.media_queued,
+        "queued once"
+    );
+    let touched = |id: &'static str| {
+        let db = db.clone();
+        async move { db.blob(id).await.expect("blob").expect("row").touched_at }
+    };
+    assert_eq!(touched("r1").await, 200, "a re-upload keeps the renditions");
+    assert!(db.touch_blob("beef", 250).await.expect("touch"));
+    assert_eq!(touched("r1").await, 250, "so does a link");
+
+    assert!(db.expire_blob("beef", "k/e1", 300).await.expect("expire"));
+    assert!(db.media("beef").await.expect("media").is_none());
+    assert!(
+        db.media_renditions("beef")
+            .await
+            .expect("renditions")
+            .is_empty()
+    );
 }

@@ -249,7 +249,9 @@ impl Db {
 
     /// Marks the upload complete as blob `blob_id` and records its copy of the blob, stored at
     /// `storage_key`, in one transaction: a live blob keeps its key (the copy is unused), an
-    /// expired one is revived with the copy. `None` when fenced off.
+    /// expired one is revived with the copy. A `preview` upload also queues its blob for
+    /// processing (once; a re-upload restarts the retention of its renditions instead). `None`
+    /// when fenced off.
     pub async fn complete_upload(
         &self,
         id: &str,
@@ -260,22 +262,26 @@ impl Db {
         now: i64,
     ) -> Result<Option<BlobCompletion>, DbError> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
+        let kind: Option<(String,)> = sqlx::query_as(
             "UPDATE uploads SET state = 'complete', blob_id = $3, upload_offset = $4, length = $4, \
-             updated_at = $5 WHERE id = $1 AND lease = $2 AND state = 'active'",
+             updated_at = $5 WHERE id = $1 AND lease = $2 AND state = 'active' RETURNING kind",
         )
         .bind(id)
         .bind(lease)
         .bind(blob_id)
         .bind(size)
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if done.rows_affected() != 1 {
+        let Some((kind,)) = kind else {
             return Ok(None);
-        }
-        let completion =
+        };
+        let mut completion =
             crate::blobs::record_copy(&mut tx, blob_id, size, storage_key, now).await?;
+        if kind == "preview" {
+            completion.media_queued = crate::media::enqueue(&mut tx, blob_id, now).await?;
+        }
+        crate::media::touch_renditions(&mut tx, blob_id, now).await?;
         sqlx::query("DELETE FROM upload_manifest WHERE upload_id = $1")
             .bind(id)
             .execute(&mut *tx)

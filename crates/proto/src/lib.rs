@@ -1,11 +1,12 @@
 //! Wire types shared by the Sealpost server and its clients: request and response bodies,
-//! problem details, upload status, and the `MediaRef` an encrypted message carries. Pure data
-//! (serde + utoipa schemas), no I/O.
+//! problem details, upload and media-processing status, and the `MediaRef` an encrypted
+//! message carries. Pure data (serde + utoipa schemas), no I/O.
 
 mod accounts;
 mod blobs;
 mod media;
 mod problem;
+mod processing;
 mod uploads;
 
 pub use accounts::{
@@ -14,4 +15,5 @@ pub use accounts::{
 pub use blobs::{LinkRequest, SignedLink};
 pub use media::{InvalidMediaRef, MediaRef, Thumbnail, ThumbnailBlob};
 pub use problem::{PROBLEM_JSON, Problem};
+pub use processing::{MediaState, MediaStatus, Rendition};
 pub use uploads::{UploadKind, UploadState, UploadStatus};

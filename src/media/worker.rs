@@ -1,0 +1,361 @@
+//! The media worker: takes preview jobs from the bus topic `media.jobs` (consumer group
+//! `media-workers`), decodes each preview in a sandboxed child process, stores every rendition
+//! as a blob of its own and records the outcome once. Transient failures (database, store, the
+//! child's own I/O) retry with backoff, up to `media.max_attempts`; bad input fails at once,
+//! with the code the child or the sandbox gives. A job is committed on the bus only once its
+//! outcome is durable, so a worker that dies mid-job leaves it to another; a job lost before
+//! it reached the bus is found by [`MediaWorker::requeue_stale`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sealpost_auth::{secs, unix_now};
+use sealpost_bus::{Bus, BusError, Record, Subscription};
+use sealpost_db::{Db, MediaOutcome, RenditionRow};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::child::ChildReport;
+use super::sandbox::{ChildRun, Sandbox};
+use crate::blobs::BlobService;
+use crate::config::MediaSettings;
+use crate::error::ApiError;
+use crate::metrics::{MediaJobLabels, Metrics};
+
+/// The topic preview jobs go to, keyed by blob id.
+pub const TOPIC: &str = "media.jobs";
+/// The consumer group of the media workers.
+pub const GROUP: &str = "media-workers";
+/// The longest wait between two retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Stale previews requeued per sweep at most.
+const REQUEUE_BATCH: i64 = 500;
+
+/// One job: process this preview.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaJob {
+    /// The preview's blob id.
+    pub blob_id: String,
+}
+
+/// Publishes the job for preview `blob_id`.
+pub async fn publish_job(bus: &dyn Bus, blob_id: &str) -> Result<(), BusError> {
+    let job = MediaJob {
+        blob_id: blob_id.to_owned(),
+    };
+    let payload = serde_json::to_vec(&job).map_err(|e| BusError::Config(e.to_string()))?;
+    bus.publish(TOPIC, blob_id.as_bytes(), &payload).await
+}
+
+/// Processes preview jobs.
+#[derive(Debug)]
+pub struct MediaWorker {
+    db: Db,
+    blobs: Arc<BlobService>,
+    bus: Arc<dyn Bus>,
+    sandbox: Sandbox,
+    settings: MediaSettings,
+    metrics: Arc<Metrics>,
+}
+
+/// Why one attempt at a job did not finish it: worth another try.
+type Transient = anyhow::Error;
+
+impl MediaWorker {
+    /// A worker over these backends; fails if the sandbox cannot be set up.
+    pub fn new(
+        db: Db,
+        blobs: Arc<BlobService>,
+        bus: Arc<dyn Bus>,
+        settings: MediaSettings,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let sandbox = Sandbox::new(&settings)?;
+        Ok(Self {
+            db,
+            blobs,
+            bus,
+            sandbox,
+            settings,
+            metrics,
+        })
+    }
+
+    /// Starts `media.concurrency` members of the consumer group; they stop at `shutdown`,
+    /// leaving the job in hand uncommitted.
+    pub fn spawn(
+        self: &Arc<Self>,
+        shutdown: &CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..self.settings.concurrency)
+            .map(|_| tokio::spawn(self.clone().member(shutdown.clone())))
+            .collect()
+    }
+
+    async fn member(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut failures = 0;
+        while !shutdown.is_cancelled() {
+            let subscription = tokio::select! {
+                () = shutdown.cancelled() => return,
+                s = self.bus.subscribe(TOPIC, GROUP) => s,
+            };
+            match subscription {
+                Ok(subscription) => {
+                    failures = 0;
+                    self.consume(subscription, &shutdown).await;
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, "media worker cannot join {GROUP}");
+                    if !self.pause(failures, &shutdown).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes and finishes jobs until shutdown or a bus error (after which the caller joins the
+    /// group again).
+    async fn consume(&self, mut subscription: Box<dyn Subscription>, shutdown: &CancellationToken) {
+        loop {
+            let record = tokio::select! {
+                () = shutdown.cancelled() => break,
+                r = subscription.next() => r,
+            };
+            let record = match record {
+                Ok(record) => record,
+                Err(e) => {
+                    tracing::warn!(error = %e, "media worker lost its subscription");
+                    break;
+                }
+            };
+            if !self.handle(&record, shutdown).await {
+                break;
+            }
+            if let Err(e) = subscription.commit(&record).await {
+                // Harmless: the job is done, and doing it again finds it finished.
+                tracing::warn!(error = %e, "cannot commit a media job");
+                break;
+            }
+        }
+        subscription.close().await;
+    }
+
+    /// Works on one record until its outcome is durable (true), or shutdown (false).
+    async fn handle(&self, record: &Record, shutdown: &CancellationToken) -> bool {
+        let job: MediaJob = match serde_json::from_slice(&record.payload) {
+            Ok(job) => job,
+            Err(e) => {
+                tracing::warn!(offset = record.offset, error = %e, "skipping a malformed media job");
+                return true;
+            }
+        };
+        let mut failures = 0;
+        loop {
+            match self.try_once(&job.blob_id).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    failures += 1;
+                    self.count("retried", "");
+                    tracing::warn!(blob = %job.blob_id, error = %format!("{e:#}"), "media job failed; retrying");
+                    if !self.pause(failures, shutdown).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits out the backoff after `failures` failures in a row; false on shutdown.
+    async fn pause(&self, failures: u32, shutdown: &CancellationToken) -> bool {
+        let backoff = self
+            .settings
+            .retry_backoff
+            .saturating_mul(1 << failures.saturating_sub(1).min(16))
+            .min(MAX_BACKOFF);
+        tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = tokio::time::sleep(backoff) => true,
+        }
+    }
+
+    /// One attempt: does nothing for a preview that is finished (or no longer queued),
+    /// records the outcome otherwise, or fails with a reason to retry.
+    async fn try_once(&self, blob_id: &str) -> Result<(), Transient> {
+        let Some(row) = self.db.media(blob_id).await? else {
+            return Ok(());
+        };
+        if row.state != "pending" {
+            return Ok(());
+        }
+        let attempts = self.db.count_media_attempt(blob_id, unix_now()).await?;
+        let max = i64::from(self.settings.max_attempts);
+        let outcome = if attempts > max {
+            gave_up(max, "earlier attempts did not finish")
+        } else {
+            match self.process(blob_id).await {
+                Ok(outcome) => outcome,
+                Err(e) if attempts >= max => gave_up(max, &format!("{e:#}")),
+                Err(e) => return Err(e),
+            }
+        };
+        match &outcome {
+            MediaOutcome::Ready { renditions, .. } => {
+                self.count("ready", "");
+                tracing::info!(blob = %blob_id, renditions = renditions.len(), "preview processed");
+            }
+            MediaOutcome::Failed { code, detail } => {
+                self.count("failed", code);
+                tracing::info!(blob = %blob_id, code, detail, "preview refused");
+            }
+        }
+        // False when another worker finished it first: its renditions are the same blobs.
+        self.db.finish_media(blob_id, &outcome, unix_now()).await?;
+        Ok(())
+    }
+
+    /// Decodes the preview in the sandbox and stores its renditions.
+    async fn process(&self, blob_id: &str) -> Result<MediaOutcome, Transient> {
+        let (_, blob) = match self.blobs.live(blob_id).await {
+            Ok(found) => found,
+            Err(ApiError::BlobExpired | ApiError::NotFound(_)) => {
+                return Ok(failed(
+                    "blob-expired",
+                    "the preview expired before it was processed",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if u64::try_from(blob.size).unwrap_or(u64::MAX) > self.settings.max_bytes {
+            return Ok(failed(
+                "file-too-large",
+                &format!(
+                    "the file is {} bytes; previews are processed up to {} bytes",
+                    blob.size, self.settings.max_bytes
+                ),
+            ));
+        }
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("sealpost-media-");
+        let work = match &self.settings.work_dir {
+            Some(dir) => builder.tempdir_in(dir),
+            None => builder.tempdir(),
+        }
+        .context("cannot create a work directory")?;
+        let input = work.path().join("input");
+        let output = work.path().join("output");
+        tokio::fs::create_dir(&output)
+            .await
+            .context("cannot create the output directory")?;
+        self.blobs.copy_to_file(blob_id, &input).await?;
+        let report = match self.sandbox.transcode_image(&input, &output).await {
+            ChildRun::Report(report) => report,
+            ChildRun::TimedOut => {
+                return Ok(failed(
+                    "processing-timeout",
+                    &format!(
+                        "processing took longer than its limit ({} of CPU, {} in all)",
+                        humantime::format_duration(self.settings.cpu_limit),
+                        humantime::format_duration(self.settings.timeout)
+                    ),
+                ));
+            }
+            ChildRun::Crashed(why) => return Ok(failed("processing-crashed", &why)),
+        };
+        match report {
+            ChildReport::Ready {
+                mime,
+                width,
+                height,
+                frames,
+                blurhash,
+                renditions,
+            } => {
+                let mut stored = Vec::with_capacity(renditions.len());
+                for r in renditions {
+                    let path = rendition_path(&output, &r.file)?;
+                    let (id, size) = self.blobs.put_file(&path).await?;
+                    stored.push(RenditionRow {
+                        name: r.name,
+                        mime: r.mime,
+                        width: i64::from(r.width),
+                        height: i64::from(r.height),
+                        size: i64::try_from(size).unwrap_or(i64::MAX),
+                        rendition_id: id.to_string(),
+                    });
+                }
+                Ok(MediaOutcome::Ready {
+                    mime,
+                    width: i64::from(width),
+                    height: i64::from(height),
+                    frames: i64::from(frames),
+                    blurhash,
+                    renditions: stored,
+                })
+            }
+            ChildReport::Failed {
+                transient: true,
+                detail,
+                ..
+            } => Err(anyhow::anyhow!("the decoder could not finish: {detail}")),
+            ChildReport::Failed { code, detail, .. } => Ok(failed(&code, &detail)),
+        }
+    }
+
+    /// Publishes again the jobs of previews pending longer than `media.stale_after` (lost on
+    /// the way to the bus, or their worker died); returns how many.
+    pub async fn requeue_stale(&self) -> anyhow::Result<usize> {
+        let now = unix_now();
+        let cutoff = now - secs(self.settings.stale_after);
+        let stale = self
+            .db
+            .requeue_stale_media(cutoff, now, REQUEUE_BATCH)
+            .await?;
+        for id in &stale {
+            publish_job(self.bus.as_ref(), id).await?;
+        }
+        if !stale.is_empty() {
+            tracing::info!(requeued = stale.len(), "media jobs requeued");
+        }
+        Ok(stale.len())
+    }
+
+    fn count(&self, outcome: &'static str, code: &str) {
+        self.metrics
+            .media_jobs
+            .get_or_create(&MediaJobLabels {
+                outcome,
+                code: code.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// A rendition the child named, if the name is a plain file name in `output` (the report
+/// comes from a process that decoded hostile input).
+fn rendition_path(output: &Path, file: &str) -> Result<std::path::PathBuf, Transient> {
+    let plain = !file.is_empty()
+        && !file.starts_with('.')
+        && file
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    anyhow::ensure!(plain, "the decoder named a rendition {file:?}");
+    Ok(output.join(file))
+}
+
+fn failed(code: &str, detail: &str) -> MediaOutcome {
+    MediaOutcome::Failed {
+        code: code.to_owned(),
+        detail: detail.to_owned(),
+    }
+}
+
+fn gave_up(attempts: i64, why: &str) -> MediaOutcome {
+    failed(
+        "processing-failed",
+        &format!("gave up after {attempts} attempts: {why}"),
+    )
+}

@@ -1,0 +1,283 @@
+//! Plaintext previews through the media worker, on every backend (the bus included): a preview
+//! upload yields its renditions, each a blob checked with an independent decoder; hostile files
+//! fail with their codes; a decoder that hangs or crashes fails its job, never the server; a
+//! lost job is queued again.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, photo_jpeg, settings_in};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// Fetches rendition `r` and checks it against what the status says about it.
+async fn check_rendition(app: &TestApp, user: &common::User, r: &Value) {
+    let res = app
+        .blob(user, r["blob_id"].as_str().expect("blob id"))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK, "{r}");
+    let bytes = res.bytes().await.expect("body");
+    assert_eq!(bytes.len() as u64, r["size"].as_u64().expect("size"), "{r}");
+    let format = image::guess_format(&bytes).expect("an image");
+    let expected = match r["mime"].as_str() {
+        Some("image/webp") => image::ImageFormat::WebP,
+        Some("image/jpeg") => image::ImageFormat::Jpeg,
+        other => panic!("unexpected rendition type {other:?}"),
+    };
+    assert_eq!(format, expected, "{r}");
+    let decoded = image::load_from_memory_with_format(&bytes, format).expect("decodes");
+    assert_eq!(
+        (u64::from(decoded.width()), u64::from(decoded.height())),
+        (
+            r["width"].as_u64().expect("width"),
+            r["height"].as_u64().expect("height")
+        ),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn a_preview_upload_gets_its_renditions_through_the_worker() {
+    let app = TestApp::spawn().await;
+    let user = app.user("+15550001001").await;
+    let id = app.preview(&user, &photo_jpeg(1000, 750)).await;
+    let status = app.processed(&user, &id).await;
+    assert_eq!(status["status"], "ready", "{status}");
+    assert_eq!(status["blob_id"], id.as_str());
+    assert_eq!(status["mime"], "image/jpeg");
+    assert_eq!(
+        (status["width"].as_u64(), status["height"].as_u64()),
+        (Some(1000), Some(750))
+    );
+    assert_eq!(status["frames"], 1);
+    assert!(status["blurhash"].as_str().is_some_and(|b| b.len() >= 6));
+    assert!(status.get("code").is_none(), "{status}");
+    let renditions = status["renditions"].as_array().expect("renditions");
+    let names: Vec<(&str, &str)> = renditions
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().expect("name"),
+                r["mime"].as_str().expect("mime"),
+            )
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for name in [
+        "crop-32",
+        "crop-96",
+        "fit-320x240",
+        "fit-640x480",
+        "fit-800x600",
+    ] {
+        expected.push((name, "image/jpeg"));
+        expected.push((name, "image/webp"));
+    }
+    assert_eq!(names, expected);
+    for r in renditions {
+        check_rendition(&app, &user, r).await;
+    }
+    let fit = |name: &str| {
+        renditions
+            .iter()
+            .find(|r| r["name"] == name)
+            .map(|r| (r["width"].as_u64(), r["height"].as_u64()))
+    };
+    assert_eq!(fit("fit-320x240"), Some((Some(320), Some(240))));
+    assert_eq!(fit("crop-96"), Some((Some(96), Some(96))));
+
+    // The same bytes again: queued once, processed once.
+    let again = app.preview(&user, &photo_jpeg(1000, 750)).await;
+    assert_eq!(again, id);
+    let status_again = app.processed(&user, &id).await;
+    assert_eq!(status_again["attempts"], 1);
+    assert_eq!(status_again["renditions"], status["renditions"]);
+
+    let res = app
+        .client
+        .get(app.url(&format!("/v1/media/{id}")))
+        .send()
+        .await
+        .expect("anonymous");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = app.media_status(&user, &id).await;
+    assert_eq!(
+        common::header(&res, "cache-control").as_deref(),
+        Some("no-store")
+    );
+}
+
+#[tokio::test]
+async fn encrypted_uploads_are_never_processed() {
+    let app = TestApp::spawn().await;
+    let user = app.user("+15550001002").await;
+    let id = app.stored_blob(&user, &photo_jpeg(64, 48)).await;
+    let res = app.media_status(&user, &id).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let problem: Value = res.json().await.expect("problem");
+    assert_eq!(problem["code"], "not-found");
+}
+
+/// A real JPEG whose frame header claims `width`×`height`.
+fn jpeg_claiming(width: u16, height: u16) -> Vec<u8> {
+    let mut bytes = photo_jpeg(64, 48);
+    let sof = bytes
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("SOF0");
+    bytes[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+    bytes[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+    bytes
+}
+
+#[tokio::test]
+async fn hostile_previews_fail_with_their_codes_and_the_server_keeps_serving() {
+    let app = TestApp::spawn_with(|s| s.media.max_pixels = 10_000_000).await;
+    let user = app.user("+15550001003").await;
+    let photo = photo_jpeg(400, 300);
+    let cases = [
+        (photo[..photo.len() / 2].to_vec(), "corrupt-media"),
+        (
+            b"<html>an extension that lies</html>".to_vec(),
+            "unsupported-media",
+        ),
+        (jpeg_claiming(60_000, 60_000), "image-side-too-long"),
+        (jpeg_claiming(4_000, 4_000), "image-too-large"),
+    ];
+    for (bytes, code) in cases {
+        let id = app.preview(&user, &bytes).await;
+        let status = app.processed(&user, &id).await;
+        assert_eq!(status["status"], "failed", "{status}");
+        assert_eq!(status["code"], code, "{status}");
+        assert!(status["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(status["attempts"], 1, "bad input is not retried: {status}");
+        assert_eq!(status["renditions"], serde_json::json!([]));
+    }
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_decoder_that_hangs_or_crashes_fails_its_job_not_the_server() {
+    let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sandbox");
+    for (script, code) in [
+        ("hang.sh", "processing-timeout"),
+        ("crash.sh", "processing-crashed"),
+    ] {
+        let app = TestApp::spawn_with(|s| {
+            s.media.transcoder = Some(scripts.join(script));
+            s.media.timeout = Duration::from_secs(1);
+        })
+        .await;
+        let user = app.user("+15550001004").await;
+        let id = app.preview(&user, &photo_jpeg(64, 48)).await;
+        let status = app.processed(&user, &id).await;
+        assert_eq!(
+            (status["status"].as_str(), status["code"].as_str()),
+            (Some("failed"), Some(code)),
+            "{status}"
+        );
+        let res = app
+            .client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .expect("ready");
+        assert_eq!(res.status(), StatusCode::OK);
+        app.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_job_lost_before_the_bus_is_queued_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = settings_in(dir.path());
+    settings.media.sweep_interval = Duration::from_millis(200);
+    let db = sealpost_db::Db::connect(&settings.database_url(), 2)
+        .await
+        .expect("db");
+    let app = TestApp::start(settings).await;
+    let user = app.user("+15550001005").await;
+    // Stored without a job, then queued as if its job had been lost long ago.
+    let id = app.stored_blob(&user, &photo_jpeg(120, 90)).await;
+    let long_ago = unix_now() - 3600;
+    assert!(db.enqueue_media(&id, long_ago).await.expect("enqueue"));
+    let status = app.processed(&user, &id).await;
+    assert_eq!(status["status"], "ready", "{status}");
+    assert_eq!(
+        (status["width"].as_u64(), status["height"].as_u64()),
+        (Some(120), Some(90))
+    );
+    app.shutdown().await;
+}
+
+fn unix_now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs(),
+    )
+    .expect("seconds")
+}
+
+#[tokio::test]
+async fn an_api_node_and_a_worker_node_split_the_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = |role: sealpost::Role| {
+        let mut s = settings_in(dir.path());
+        s.role = role;
+        // On Kafka the worker node gets the job through the bus at once; on the in-process
+        // bus (one per process) only its requeue sweep can find the job, after `stale_after`.
+        s.media.timeout = Duration::from_secs(2);
+        s.media.stale_after = Duration::from_secs(3);
+        s.media.sweep_interval = Duration::from_millis(200);
+        s
+    };
+    let api = TestApp::start(node(sealpost::Role::Media)).await;
+    let worker = TestApp::start(node(sealpost::Role::Worker)).await;
+    let user = api.user("+15550001006").await;
+    let id = api.preview(&user, &photo_jpeg(200, 150)).await;
+    let status = api.processed(&user, &id).await;
+    assert_eq!(status["status"], "ready", "{status}");
+
+    // The worker node serves no API, only what operators need.
+    let res = worker
+        .client
+        .get(worker.url(&format!("/v1/media/{id}")))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .expect("worker api");
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let res = worker
+            .client
+            .get(worker.url(path))
+            .send()
+            .await
+            .expect("ops");
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+    }
+    let metrics = worker
+        .client
+        .get(worker.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("sealpost_media_jobs_total{outcome=\"ready\",code=\"\"} 1"),
+        "{metrics}"
+    );
+    worker.shutdown().await;
+    api.shutdown().await;
+}
