@@ -192,12 +192,15 @@ impl MediaSettings {
             self.memory_limit,
             self.max_alloc
         );
+        // One attempt: the child's time, plus copying and storing, plus at most a minute of
+        // backoff before the next attempt restarts the clock.
+        let attempt = self.timeout + Duration::from_secs(120);
         anyhow::ensure!(
-            self.stale_after > self.timeout,
-            "media.stale_after ({}) must be longer than media.timeout ({}), or a job would be \
-             queued again while it runs",
+            self.stale_after > attempt,
+            "media.stale_after ({}) must be longer than media.timeout + 2 minutes ({}), or a \
+             job would be queued again while it runs",
             humantime::format_duration(self.stale_after),
-            humantime::format_duration(self.timeout)
+            humantime::format_duration(attempt)
         );
         Ok(())
     }

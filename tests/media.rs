@@ -166,13 +166,16 @@ async fn hostile_previews_fail_with_their_codes_and_the_server_keeps_serving() {
 #[tokio::test]
 async fn a_decoder_that_hangs_or_crashes_fails_its_job_not_the_server() {
     let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sandbox");
-    for (script, code) in [
-        ("hang.sh", "processing-timeout"),
-        ("crash.sh", "processing-crashed"),
+    // Sleeping runs into the wall-clock limit, spinning into the CPU limit (SIGXCPU).
+    for (script, cpu, wall, code) in [
+        ("hang.sh", 60, 1, "processing-timeout"),
+        ("spin.sh", 1, 60, "processing-timeout"),
+        ("crash.sh", 60, 60, "processing-crashed"),
     ] {
         let app = TestApp::spawn_with(|s| {
             s.media.transcoder = Some(scripts.join(script));
-            s.media.timeout = Duration::from_secs(1);
+            s.media.cpu_limit = Duration::from_secs(cpu);
+            s.media.timeout = Duration::from_secs(wall);
         })
         .await;
         let user = app.user("+15550001004").await;
@@ -233,11 +236,6 @@ async fn an_api_node_and_a_worker_node_split_the_work() {
     let node = |role: sealpost::Role| {
         let mut s = settings_in(dir.path());
         s.role = role;
-        // On Kafka the worker node gets the job through the bus at once; on the in-process
-        // bus (one per process) only its requeue sweep can find the job, after `stale_after`.
-        s.media.timeout = Duration::from_secs(2);
-        s.media.stale_after = Duration::from_secs(3);
-        s.media.sweep_interval = Duration::from_millis(200);
         s
     };
     let api = TestApp::start(node(sealpost::Role::Media)).await;

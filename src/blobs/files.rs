@@ -47,7 +47,7 @@ impl BlobService {
             tracing::warn!(staging, error = %e, "cannot delete the staged copy of a failed put");
         }
         let (blob, key) = stored?;
-        let completion = self
+        let recorded = self
             .db
             .record_blob(
                 blob.as_str(),
@@ -55,7 +55,17 @@ impl BlobService {
                 &key,
                 unix_now(),
             )
-            .await?;
+            .await;
+        let completion = match recorded {
+            Ok(completion) => completion,
+            Err(e) => {
+                // Published but never recorded: nothing refers to this copy.
+                if let Err(e) = self.store.delete(&key).await {
+                    tracing::warn!(key, error = %e, "cannot delete an unrecorded copy of a blob");
+                }
+                return Err(e.into());
+            }
+        };
         for unused in &completion.unused {
             if let Err(e) = self.store.delete(unused).await {
                 tracing::warn!(key = %unused, error = %e, "cannot delete an unused copy of a blob");

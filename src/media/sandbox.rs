@@ -19,8 +19,10 @@ use crate::config::MediaSettings;
 const MAX_REPORT: u64 = 64 << 10;
 /// The most of a child's stderr that is logged.
 const MAX_STDERR: u64 = 4 << 10;
-/// `SIGXCPU`: the CPU-time limit ran out.
+/// `SIGXCPU` (Linux): the soft CPU-time limit ran out.
 const SIGXCPU: i32 = 24;
+/// Seconds between the soft CPU limit (`SIGXCPU`) and the hard one (`SIGKILL`).
+const CPU_GRACE: u64 = 2;
 
 /// How one run of the child ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +33,8 @@ pub enum ChildRun {
     TimedOut,
     /// It died some other way (a signal, the memory limit) or printed no usable report.
     Crashed(String),
+    /// It could not be run at all (this node's fault, not the input's): worth retrying.
+    Unavailable(String),
 }
 
 /// The child process's launcher and limits.
@@ -76,7 +80,11 @@ impl Sandbox {
         let mut command = Command::new(&self.prlimit);
         command
             .arg(format!("--as={}", self.memory_limit))
-            .arg(format!("--cpu={}", self.cpu_limit.as_secs().max(1)))
+            .arg({
+                // Soft limit first, so the kernel says SIGXCPU (a timeout) rather than SIGKILL.
+                let soft = self.cpu_limit.as_secs().max(1);
+                format!("--cpu={soft}:{}", soft + CPU_GRACE)
+            })
             .arg(format!("--fsize={}", self.image.max_bytes.max(16 << 20)))
             .arg("--core=0")
             .arg("--")
@@ -98,10 +106,10 @@ impl Sandbox {
             .kill_on_drop(true);
         let mut child = match command.spawn() {
             Ok(child) => child,
-            Err(e) => return ChildRun::Crashed(format!("cannot start the child process: {e}")),
+            Err(e) => return ChildRun::Unavailable(format!("cannot start the child process: {e}")),
         };
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-            return ChildRun::Crashed("the child process has no output pipes".into());
+            return ChildRun::Unavailable("the child process has no output pipes".into());
         };
         let run = async {
             let (status, report, stderr) = tokio::join!(
@@ -117,7 +125,9 @@ impl Sandbox {
         };
         let status = match status {
             Ok(status) => status,
-            Err(e) => return ChildRun::Crashed(format!("cannot wait for the child process: {e}")),
+            Err(e) => {
+                return ChildRun::Unavailable(format!("cannot wait for the child process: {e}"));
+            }
         };
         if !stderr.is_empty() {
             tracing::debug!(stderr = %String::from_utf8_lossy(&stderr), "media child stderr");
@@ -156,6 +166,10 @@ fn judge(status: ExitStatus, report: &[u8]) -> ChildRun {
                 },
             ),
         ) => ChildRun::Report(report),
+        // prlimit's own failures: the transcoder could not be run (missing, not executable).
+        (Some(code @ (126 | 127)), _) => {
+            ChildRun::Unavailable(format!("the transcoder could not be run (status {code})"))
+        }
         (code, _) => ChildRun::Crashed(format!(
             "the decoder exited with status {} and no valid report",
             code.map_or_else(|| "?".to_owned(), |c| c.to_string())
@@ -207,12 +221,14 @@ mod tests {
             (1, &refused[..]),
             (0, b"garbage"),
             (101, b""),
+            (2, b""),
         ] {
             assert!(
                 matches!(judge(exited(code), report), ChildRun::Crashed(_)),
                 "{code} {report:?}"
             );
         }
+        assert!(matches!(judge(exited(127), b""), ChildRun::Unavailable(_)));
         assert_eq!(
             judge(ExitStatus::from_raw(SIGXCPU), b""),
             ChildRun::TimedOut

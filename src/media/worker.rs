@@ -103,48 +103,59 @@ impl MediaWorker {
             };
             match subscription {
                 Ok(subscription) => {
-                    failures = 0;
-                    self.consume(subscription, &shutdown).await;
+                    if self.consume(subscription, &shutdown).await {
+                        failures = 0;
+                        continue;
+                    }
+                    failures += 1;
                 }
                 Err(e) => {
                     failures += 1;
                     tracing::warn!(error = %e, "media worker cannot join {GROUP}");
-                    if !self.pause(failures, &shutdown).await {
-                        return;
-                    }
                 }
+            }
+            // Rejoining at once would churn the group while the brokers are away.
+            if !self.pause(failures, &shutdown).await {
+                return;
             }
         }
     }
 
-    /// Takes and finishes jobs until shutdown or a bus error (after which the caller joins the
-    /// group again).
-    async fn consume(&self, mut subscription: Box<dyn Subscription>, shutdown: &CancellationToken) {
-        loop {
+    /// Takes and finishes jobs until shutdown (true) or a bus error or a job that cannot be
+    /// finished now (false: the caller waits, then joins the group again).
+    async fn consume(
+        &self,
+        mut subscription: Box<dyn Subscription>,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let healthy = loop {
             let record = tokio::select! {
-                () = shutdown.cancelled() => break,
+                () = shutdown.cancelled() => break true,
                 r = subscription.next() => r,
             };
             let record = match record {
                 Ok(record) => record,
                 Err(e) => {
                     tracing::warn!(error = %e, "media worker lost its subscription");
-                    break;
+                    break false;
                 }
             };
             if !self.handle(&record, shutdown).await {
-                break;
+                break shutdown.is_cancelled();
             }
             if let Err(e) = subscription.commit(&record).await {
                 // Harmless: the job is done, and doing it again finds it finished.
                 tracing::warn!(error = %e, "cannot commit a media job");
-                break;
+                break false;
             }
-        }
+        };
         subscription.close().await;
+        healthy
     }
 
-    /// Works on one record until its outcome is durable (true), or shutdown (false).
+    /// Works on one record until its outcome is durable (true), or shutdown, or until failures
+    /// that are not even counted (the database is away) outlast the attempts a job gets
+    /// (false: the record stays uncommitted and is delivered again).
     async fn handle(&self, record: &Record, shutdown: &CancellationToken) -> bool {
         let job: MediaJob = match serde_json::from_slice(&record.payload) {
             Ok(job) => job,
@@ -161,7 +172,9 @@ impl MediaWorker {
                     failures += 1;
                     self.count("retried", "");
                     tracing::warn!(blob = %job.blob_id, error = %format!("{e:#}"), "media job failed; retrying");
-                    if !self.pause(failures, shutdown).await {
+                    if failures > 2 * self.settings.max_attempts
+                        || !self.pause(failures, shutdown).await
+                    {
                         return false;
                     }
                 }
@@ -264,6 +277,7 @@ impl MediaWorker {
                 ));
             }
             ChildRun::Crashed(why) => return Ok(failed("processing-crashed", &why)),
+            ChildRun::Unavailable(why) => return Err(anyhow::anyhow!(why)),
         };
         match report {
             ChildReport::Ready {
@@ -276,7 +290,12 @@ impl MediaWorker {
             } => {
                 let mut stored = Vec::with_capacity(renditions.len());
                 for r in renditions {
-                    let path = rendition_path(&output, &r.file)?;
+                    let Some(path) = rendition_path(&output, &r.file) else {
+                        return Ok(failed(
+                            "processing-crashed",
+                            "the decoder reported a rendition that is not a plain file it wrote",
+                        ));
+                    };
                     let (id, size) = self.blobs.put_file(&path).await?;
                     stored.push(RenditionRow {
                         name: r.name,
@@ -334,16 +353,20 @@ impl MediaWorker {
     }
 }
 
-/// A rendition the child named, if the name is a plain file name in `output` (the report
-/// comes from a process that decoded hostile input).
-fn rendition_path(output: &Path, file: &str) -> Result<std::path::PathBuf, Transient> {
+/// A rendition the child named, if it is a plain name of a regular file in `output` with no
+/// other link to it (the report comes from a process that decoded hostile input: it must not
+/// point the worker at a symlink or hard link to a file of the server's). The child has exited
+/// by the time this runs.
+fn rendition_path(output: &Path, file: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     let plain = !file.is_empty()
         && !file.starts_with('.')
         && file
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-    anyhow::ensure!(plain, "the decoder named a rendition {file:?}");
-    Ok(output.join(file))
+    let path = output.join(file);
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    (plain && meta.file_type().is_file() && meta.nlink() == 1).then_some(path)
 }
 
 fn failed(code: &str, detail: &str) -> MediaOutcome {

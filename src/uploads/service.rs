@@ -715,11 +715,16 @@ impl UploadService {
         }
         self.metrics.uploads_completed.inc();
         tracing::info!(upload = %row.id, blob = %blob, size, "upload complete");
-        if completion.media_queued
-            && let Err(e) = publish_job(self.bus.as_ref(), blob.as_str()).await
-        {
-            // The preview is queued in the database; the workers' sweep publishes it again.
-            tracing::warn!(blob = %blob, error = %e, "cannot publish a media job; it will be requeued");
+        if completion.media_queued {
+            // Off the request: the database row is the job's record, and the workers' sweep
+            // publishes it again if this fails, so the client need not wait for the bus.
+            let bus = self.bus.clone();
+            let blob = blob.clone();
+            tokio::spawn(async move {
+                if let Err(e) = publish_job(bus.as_ref(), blob.as_str()).await {
+                    tracing::warn!(blob = %blob, error = %e, "cannot publish a media job; it will be requeued");
+                }
+            });
         }
         self.db
             .upload(&row.id)

@@ -21,6 +21,8 @@ use crate::{Bus, BusError, Record, Subscription};
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long topic creation may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a consumer may work on one record before the group gives its partitions away.
+const MAX_POLL_INTERVAL_MS: &str = "1800000";
 /// How long the readiness check waits for cluster metadata.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -170,6 +172,9 @@ impl Bus for KafkaBus {
             .set("group.id", format!("{}{group}", self.prefix))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
+            // A member works on a record before it asks for the next (a media job may take
+            // minutes, with retries): only this long without asking gets it replaced.
+            .set("max.poll.interval.ms", MAX_POLL_INTERVAL_MS)
             .create()?;
         consumer.subscribe(&[&topic])?;
         Ok(Box::new(KafkaSubscription {

@@ -64,12 +64,14 @@ pub trait Subscription: Send {
     async fn close(self: Box<Self>);
 }
 
-/// Opens the bus a URL names: `memory://`, or `kafka://HOST:PORT[,HOST:PORT…]` with optional
-/// `?partitions=N` (for topics it creates; default 8) and `replication=N` (default 1).
+/// Opens the bus a URL names: `memory://` (this process's own), `memory://NAME` (shared by
+/// everything in this process that opens the same name), or `kafka://HOST:PORT[,HOST:PORT…]`
+/// with optional `?partitions=N` (for topics it creates; default 8), `replication=N` (default
+/// 1) and `namespace=NAME` (a prefix for topic and group names).
 pub async fn open(url: &str) -> Result<Arc<dyn Bus>, BusError> {
-    match url.split_once("://").map(|(scheme, _)| scheme) {
-        Some("memory") => Ok(Arc::new(MemoryBus::new())),
-        Some("kafka") => Ok(Arc::new(KafkaBus::open(url)?)),
+    match url.split_once("://") {
+        Some(("memory", name)) => Ok(MemoryBus::named(name)?),
+        Some(("kafka", _)) => Ok(Arc::new(KafkaBus::open(url)?)),
         _ => Err(BusError::Config(format!(
             "unsupported bus URL {url:?}: use memory:// or kafka://HOST:PORT"
         ))),

@@ -50,6 +50,39 @@ struct Group {
     owner: Option<u64>,
 }
 
+impl MemoryBus {
+    /// The bus a `memory://` URL names: a new one for `memory://`, or the one every
+    /// `memory://NAME` of this process shares (letting several servers in one process, such as
+    /// an API node and a worker node in a test, talk as they would through Kafka). A named bus
+    /// lives while someone holds it.
+    pub fn named(name: &str) -> Result<Arc<Self>, BusError> {
+        if name.is_empty() {
+            return Ok(Arc::new(Self::default()));
+        }
+        let legal = name.len() <= 100
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !legal {
+            return Err(BusError::Config(format!(
+                "invalid memory bus name {name:?}: use letters, digits, '-', '_' or '.'"
+            )));
+        }
+        static NAMED: Mutex<Option<HashMap<String, std::sync::Weak<MemoryBus>>>> = Mutex::new(None);
+        let mut named = NAMED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let named = named.get_or_insert_with(HashMap::new);
+        named.retain(|_, bus| bus.strong_count() > 0);
+        if let Some(bus) = named.get(name).and_then(std::sync::Weak::upgrade) {
+            return Ok(bus);
+        }
+        let bus = Arc::new(Self::default());
+        named.insert(name.to_owned(), Arc::downgrade(&bus));
+        Ok(bus)
+    }
+}
+
 impl TopicState {
     fn end(&self) -> u64 {
         self.base + self.log.len() as u64

@@ -118,10 +118,54 @@ async fn bad_bus_urls_are_refused_with_a_reason() {
         "kafka://localhost:9092?compression=zstd",
         "kafka://localhost:9092?namespace=",
         "kafka://localhost:9092?namespace=a/b",
+        "memory://a/b",
     ] {
         match sealpost_bus::open(url).await {
             Err(BusError::Config(why)) => assert!(!why.is_empty(), "{url}"),
             other => panic!("{url}: expected a configuration error, got {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn servers_given_one_test_key_share_a_bus_and_others_do_not() {
+    let key = unique("shared");
+    let open = |key: String| async move {
+        sealpost_bus::open(&testing::bus_url(&key))
+            .await
+            .expect("open bus")
+    };
+    let (first, second, other) = (
+        open(key.clone()).await,
+        open(key).await,
+        open(unique("other")).await,
+    );
+    let topic = unique("share");
+    first
+        .publish(&topic, b"k", b"hello")
+        .await
+        .expect("publish");
+    let mut sub = second.subscribe(&topic, "g").await.expect("subscribe");
+    assert_eq!(text(&next(&mut sub).await.payload), "hello");
+    sub.close().await;
+    other
+        .publish(&topic, b"k", b"elsewhere")
+        .await
+        .expect("publish");
+    let mut sub = first.subscribe(&topic, "g2").await.expect("subscribe");
+    assert_eq!(text(&next(&mut sub).await.payload), "hello");
+    other
+        .publish(&topic, b"k", b"elsewhere")
+        .await
+        .expect("publish");
+    first
+        .publish(&topic, b"k", b"again")
+        .await
+        .expect("publish");
+    assert_eq!(
+        text(&next(&mut sub).await.payload),
+        "again",
+        "a bus of another key stays apart"
+    );
+    sub.close().await;
 }
