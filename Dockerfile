@@ -2,6 +2,12 @@
 #   docker build -t sealpost .
 #   docker run -p 8080:8080 -v sealpost-data:/var/lib/sealpost sealpost
 FROM rust:1.95-slim-bookworm AS build
+# FFmpeg headers and libclang: ffmpeg-next generates its bindings at build time.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends pkg-config clang libclang-dev \
+       libavcodec-dev libavformat-dev libavutil-dev libavfilter-dev libavdevice-dev \
+       libswscale-dev libswresample-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, so source edits do not rebuild them.
 COPY Cargo.toml Cargo.lock ./

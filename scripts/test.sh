@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (`bash .ci/run`) and as `make test` runs it.
 #
-#   1. tools: apt packages (only if missing: nginx-light, postgresql, docker-compose, …) and the
+#   1. tools: apt packages (only if missing: FFmpeg development libraries, clang, ffmpeg,
+#      nginx-light, postgresql, docker-compose, …) and the
 #      Python venv at .venv
 #   2. cargo fmt --check, clippy -D warnings, cargo build --workspace --bins --locked (sealpost
 #      and seal, which tests/seal_cli.rs runs),
@@ -105,6 +106,10 @@ else
     PYTHON=/usr/bin/python3
 fi
 echo "python: $PYTHON ($("$PYTHON" --version 2>&1))"
+
+# FFmpeg's libraries, headers and libclang (ffmpeg-next's bindings are generated at build time)
+# for crates/transcode, and the ffmpeg/ffprobe CLI that tests check renditions with.
+bash "$ROOT/scripts/build-deps.sh" ffmpeg
 
 # nginx for tests/nginx.rs (the caching proxy of deploy/nginx/sealpost.conf in front of a server).
 apt_install_missing nginx-light

@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 
 use crate::app::{Application, open_database, shutdown_signal};
 use crate::config::{LogFormat, Overrides, Settings};
-use crate::media::child::{ChildReport, transcode_image};
-use sealpost_transcode::ImageLimits;
+use crate::media::child::{ChildReport, transcode};
+use sealpost_transcode::{ImageLimits, VideoLimits};
 
 /// Sealpost: resumable, content-addressed media service for an end-to-end encrypted messenger.
 #[derive(Debug, Parser)]
@@ -39,32 +39,53 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
-    /// Make the thumbnail set of one untrusted image into a directory and print a JSON report
-    /// (the media worker runs this in a child process, under resource limits). Exit status: 0
-    /// processed, 3 refused (bad input), 1 failed (worth retrying); any other status (2: bad
-    /// arguments, a signal: killed at a limit) comes with no report.
-    TranscodeImage {
-        /// The image.
+    /// Make the renditions of one untrusted image, video or audio file into a directory and
+    /// print a JSON report (the media worker runs this in a child process, under resource
+    /// limits). Exit status: 0 processed, 3 refused (bad input), 1 failed (worth retrying);
+    /// any other status (2: bad arguments, a signal: killed at a limit) comes with no report.
+    Transcode {
+        /// The file.
         #[arg(long)]
         input: PathBuf,
         /// An existing directory for the renditions.
         #[arg(long)]
         output: PathBuf,
-        /// Largest file, bytes.
+        /// Largest image file, bytes.
         #[arg(long, default_value_t = ImageLimits::default().max_bytes)]
         max_bytes: u64,
-        /// Most pixels.
+        /// Most pixels of an image.
         #[arg(long, default_value_t = ImageLimits::default().max_pixels)]
         max_pixels: u64,
-        /// Longest side, pixels.
+        /// Longest side of an image, pixels.
         #[arg(long, default_value_t = ImageLimits::default().max_side)]
         max_side: u32,
         /// Most animation frames.
         #[arg(long, default_value_t = ImageLimits::default().max_frames)]
         max_frames: u32,
-        /// Most memory one decode may allocate, bytes.
+        /// Most memory one image decode may allocate, bytes.
         #[arg(long, default_value_t = ImageLimits::default().max_alloc)]
         max_alloc: u64,
+        /// Largest video or audio file, bytes.
+        #[arg(long, default_value_t = VideoLimits::default().max_bytes)]
+        max_video_bytes: u64,
+        /// Longest video or audio, seconds.
+        #[arg(long, default_value_t = VideoLimits::default().max_duration.as_secs())]
+        max_duration: u64,
+        /// Most pixels of a video frame.
+        #[arg(long, default_value_t = VideoLimits::default().max_pixels)]
+        max_video_pixels: u64,
+        /// Longest side of a video frame, pixels.
+        #[arg(long, default_value_t = VideoLimits::default().max_side)]
+        max_video_side: u32,
+        /// The web rendition's short side at most, pixels (720 for 720p).
+        #[arg(long, default_value_t = VideoLimits::default().max_height)]
+        max_height: u32,
+        /// The web rendition's video bitrate cap, bits per second.
+        #[arg(long, default_value_t = VideoLimits::default().video_bitrate)]
+        video_bitrate: u64,
+        /// The web rendition's audio bitrate, bits per second.
+        #[arg(long, default_value_t = VideoLimits::default().audio_bitrate)]
+        audio_bitrate: u64,
     },
 }
 
@@ -120,7 +141,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
         }
         Command::Openapi => print!("{}", crate::openapi::spec_json()),
-        Command::TranscodeImage {
+        Command::Transcode {
             input,
             output,
             max_bytes,
@@ -128,15 +149,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_side,
             max_frames,
             max_alloc,
+            max_video_bytes,
+            max_duration,
+            max_video_pixels,
+            max_video_side,
+            max_height,
+            video_bitrate,
+            audio_bitrate,
         } => {
-            let limits = ImageLimits {
+            let image = ImageLimits {
                 max_bytes,
                 max_pixels,
                 max_side,
                 max_frames,
                 max_alloc,
             };
-            let report = transcode_image(&input, &output, &limits);
+            let video = VideoLimits {
+                max_bytes: max_video_bytes,
+                max_duration: std::time::Duration::from_secs(max_duration),
+                max_pixels: max_video_pixels,
+                max_side: max_video_side,
+                max_height,
+                video_bitrate,
+                audio_bitrate,
+            };
+            let report = transcode(&input, &output, &image, &video);
             println!("{}", serde_json::to_string(&report)?);
             return Ok(match report {
                 ChildReport::Ready { .. } => ExitCode::SUCCESS,

@@ -96,7 +96,7 @@ pub struct MediaSettings {
     /// Jobs one node processes at once (each in its own child process). On the in-process
     /// bus jobs are taken one at a time whatever this says.
     pub concurrency: usize,
-    /// Largest preview processed, bytes.
+    /// Largest image preview processed, bytes.
     pub max_bytes: u64,
     /// Most pixels an image may have.
     pub max_pixels: u64,
@@ -104,8 +104,23 @@ pub struct MediaSettings {
     pub max_side: u32,
     /// Most animation frames.
     pub max_frames: u32,
-    /// Most memory one decode may allocate, checked before decoding, bytes.
+    /// Most memory one image decode may allocate, checked before decoding, bytes.
     pub max_alloc: u64,
+    /// Largest video or audio preview processed, bytes.
+    pub max_video_bytes: u64,
+    /// Longest video or audio.
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
+    /// Most pixels of a video frame.
+    pub max_video_pixels: u64,
+    /// Longest side of a video frame, pixels.
+    pub max_video_side: u32,
+    /// The web rendition's short side at most (720: 720p), never upscaled.
+    pub max_height: u32,
+    /// The web rendition's video bitrate cap, bits per second.
+    pub video_bitrate: u64,
+    /// The web rendition's audio bitrate, bits per second.
+    pub audio_bitrate: u64,
     /// Address space the child process may map (`prlimit --as`), bytes; the kernel stops it
     /// beyond.
     pub memory_limit: u64,
@@ -126,7 +141,7 @@ pub struct MediaSettings {
     /// How often pending previews are checked for lost jobs.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
-    /// The `sealpost` executable the child runs (`sealpost transcode-image`); defaults to
+    /// The `sealpost` executable the child runs (`sealpost transcode`); defaults to
     /// this process's own.
     pub transcoder: Option<PathBuf>,
     /// Directory for the child's input and output files; defaults to the system's.
@@ -136,6 +151,7 @@ pub struct MediaSettings {
 impl Default for MediaSettings {
     fn default() -> Self {
         let image = sealpost_transcode::ImageLimits::default();
+        let video = sealpost_transcode::VideoLimits::default();
         Self {
             concurrency: 2,
             max_bytes: image.max_bytes,
@@ -143,12 +159,19 @@ impl Default for MediaSettings {
             max_side: image.max_side,
             max_frames: image.max_frames,
             max_alloc: image.max_alloc,
+            max_video_bytes: video.max_bytes,
+            max_duration: video.max_duration,
+            max_video_pixels: video.max_pixels,
+            max_video_side: video.max_side,
+            max_height: video.max_height,
+            video_bitrate: video.video_bitrate,
+            audio_bitrate: video.audio_bitrate,
             memory_limit: 2 << 30,
-            cpu_limit: Duration::from_secs(60),
-            timeout: Duration::from_secs(120),
+            cpu_limit: Duration::from_secs(900),
+            timeout: Duration::from_secs(600),
             max_attempts: 5,
             retry_backoff: Duration::from_secs(1),
-            stale_after: Duration::from_secs(600),
+            stale_after: Duration::from_secs(1800),
             sweep_interval: Duration::from_secs(60),
             transcoder: None,
             work_dir: None,
@@ -157,6 +180,24 @@ impl Default for MediaSettings {
 }
 
 impl MediaSettings {
+    /// The video and audio limits the child checks.
+    pub fn video_limits(&self) -> sealpost_transcode::VideoLimits {
+        sealpost_transcode::VideoLimits {
+            max_bytes: self.max_video_bytes,
+            max_duration: self.max_duration,
+            max_pixels: self.max_video_pixels,
+            max_side: self.max_video_side,
+            max_height: self.max_height,
+            video_bitrate: self.video_bitrate,
+            audio_bitrate: self.audio_bitrate,
+        }
+    }
+
+    /// The largest file the child may be given.
+    pub fn max_file(&self) -> u64 {
+        self.max_bytes.max(self.max_video_bytes)
+    }
+
     /// The image limits the child checks before decoding.
     pub fn image_limits(&self) -> sealpost_transcode::ImageLimits {
         sealpost_transcode::ImageLimits {

@@ -108,6 +108,109 @@ async fn a_preview_upload_gets_its_renditions_through_the_worker() {
     );
 }
 
+/// A file of `fixtures/media` (made by its generate.sh).
+fn media_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/media")
+            .join(name),
+    )
+    .expect("fixture")
+}
+
+/// ffprobe's view of the bytes: `(codec_type, codec_name, width, height)` per stream.
+fn ffprobe(bytes: &[u8]) -> Vec<(String, String, u64, u64)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("probe");
+    std::fs::write(&path, bytes).expect("write");
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-print_format", "json", "-show_streams"])
+        .arg(&path)
+        .output()
+        .expect("ffprobe (Debian package ffmpeg) runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let probed: Value = serde_json::from_slice(&out.stdout).expect("json");
+    probed["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .map(|s| {
+            (
+                s["codec_type"].as_str().unwrap_or_default().to_owned(),
+                s["codec_name"].as_str().unwrap_or_default().to_owned(),
+                s["width"].as_u64().unwrap_or(0),
+                s["height"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_video_preview_gets_poster_thumbnails_and_a_web_rendition() {
+    let app = TestApp::spawn().await;
+    let user = app.user("+15550001007").await;
+    let id = app.preview(&user, &media_fixture("portrait.mp4")).await;
+    let status = app.processed(&user, &id).await;
+    assert_eq!(status["status"], "ready", "{status}");
+    assert_eq!(
+        (
+            status["mime"].as_str(),
+            status["width"].as_u64(),
+            status["height"].as_u64()
+        ),
+        (Some("video/mp4"), Some(360), Some(640))
+    );
+    assert!(
+        status["duration_ms"].as_u64().is_some_and(|ms| ms >= 1900),
+        "{status}"
+    );
+    assert!(status.get("frames").is_none(), "{status}");
+    let renditions = status["renditions"].as_array().expect("renditions");
+    for r in renditions.iter().filter(|r| r["name"] != "web") {
+        check_rendition(&app, &user, r).await;
+    }
+    let web = renditions
+        .iter()
+        .find(|r| r["name"] == "web")
+        .expect("web rendition");
+    assert_eq!(web["mime"], "video/mp4");
+    let res = app.blob(&user, web["blob_id"].as_str().expect("id")).await;
+    let bytes = res.bytes().await.expect("body");
+    let streams = ffprobe(&bytes);
+    assert!(
+        streams.contains(&("video".into(), "h264".into(), 360, 640)),
+        "{streams:?}"
+    );
+    assert!(
+        streams.iter().any(|s| s.0 == "audio" && s.1 == "aac"),
+        "{streams:?}"
+    );
+
+    let id = app.preview(&user, &media_fixture("voice.ogg")).await;
+    let status = app.processed(&user, &id).await;
+    assert_eq!(status["status"], "ready", "{status}");
+    assert_eq!(status["mime"], "audio/ogg");
+    let renditions = status["renditions"].as_array().expect("renditions");
+    assert_eq!(
+        renditions.len(),
+        1,
+        "audio gets only its web rendition: {status}"
+    );
+    assert_eq!(renditions[0]["mime"], "audio/mp4");
+
+    let id = app.preview(&user, &media_fixture("corrupt-moov.mp4")).await;
+    let status = app.processed(&user, &id).await;
+    assert_eq!(
+        (status["status"].as_str(), status["code"].as_str()),
+        (Some("failed"), Some("corrupt-media")),
+        "{status}"
+    );
+}
+
 #[tokio::test]
 async fn encrypted_uploads_are_never_processed() {
     let app = TestApp::spawn().await;

@@ -55,7 +55,8 @@ fn status(row: MediaRow, renditions: Vec<RenditionRow>) -> ApiResult<MediaStatus
         "failed" => MediaState::Failed,
         other => return Err(ApiError::Internal(format!("unknown media state {other:?}"))),
     };
-    let dimension = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok());
+    // 0 stands for "none" (the height of audio, the frames of a video).
+    let dimension = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok()).filter(|&v| v > 0);
     Ok(MediaStatus {
         blob_id: row.blob_id,
         status,
@@ -65,7 +66,8 @@ fn status(row: MediaRow, renditions: Vec<RenditionRow>) -> ApiResult<MediaStatus
         width: dimension(row.width),
         height: dimension(row.height),
         frames: dimension(row.frames),
-        blurhash: row.blurhash,
+        duration_ms: row.duration_ms.and_then(|ms| u64::try_from(ms).ok()),
+        blurhash: row.blurhash.filter(|b| !b.is_empty()),
         attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
         renditions: renditions
             .into_iter()

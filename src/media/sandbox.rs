@@ -1,4 +1,4 @@
-//! Runs `sealpost transcode-image` on one untrusted file in a child process under `prlimit`
+//! Runs `sealpost transcode` on one untrusted file in a child process under `prlimit`
 //! (address space, CPU time, file size, no core dumps) and a wall-clock timeout, and turns how
 //! it ended into a [`ChildRun`]. Whatever the input does to the decoder, only the child dies.
 
@@ -8,7 +8,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
-use sealpost_transcode::ImageLimits;
+use sealpost_transcode::{ImageLimits, VideoLimits};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
@@ -43,6 +43,7 @@ pub struct Sandbox {
     prlimit: PathBuf,
     program: PathBuf,
     image: ImageLimits,
+    video: VideoLimits,
     memory_limit: u64,
     cpu_limit: Duration,
     timeout: Duration,
@@ -69,14 +70,15 @@ impl Sandbox {
             prlimit,
             program,
             image: settings.image_limits(),
+            video: settings.video_limits(),
             memory_limit: settings.memory_limit,
             cpu_limit: settings.cpu_limit,
             timeout: settings.timeout,
         })
     }
 
-    /// Makes the thumbnail set of `input` into the directory `output`.
-    pub async fn transcode_image(&self, input: &Path, output: &Path) -> ChildRun {
+    /// Makes the renditions of `input` into the directory `output`.
+    pub async fn transcode(&self, input: &Path, output: &Path) -> ChildRun {
         let mut command = Command::new(&self.prlimit);
         command
             .arg(format!("--as={}", self.memory_limit))
@@ -85,11 +87,14 @@ impl Sandbox {
                 let soft = self.cpu_limit.as_secs().max(1);
                 format!("--cpu={soft}:{}", soft + CPU_GRACE)
             })
-            .arg(format!("--fsize={}", self.image.max_bytes.max(16 << 20)))
+            .arg(format!(
+                "--fsize={}",
+                self.image.max_bytes.max(self.video.max_bytes).max(16 << 20)
+            ))
             .arg("--core=0")
             .arg("--")
             .arg(&self.program)
-            .arg("transcode-image")
+            .arg("transcode")
             .arg("--input")
             .arg(input)
             .arg("--output")
@@ -99,6 +104,16 @@ impl Sandbox {
             .arg(format!("--max-side={}", self.image.max_side))
             .arg(format!("--max-frames={}", self.image.max_frames))
             .arg(format!("--max-alloc={}", self.image.max_alloc))
+            .arg(format!("--max-video-bytes={}", self.video.max_bytes))
+            .arg(format!(
+                "--max-duration={}",
+                self.video.max_duration.as_secs()
+            ))
+            .arg(format!("--max-video-pixels={}", self.video.max_pixels))
+            .arg(format!("--max-video-side={}", self.video.max_side))
+            .arg(format!("--max-height={}", self.video.max_height))
+            .arg(format!("--video-bitrate={}", self.video.video_bitrate))
+            .arg(format!("--audio-bitrate={}", self.video.audio_bitrate))
             .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

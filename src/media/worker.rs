@@ -242,12 +242,14 @@ impl MediaWorker {
             }
             Err(e) => return Err(e.into()),
         };
-        if u64::try_from(blob.size).unwrap_or(u64::MAX) > self.settings.max_bytes {
+        // The child holds each kind to its own limit; nothing larger than both is copied.
+        let max = self.settings.max_file();
+        if u64::try_from(blob.size).unwrap_or(u64::MAX) > max {
             return Ok(failed(
                 "file-too-large",
                 &format!(
-                    "the file is {} bytes; previews are processed up to {} bytes",
-                    blob.size, self.settings.max_bytes
+                    "the file is {} bytes; previews are processed up to {max} bytes",
+                    blob.size
                 ),
             ));
         }
@@ -264,7 +266,7 @@ impl MediaWorker {
             .await
             .context("cannot create the output directory")?;
         self.blobs.copy_to_file(blob_id, &input).await?;
-        let report = match self.sandbox.transcode_image(&input, &output).await {
+        let report = match self.sandbox.transcode(&input, &output).await {
             ChildRun::Report(report) => report,
             ChildRun::TimedOut => {
                 return Ok(failed(
@@ -285,6 +287,7 @@ impl MediaWorker {
                 width,
                 height,
                 frames,
+                duration_ms,
                 blurhash,
                 renditions,
             } => {
@@ -312,6 +315,7 @@ impl MediaWorker {
                     height: i64::from(height),
                     frames: i64::from(frames),
                     blurhash,
+                    duration_ms: duration_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
                     renditions: stored,
                 })
             }

@@ -23,6 +23,8 @@ pub struct MediaRow {
     pub frames: Option<i64>,
     /// Ready: a BlurHash.
     pub blurhash: Option<String>,
+    /// Ready, video or audio: duration in milliseconds.
+    pub duration_ms: Option<i64>,
     /// Processing attempts so far.
     pub attempts: i64,
     /// Unix seconds the job was queued.
@@ -63,6 +65,8 @@ pub enum MediaOutcome {
         frames: i64,
         /// A BlurHash.
         blurhash: String,
+        /// Video and audio: duration in milliseconds.
+        duration_ms: Option<i64>,
         /// The renditions.
         renditions: Vec<RenditionRow>,
     },
@@ -76,7 +80,7 @@ pub enum MediaOutcome {
 }
 
 const MEDIA_COLUMNS: &str = "blob_id, state, code, detail, mime, width, height, frames, blurhash, \
-                             attempts, created_at, updated_at";
+                             duration_ms, attempts, created_at, updated_at";
 
 impl Db {
     /// Queues a preview blob for processing; false if it was queued (or processed) before.
@@ -137,11 +141,12 @@ impl Db {
                     height,
                     frames,
                     blurhash,
+                    duration_ms,
                     renditions,
                 } => {
                     let done = sqlx::query(
                         "UPDATE media SET state = 'ready', mime = $2, width = $3, height = $4, \
-                     frames = $5, blurhash = $6, updated_at = $7 \
+                     frames = $5, blurhash = $6, updated_at = $7, duration_ms = $8 \
                      WHERE blob_id = $1 AND state = 'pending'",
                     )
                     .bind(blob_id)
@@ -151,6 +156,7 @@ impl Db {
                     .bind(frames)
                     .bind(blurhash)
                     .bind(now)
+                    .bind(duration_ms)
                     .execute(&mut *tx)
                     .await?;
                     if done.rows_affected() == 1 {

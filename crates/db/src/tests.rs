@@ -321,6 +321,7 @@ async fn media_jobs_are_queued_once_and_finished_once() {
         height: 600,
         frames: 1,
         blurhash: "LKO2?U%2Tw=w]~RBVZRi};RPxuwH".into(),
+        duration_ms: Some(2000),
         renditions: vec![thumb.clone()],
     };
     assert!(db.finish_media("src", &ready, 120).await.expect("finish"));
@@ -334,8 +335,8 @@ async fn media_jobs_are_queued_once_and_finished_once() {
     );
     let row = db.media("src").await.expect("media").expect("row");
     assert_eq!(
-        (row.state.as_str(), row.width, row.code),
-        ("ready", Some(800), None)
+        (row.state.as_str(), row.width, row.code, row.duration_ms),
+        ("ready", Some(800), None, Some(2000))
     );
     assert_eq!(
         db.media_renditions("src").await.expect("renditions"),
@@ -416,6 +417,7 @@ async fn a_preview_is_queued_by_its_first_completion_and_forgotten_when_it_expir
         height: 64,
         frames: 1,
         blurhash: "L00000fQfQfQfQfQfQfQfQfQfQfQ".into(),
+        duration_ms: None,
         renditions: vec![rendition],
     };
     assert!(db.finish_media("beef", &ready, 115).await.expect("finish"));

@@ -17,15 +17,16 @@ pub enum MediaState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Rendition {
     /// What it is: `crop-32`, `crop-96` (square crops), `fit-320x240`, `fit-640x480`,
-    /// `fit-800x600` (scaled to fit, never upscaled).
+    /// `fit-800x600` (scaled to fit, never upscaled; of a video's poster frame), or `web`
+    /// (a video as H.264 + AAC MP4 with faststart, or audio as AAC M4A).
     #[schema(example = "fit-320x240")]
     pub name: String,
-    /// Its media type (`image/webp` or `image/jpeg`).
+    /// Its media type (`image/webp`, `image/jpeg`, `video/mp4` or `audio/mp4`).
     #[schema(example = "image/webp")]
     pub mime: String,
-    /// Width in pixels.
+    /// Width in pixels (0 for audio).
     pub width: u32,
-    /// Height in pixels.
+    /// Height in pixels (0 for audio).
     pub height: u32,
     /// Size in bytes.
     pub size: u64,
@@ -56,10 +57,14 @@ pub struct MediaStatus {
     /// Ready: displayed height.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
-    /// Ready: animation frames (1 for a still image).
+    /// Ready, images: animation frames (1 for a still image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frames: Option<u32>,
-    /// Ready: a BlurHash to show while a rendition loads.
+    /// Ready, video and audio: duration in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Ready: a BlurHash (of the image, or of a video's poster frame) to show while a
+    /// rendition loads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blurhash: Option<String>,
     /// Processing attempts so far.

@@ -46,6 +46,14 @@ pub enum TranscodeError {
         /// Frame limit.
         limit: u32,
     },
+    /// Longer than allowed (video, audio).
+    #[error("the media lasts {}; the limit is {}", secs(*duration), secs(*limit))]
+    TooLong {
+        /// Its duration.
+        duration: std::time::Duration,
+        /// The limit.
+        limit: std::time::Duration,
+    },
     /// The file is truncated or corrupt.
     #[error("the file is corrupt or truncated: {0}")]
     Corrupt(String),
@@ -66,6 +74,7 @@ impl TranscodeError {
             Self::TooManyPixels { .. } | Self::MemoryLimit { .. } => "image-too-large",
             Self::SideTooLong { .. } => "image-side-too-long",
             Self::TooManyFrames { .. } => "too-many-frames",
+            Self::TooLong { .. } => "media-too-long",
             Self::Corrupt(_) => "corrupt-media",
             Self::Encode(_) | Self::Io(_) => "processing-failed",
         }
@@ -75,4 +84,8 @@ impl TranscodeError {
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Io(_))
     }
+}
+
+fn secs(d: std::time::Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
 }

@@ -134,20 +134,26 @@ pub fn probe(path: &Path, limits: &ImageLimits) -> Result<ImageInfo, TranscodeEr
 /// Makes the thumbnail set and a BlurHash of the image at `path`, within `limits`.
 pub fn thumbnails(path: &Path, limits: &ImageLimits) -> Result<Thumbnails, TranscodeError> {
     let (info, image) = decode(path, limits)?;
-    let mut resizer = Resizer::new();
-    let mut renditions = Vec::with_capacity(THUMBNAILS.len() * 2);
-    for spec in THUMBNAILS {
-        let thumb = render(&mut resizer, &image, spec.shape)?;
-        for format in [Format::Jpeg, Format::WebP] {
-            renditions.push(Rendition::encode(spec, &thumb, format)?);
-        }
-    }
-    let blurhash = blurhash(&mut resizer, &image)?;
+    let (blurhash, renditions) = thumbnail_set(&image)?;
     Ok(Thumbnails {
         info,
         blurhash,
         renditions,
     })
+}
+
+/// The thumbnail set and a BlurHash of an image already decoded and upright (a video's
+/// poster frame).
+pub fn thumbnail_set(image: &DynamicImage) -> Result<(String, Vec<Rendition>), TranscodeError> {
+    let mut resizer = Resizer::new();
+    let mut renditions = Vec::with_capacity(THUMBNAILS.len() * 2);
+    for spec in THUMBNAILS {
+        let thumb = render(&mut resizer, image, spec.shape)?;
+        for format in [Format::Jpeg, Format::WebP] {
+            renditions.push(Rendition::encode(spec, &thumb, format)?);
+        }
+    }
+    Ok((blurhash(&mut resizer, image)?, renditions))
 }
 
 /// Makes one thumbnail of the image at `path`, within `limits`.
@@ -278,20 +284,7 @@ fn open(path: &Path, limits: &ImageLimits) -> Result<Opened, TranscodeError> {
         .into_decoder()
         .map_err(|e| image_error(&e, limits))?;
     let (width, height) = decoder.dimensions();
-    if width > limits.max_side || height > limits.max_side {
-        return Err(TranscodeError::SideTooLong {
-            width,
-            height,
-            limit: limits.max_side,
-        });
-    }
-    if u64::from(width) * u64::from(height) > limits.max_pixels {
-        return Err(TranscodeError::TooManyPixels {
-            width,
-            height,
-            limit: limits.max_pixels,
-        });
-    }
+    crate::limits::check_frame(width, height, limits.max_side, limits.max_pixels)?;
     // Decoding needs the pixels, a converted copy and a turned copy at once, at most.
     let needed = decoder.total_bytes().saturating_mul(3);
     if needed > limits.max_alloc {

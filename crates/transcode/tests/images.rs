@@ -365,3 +365,25 @@ fn a_preview_has_a_tiny_inline_jpeg_a_blurhash_and_a_thumbnail() {
     let thumb = decoded(&preview.thumbnail.bytes, Format::Jpeg);
     assert_eq!((thumb.width(), thumb.height()), (213, 320));
 }
+
+#[test]
+fn animations_made_by_ffmpeg_are_counted_and_thumbnailed() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/media");
+    for (name, media_type) in [
+        ("animated.gif", MediaType::Gif),
+        ("animated.webp", MediaType::WebP),
+    ] {
+        let made = thumbnails(&fixtures.join(name), &ImageLimits::default()).expect(name);
+        assert_eq!(
+            (
+                made.info.media_type,
+                made.info.width,
+                made.info.height,
+                made.info.frames
+            ),
+            (media_type, 64, 48, 10),
+            "{name}"
+        );
+        assert_eq!(made.renditions.len(), THUMBNAILS.len() * 2, "{name}");
+    }
+}
