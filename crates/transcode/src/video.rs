@@ -31,17 +31,23 @@ pub struct VideoStream {
     pub width: u32,
     /// Coded height.
     pub height: u32,
+    /// The shape of a pixel, width to height (`(1, 1)`: square; anamorphic video differs).
+    pub pixel_aspect: (u32, u32),
     /// Clockwise rotation to apply for display: 0, 90, 180 or 270.
     pub rotation: u32,
 }
 
 impl VideoStream {
-    /// Width and height as displayed (rotation applied).
+    /// Width and height as displayed: square pixels, rotation applied.
     pub fn displayed(&self) -> (u32, u32) {
+        let (n, d) = self.pixel_aspect;
+        let wide = u32::try_from(u64::from(self.width) * u64::from(n) / u64::from(d.max(1)))
+            .unwrap_or(self.width)
+            .max(1);
         if self.rotation % 180 == 90 {
-            (self.height, self.width)
+            (self.height, wide)
         } else {
-            (self.width, self.height)
+            (wide, self.height)
         }
     }
 }
@@ -114,67 +120,74 @@ pub fn probe(path: &Path, limits: &VideoLimits) -> Result<MediaInfo, TranscodeEr
     Opened::open(path, limits).map(|opened| opened.info)
 }
 
-/// A poster frame of the video at `path` (the frame at one second, or the last one before it
-/// in a shorter video), upright, at most 1280 pixels on its long side.
+/// A poster frame of the video at `path` (the frame one second after it starts, or the last
+/// one before that in a shorter video), upright, at most 1280 pixels on its long side.
 pub fn poster(
     path: &Path,
     limits: &VideoLimits,
 ) -> Result<(MediaInfo, DynamicImage), TranscodeError> {
-    let Opened { info, mut input } = Opened::open(path, limits)?;
-    let video = info
+    let mut opened = Opened::open(path, limits)?;
+    let video = opened
+        .info
         .video
         .clone()
         .ok_or(TranscodeError::Unsupported("audio without video"))?;
-    let stream = input
+    let stream = opened
+        .input
         .streams()
         .best(media::Type::Video)
         .ok_or(TranscodeError::Unsupported("no video stream"))?;
     let index = stream.index();
     let time_base = stream.time_base();
-    let mut decoder = codec::context::Context::from_parameters(stream.parameters())
-        .and_then(|c| c.decoder().video())
-        .map_err(corrupt)?;
-    let target = seconds_to_pts(1.0, time_base);
+    let target = seconds_to_pts(1.0, time_base).saturating_add(opened.origin(index));
+    let mut decoder = video_decoder(&stream, limits)?;
     let (width, height) = fit_within(video.displayed(), POSTER_SIDE);
     let spec = format!(
-        "{}scale={width}:{height}:flags=bilinear,format=rgb24",
+        "{}scale={width}:{height}:flags=bilinear,setsar=1,format=rgb24",
         rotation_filter(video.rotation)
     );
-    let mut graph = video_graph(&decoder, time_base, &spec)?;
+    let mut shape = None;
     let mut decoded = frame::Video::empty();
     let mut best: Option<frame::Video> = None;
-    let mut take = |decoder: &mut ff::decoder::Video, best: &mut Option<frame::Video>| -> bool {
+    let mut frames = 0u64;
+    let max_frames = frame_budget(limits, VIDEO_FRAMES_PER_SECOND);
+    let mut take = |decoder: &mut ff::decoder::Video,
+                    best: &mut Option<frame::Video>|
+     -> Result<bool, TranscodeError> {
         while decoder.receive_frame(&mut decoded).is_ok() {
-            let pts = decoded.timestamp().unwrap_or(0);
+            check_shape(&mut shape, &decoded, limits)?;
+            frames += 1;
+            if frames > max_frames {
+                return Err(too_many_frames(limits));
+            }
+            let pts = decoded.timestamp().unwrap_or(i64::MIN);
             if best.is_none() || pts <= target {
                 *best = Some(decoded.clone());
             }
             if pts >= target {
-                return true;
+                return Ok(true);
             }
         }
-        false
+        Ok(false)
     };
     let mut done = false;
-    for (stream, packet) in input.packets() {
-        if stream.index() != index {
+    while let Some(packet) = opened.next_packet()? {
+        if packet.stream() != index || decoder.send_packet(&packet).is_err() {
             continue;
         }
-        if decoder.send_packet(&packet).is_err() {
-            continue;
-        }
-        if take(&mut decoder, &mut best) {
+        if take(&mut decoder, &mut best)? {
             done = true;
             break;
         }
     }
     if !done {
         let _ = decoder.send_eof();
-        take(&mut decoder, &mut best);
+        take(&mut decoder, &mut best)?;
     }
     let mut chosen =
         best.ok_or_else(|| TranscodeError::Corrupt("no decodable video frame".into()))?;
     chosen.set_pts(Some(0));
+    let mut graph = video_graph(&chosen, time_base, &spec)?;
     push(&mut graph, Some(&chosen))?;
     let mut rgb = frame::Video::empty();
     if !pull(&mut graph, &mut rgb) {
@@ -182,79 +195,127 @@ pub fn poster(
             "the poster filter gave no frame".into(),
         ));
     }
-    Ok((info, DynamicImage::ImageRgb8(to_rgb_image(&rgb)?)))
+    Ok((opened.info, DynamicImage::ImageRgb8(to_rgb_image(&rgb)?)))
 }
 
 /// Transcodes the file at `path` into `output` (MP4, `faststart`): H.264 (libx264, `veryfast`,
 /// CRF 23, capped at `limits.video_bitrate`) + AAC (`limits.audio_bitrate`), at most
-/// `limits.max_height` lines and upright; audio alone becomes AAC in M4A.
+/// `limits.max_height` lines and upright; audio alone becomes AAC in M4A. Timestamps start at
+/// zero.
 pub fn transcode(
     path: &Path,
     output: &Path,
     limits: &VideoLimits,
 ) -> Result<(MediaInfo, WebRendition), TranscodeError> {
-    let Opened { info, mut input } = Opened::open(path, limits)?;
+    let mut opened = Opened::open(path, limits)?;
     let mut out = format::output_as(&output, "mp4").map_err(encode)?;
     let global_header = out.format().flags().contains(format::Flags::GLOBAL_HEADER);
+    let video_stream = opened.input.streams().best(media::Type::Video);
+    let audio_stream = opened.input.streams().best(media::Type::Audio);
+    // One origin for both streams keeps them in sync: the earlier of their starts.
+    let origin = [&video_stream, &audio_stream]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| start_seconds(s))
+        .fold(f64::INFINITY, f64::min);
+    let origin = if origin.is_finite() { origin } else { 0.0 };
     let mut size = (0, 0);
-    let mut video = match (&info.video, input.streams().best(media::Type::Video)) {
+    let mut video = match (&opened.info.video, video_stream) {
         (Some(v), Some(stream)) => {
-            let (lane, frame_size) = video_lane(&stream, v, &mut out, limits, global_header)?;
+            let (lane, frame_size) =
+                video_lane(&stream, v, &mut out, limits, global_header, origin)?;
             size = frame_size;
             Some(lane)
         }
         _ => None,
     };
-    let mut audio = match input.streams().best(media::Type::Audio) {
-        Some(stream) => Some(audio_lane(&stream, &mut out, limits, global_header)?),
+    let mut audio = match audio_stream {
+        Some(stream) => Some(audio_lane(
+            &stream,
+            &mut out,
+            limits,
+            global_header,
+            origin,
+        )?),
         None => None,
     };
-    if video.is_none() && audio.is_none() {
-        return Err(TranscodeError::Unsupported("no audio or video stream"));
-    }
     let mut options = Dictionary::new();
     options.set("movflags", "+faststart");
     out.write_header_with(options).map_err(encode)?;
     let time_bases: Vec<Rational> = out.streams().map(|s| s.time_base()).collect();
-    // The container's duration can lie: the packets themselves are held to the limit too.
-    let limit = limits.max_duration.as_secs_f64() + 1.0;
-    for (stream, packet) in input.packets() {
-        let base = stream.time_base();
-        if let Some(pts) = packet.pts()
-            && base.denominator() > 0
-        {
-            #[allow(clippy::cast_precision_loss)]
-            let at = pts as f64 * f64::from(base.numerator()) / f64::from(base.denominator());
-            if at > limit {
-                return Err(TranscodeError::TooLong {
-                    duration: Duration::from_secs_f64(at.max(0.0)),
-                    limit: limits.max_duration,
-                });
-            }
-        }
-        let ours = |lane_input: usize| stream.index() == lane_input;
-        if let Some(lane) = video.as_mut().filter(|l| ours(l.input)) {
+    while let Some(packet) = opened.next_packet()? {
+        let index = packet.stream();
+        if let Some(lane) = video.as_mut().filter(|l| l.input == index) {
             lane.feed(&packet, &mut out, &time_bases)?;
-        } else if let Some(lane) = audio.as_mut().filter(|l| ours(l.input)) {
+        } else if let Some(lane) = audio.as_mut().filter(|l| l.input == index) {
             lane.feed(&packet, &mut out, &time_bases)?;
         }
     }
+    for lane in video.iter_mut().chain(audio.iter_mut()) {
+        lane.finish(&mut out, &time_bases)?;
+    }
+    out.write_trailer().map_err(mux_error)?;
     let rendition = WebRendition {
         width: size.0,
         height: size.1,
         has_video: video.is_some(),
     };
-    for lane in video.iter_mut().chain(audio.iter_mut()) {
-        lane.finish(&mut out, &time_bases)?;
+    Ok((opened.info, rendition))
+}
+
+/// Decoded video frames a second may hold at most, for the frame budget.
+const VIDEO_FRAMES_PER_SECOND: u64 = 240;
+/// Decoded audio frames a second may hold at most (Vorbis short blocks, Opus 2.5 ms frames).
+const AUDIO_FRAMES_PER_SECOND: u64 = 1_000;
+/// Streams a container may declare.
+const MAX_STREAMS: &str = "16";
+
+/// How many frames a stream of at most `limits.max_duration` can hold: past it, the file's
+/// timestamps lied about its length.
+fn frame_budget(limits: &VideoLimits, per_second: u64) -> u64 {
+    (limits.max_duration.as_secs() + 1).saturating_mul(per_second)
+}
+
+fn too_many_frames(limits: &VideoLimits) -> TranscodeError {
+    TranscodeError::TooLong {
+        duration: limits.max_duration + Duration::from_secs(1),
+        limit: limits.max_duration,
     }
-    out.write_trailer().map_err(encode)?;
-    Ok((info, rendition))
+}
+
+/// Checks a decoded frame against the first one (a stream whose frame size or format changes
+/// mid-stream is refused: filters are set up for one shape) and the limits.
+fn check_shape(
+    shape: &mut Option<(u32, u32, format::Pixel)>,
+    frame: &frame::Video,
+    limits: &VideoLimits,
+) -> Result<(), TranscodeError> {
+    let now = (frame.width(), frame.height(), frame.format());
+    match shape {
+        None => {
+            crate::limits::check_frame(now.0, now.1, limits.max_side, limits.max_pixels)?;
+            if now.2 == format::Pixel::None || now.0 == 0 || now.1 == 0 {
+                return Err(TranscodeError::Corrupt(
+                    "a frame without size or format".into(),
+                ));
+            }
+            *shape = Some(now);
+            Ok(())
+        }
+        Some(first) if *first == now => Ok(()),
+        Some(_) => Err(TranscodeError::Corrupt(
+            "the frame size or format changes mid-stream".into(),
+        )),
+    }
 }
 
 /// An input opened and checked against the limits.
 struct Opened {
     info: MediaInfo,
     input: format::context::Input,
+    /// Per stream: time base and start time (in that time base; 0 when unknown).
+    clocks: Vec<(Rational, i64)>,
+    max_duration: Duration,
 }
 
 impl Opened {
@@ -276,6 +337,7 @@ impl Opened {
         let mut options = Dictionary::new();
         options.set("format_whitelist", DEMUXERS);
         options.set("protocol_whitelist", "file");
+        options.set("max_streams", MAX_STREAMS);
         let input = format::input_with_dictionary(&path, options).map_err(corrupt)?;
         let duration = Duration::from_micros(u64::try_from(input.duration()).unwrap_or(0));
         if duration > limits.max_duration {
@@ -297,6 +359,13 @@ impl Opened {
                 "the container holds no readable audio or video stream".into(),
             ));
         }
+        let clocks = input
+            .streams()
+            .map(|s| {
+                let start = s.start_time();
+                (s.time_base(), if start == i64::MIN { 0 } else { start })
+            })
+            .collect();
         let container = input.format().name().to_owned();
         Ok(Self {
             info: MediaInfo {
@@ -307,8 +376,52 @@ impl Opened {
                 audio,
             },
             input,
+            clocks,
+            max_duration: limits.max_duration,
         })
     }
+
+    /// Stream `index`'s start time in its own time base.
+    fn origin(&self, index: usize) -> i64 {
+        self.clocks.get(index).map_or(0, |c| c.1)
+    }
+
+    /// The next packet, `None` at the end. A read error other than the end refuses the file
+    /// (retrying a read the demuxer failed would loop), and so does a packet stamped past the
+    /// duration limit (the container's duration can lie).
+    fn next_packet(&mut self) -> Result<Option<ff::Packet>, TranscodeError> {
+        let mut packet = ff::Packet::empty();
+        match packet.read(&mut self.input) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => return Ok(None),
+            Err(e) => return Err(corrupt(e)),
+        }
+        if let (Some(ts), Some(&(base, start))) = (
+            packet.pts().or(packet.dts()),
+            self.clocks.get(packet.stream()),
+        ) && base.denominator() > 0
+        {
+            #[allow(clippy::cast_precision_loss)]
+            let at = ts.saturating_sub(start) as f64 * f64::from(base.numerator())
+                / f64::from(base.denominator());
+            if at > self.max_duration.as_secs_f64() + 1.0 {
+                return Err(TranscodeError::TooLong {
+                    duration: Duration::from_secs_f64(at),
+                    limit: self.max_duration,
+                });
+            }
+        }
+        Ok(Some(packet))
+    }
+}
+
+/// A stream's start time in seconds, if known.
+fn start_seconds(stream: &format::stream::Stream<'_>) -> Option<f64> {
+    let start = stream.start_time();
+    let base = stream.time_base();
+    #[allow(clippy::cast_precision_loss)]
+    (start != i64::MIN && base.denominator() > 0)
+        .then(|| start as f64 * f64::from(base.numerator()) / f64::from(base.denominator()))
 }
 
 fn read_head(path: &Path, head: &mut [u8]) -> Result<usize, TranscodeError> {
@@ -336,22 +449,55 @@ fn video_stream(
     stream: &format::stream::Stream<'_>,
     limits: &VideoLimits,
 ) -> Result<VideoStream, TranscodeError> {
-    let decoder = codec::context::Context::from_parameters(stream.parameters())
+    let parameters = codec::context::Context::from_parameters(stream.parameters())
         .and_then(|c| c.decoder().video())
         .map_err(corrupt)?;
-    let (width, height) = (decoder.width(), decoder.height());
+    let (width, height) = (parameters.width(), parameters.height());
     if width == 0 || height == 0 {
         return Err(TranscodeError::Corrupt(
             "the video has no frame size".into(),
         ));
     }
     crate::limits::check_frame(width, height, limits.max_side, limits.max_pixels)?;
+    let aspect = parameters.aspect_ratio();
+    let pixel_aspect = match (
+        u32::try_from(aspect.numerator()),
+        u32::try_from(aspect.denominator()),
+    ) {
+        (Ok(n), Ok(d)) if n > 0 && d > 0 && n <= d * 8 && d <= n * 8 => (n, d),
+        _ => (1, 1),
+    };
     Ok(VideoStream {
         codec: stream.parameters().id().name().to_owned(),
         width,
         height,
+        pixel_aspect,
         rotation: rotation(stream),
     })
+}
+
+/// Opens a video decoder on all cores, refusing frames over the pixel limit.
+fn video_decoder(
+    stream: &format::stream::Stream<'_>,
+    limits: &VideoLimits,
+) -> Result<ff::decoder::Video, TranscodeError> {
+    let mut context =
+        codec::context::Context::from_parameters(stream.parameters()).map_err(corrupt)?;
+    context.set_threading(codec::threading::Config {
+        kind: codec::threading::Type::Frame,
+        count: 0,
+        ..Default::default()
+    });
+    let codec = ff::decoder::find(stream.parameters().id()).ok_or(TranscodeError::Unsupported(
+        "a video codec this build cannot decode",
+    ))?;
+    let mut options = Dictionary::new();
+    options.set("max_pixels", &limits.max_pixels.to_string());
+    context
+        .decoder()
+        .open_as_with(codec, options)
+        .and_then(ff::decoder::Opened::video)
+        .map_err(corrupt)
 }
 
 /// The clockwise rotation a stream's display matrix asks for, rounded to a quarter turn.
@@ -447,34 +593,69 @@ fn seconds_to_pts(seconds: f64, time_base: Rational) -> i64 {
     ticks
 }
 
-/// A graph from a buffer source fed with `decoder`'s frames through `spec` to a sink.
+/// A graph from a buffer source shaped like `first` (the first decoded frame) through `spec`
+/// to a sink.
 fn video_graph(
-    decoder: &ff::decoder::Video,
+    first: &frame::Video,
     time_base: Rational,
     spec: &str,
 ) -> Result<filter::Graph, TranscodeError> {
     let mut graph = filter::Graph::new();
-    let aspect = decoder.aspect_ratio();
-    let aspect = if aspect.numerator() > 0 {
+    let aspect = first.aspect_ratio();
+    let aspect = if aspect.numerator() > 0 && aspect.denominator() > 0 {
         aspect
     } else {
         Rational(1, 1)
     };
-    let pixel = decoder
+    let pixel = first
         .format()
         .descriptor()
         .map(|d| d.name())
         .ok_or_else(|| TranscodeError::Corrupt("unknown pixel format".into()))?;
     let args = format!(
         "video_size={}x{}:pix_fmt={pixel}:time_base={}/{}:pixel_aspect={}/{}",
-        decoder.width(),
-        decoder.height(),
+        first.width(),
+        first.height(),
         time_base.numerator(),
         time_base.denominator().max(1),
         aspect.numerator(),
         aspect.denominator()
     );
     build_graph(&mut graph, "buffer", &args, "buffersink", spec)?;
+    Ok(graph)
+}
+
+/// A graph from an audio buffer source shaped like `first` through `spec` to a sink that
+/// hands out `frame_size` samples at a time.
+fn audio_graph(
+    first: &frame::Audio,
+    time_base: Rational,
+    spec: &str,
+    frame_size: u32,
+) -> Result<filter::Graph, TranscodeError> {
+    if first.format() == format::Sample::None || first.rate() == 0 || first.channels() == 0 {
+        return Err(TranscodeError::Corrupt(
+            "audio without a sample format, rate or channels".into(),
+        ));
+    }
+    let layout = if first.channel_layout().bits() == 0 {
+        ff::ChannelLayout::default(i32::from(first.channels()))
+    } else {
+        first.channel_layout()
+    };
+    let args = format!(
+        "time_base={}/{}:sample_rate={}:sample_fmt={}:channel_layout=0x{:x}",
+        time_base.numerator(),
+        time_base.denominator().max(1),
+        first.rate(),
+        first.format().name(),
+        layout.bits()
+    );
+    let mut graph = filter::Graph::new();
+    build_graph(&mut graph, "abuffer", &args, "abuffersink", spec)?;
+    if let Some(mut sink) = graph.get("out") {
+        sink.sink().set_frame_size(frame_size);
+    }
     Ok(graph)
 }
 
@@ -549,36 +730,49 @@ impl Scratch {
     }
 }
 
-/// Decode → filter → encode → mux for one stream.
+/// Decode → filter → encode → mux for one stream. The filter graph is built from the first
+/// decoded frame, so it is shaped like what the decoder really gives.
 struct Lane {
     input: usize,
     output: usize,
     decoder: ff::decoder::Opened,
-    graph: filter::Graph,
+    /// The filters from the decoded frame to what the encoder takes.
+    spec: String,
+    graph: Option<filter::Graph>,
     encoder: ff::encoder::Encoder,
-    time_base: Rational,
+    /// The stream's time base (decoded frames) and the encoder's.
+    in_base: Rational,
+    out_base: Rational,
+    /// The common start, in `in_base`: output timestamps start at zero.
+    origin: i64,
+    last_pts: Option<i64>,
+    /// Video: the first frame's shape, which every frame must keep.
+    shape: Option<(u32, u32, format::Pixel)>,
+    limits: VideoLimits,
+    frames: u64,
+    max_frames: u64,
+    encoded: u64,
     decoded: Scratch,
     filtered: Scratch,
 }
 
-/// The video lane (upright, scaled to at most `max_height`, H.264) and its frame size.
+/// The video lane (upright, square pixels, scaled to at most `max_height`, H.264) and its
+/// frame size.
 fn video_lane(
     stream: &format::stream::Stream<'_>,
     info: &VideoStream,
     out: &mut format::context::Output,
     limits: &VideoLimits,
     global_header: bool,
+    origin: f64,
 ) -> Result<(Lane, (u32, u32)), TranscodeError> {
-    let decoder = codec::context::Context::from_parameters(stream.parameters())
-        .and_then(|c| c.decoder().video())
-        .map_err(corrupt)?;
+    let decoder = video_decoder(stream, limits)?;
     let time_base = stream.time_base();
     let (width, height) = web_size(info.displayed(), limits.max_height);
     let spec = format!(
-        "{}scale={width}:{height}:flags=bicubic,format=yuv420p",
+        "{}scale={width}:{height}:flags=bicubic,setsar=1,format=yuv420p",
         rotation_filter(info.rotation)
     );
-    let graph = video_graph(&decoder, time_base, &spec)?;
     let h264 = ff::encoder::find_by_name("libx264")
         .or_else(|| ff::encoder::find(codec::Id::H264))
         .ok_or_else(|| TranscodeError::Encode("FFmpeg has no H.264 encoder".into()))?;
@@ -613,21 +807,36 @@ fn video_lane(
         input: stream.index(),
         output,
         decoder: decoder.0,
-        graph,
+        spec,
+        graph: None,
         encoder: encoder.0.0,
-        time_base,
+        in_base: time_base,
+        out_base: time_base,
+        origin: seconds_to_pts(origin, time_base),
+        last_pts: None,
+        shape: None,
+        limits: *limits,
+        frames: 0,
+        max_frames: frame_budget(limits, VIDEO_FRAMES_PER_SECOND),
+        encoded: 0,
         decoded: Scratch::Video(frame::Video::empty()),
         filtered: Scratch::Video(frame::Video::empty()),
     };
     Ok((lane, (width, height)))
 }
 
-/// The audio lane: resampled to stereo float planes, AAC in 1024-sample frames.
+/// Sample rates the AAC encoder takes.
+const AAC_RATES: [u32; 12] = [
+    96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025, 8_000,
+];
+
+/// The audio lane: resampled to stereo float planes at a rate AAC takes, 1024 samples a frame.
 fn audio_lane(
     stream: &format::stream::Stream<'_>,
     out: &mut format::context::Output,
     limits: &VideoLimits,
     global_header: bool,
+    origin: f64,
 ) -> Result<Lane, TranscodeError> {
     let decoder = codec::context::Context::from_parameters(stream.parameters())
         .and_then(|c| c.decoder().audio())
@@ -640,7 +849,7 @@ fn audio_lane(
         .encoder()
         .audio()
         .map_err(encode)?;
-    let rate = if decoder.rate() > 0 && decoder.rate() <= 48_000 {
+    let rate = if AAC_RATES.contains(&decoder.rate()) && decoder.rate() <= 48_000 {
         decoder.rate()
     } else {
         48_000
@@ -651,42 +860,31 @@ fn audio_lane(
     encoder.set_channels(2);
     encoder.set_format(format::Sample::F32(format::sample::Type::Planar));
     encoder.set_bit_rate(usize::try_from(limits.audio_bitrate).unwrap_or(128_000));
-    let time_base = Rational(1, rate);
-    encoder.set_time_base(time_base);
+    let out_base = Rational(1, rate);
+    encoder.set_time_base(out_base);
     if global_header {
         encoder.set_flags(codec::Flags::GLOBAL_HEADER);
     }
     let encoder = encoder.open_as(aac).map_err(encode)?;
     ost.set_parameters(&encoder);
-    ost.set_time_base(time_base);
-
-    let layout = if decoder.channel_layout().bits() == 0 {
-        ff::ChannelLayout::default(i32::from(decoder.channels().max(1)))
-    } else {
-        decoder.channel_layout()
-    };
+    ost.set_time_base(out_base);
     let in_base = stream.time_base();
-    let args = format!(
-        "time_base={}/{}:sample_rate={}:sample_fmt={}:channel_layout=0x{:x}",
-        in_base.numerator(),
-        in_base.denominator().max(1),
-        decoder.rate(),
-        decoder.format().name(),
-        layout.bits()
-    );
-    let spec = format!("aresample={rate},aformat=sample_fmts=fltp:channel_layouts=stereo");
-    let mut graph = filter::Graph::new();
-    build_graph(&mut graph, "abuffer", &args, "abuffersink", &spec)?;
-    if let Some(mut sink) = graph.get("out") {
-        sink.sink().set_frame_size(AAC_FRAME);
-    }
     Ok(Lane {
         input: stream.index(),
         output,
         decoder: decoder.0,
-        graph,
+        spec: format!("aresample={rate},aformat=sample_fmts=fltp:channel_layouts=stereo"),
+        graph: None,
         encoder: encoder.0.0,
-        time_base,
+        in_base,
+        out_base,
+        origin: seconds_to_pts(origin, in_base),
+        last_pts: None,
+        shape: None,
+        limits: *limits,
+        frames: 0,
+        max_frames: frame_budget(limits, AUDIO_FRAMES_PER_SECOND),
+        encoded: 0,
         decoded: Scratch::Audio(frame::Audio::empty()),
         filtered: Scratch::Audio(frame::Audio::empty()),
     })
@@ -694,7 +892,7 @@ fn audio_lane(
 
 impl Lane {
     /// Takes one packet of the lane's stream. A packet the decoder refuses is skipped, as
-    /// players do; a file with nothing decodable fails at the end.
+    /// players do; a stream with nothing decodable fails at the end.
     fn feed(
         &mut self,
         packet: &ff::Packet,
@@ -715,10 +913,18 @@ impl Lane {
     ) -> Result<(), TranscodeError> {
         let _ = self.decoder.send_eof();
         self.drain_decoder(out, time_bases)?;
-        push(&mut self.graph, None)?;
-        self.drain_graph(out, time_bases)?;
+        if let Some(graph) = self.graph.as_mut() {
+            push(graph, None)?;
+            self.drain_graph(out, time_bases)?;
+        }
         self.encoder.send_eof().map_err(encode)?;
-        self.drain_encoder(out, time_bases)
+        self.drain_encoder(out, time_bases)?;
+        if self.encoded == 0 {
+            return Err(TranscodeError::Corrupt(
+                "no frame of the stream could be decoded".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn drain_decoder(
@@ -727,12 +933,52 @@ impl Lane {
         time_bases: &[Rational],
     ) -> Result<(), TranscodeError> {
         while self.decoder.receive_frame(self.decoded.frame()).is_ok() {
-            let decoded = self.decoded.frame();
-            decoded.set_pts(decoded.timestamp());
-            push(&mut self.graph, Some(decoded))?;
+            self.frames += 1;
+            if self.frames > self.max_frames {
+                return Err(too_many_frames(&self.limits));
+            }
+            if let Scratch::Video(frame) = &self.decoded {
+                check_shape(&mut self.shape, frame, &self.limits)?;
+            }
+            if !self.retime() {
+                continue;
+            }
+            if self.graph.is_none() {
+                self.graph = Some(match &self.decoded {
+                    Scratch::Video(first) => video_graph(first, self.in_base, &self.spec)?,
+                    Scratch::Audio(first) => {
+                        audio_graph(first, self.in_base, &self.spec, AAC_FRAME)?
+                    }
+                });
+            }
+            if let Some(graph) = self.graph.as_mut() {
+                push(graph, Some(self.decoded.frame()))?;
+            }
             self.drain_graph(out, time_bases)?;
         }
         Ok(())
+    }
+
+    /// Rebases the decoded frame's timestamp on the common start; a missing one follows the
+    /// last. False for a video frame that would not move time forward (dropped: the muxer
+    /// refuses timestamps that go back); such audio continues from the resampler's clock.
+    fn retime(&mut self) -> bool {
+        let video = matches!(self.decoded, Scratch::Video(_));
+        let frame = self.decoded.frame();
+        let pts = match frame.timestamp() {
+            Some(pts) => pts.saturating_sub(self.origin),
+            None => self.last_pts.map_or(0, |last| last.saturating_add(1)),
+        };
+        if self.last_pts.is_some_and(|last| pts <= last) {
+            if video {
+                return false;
+            }
+            frame.set_pts(None);
+            return true;
+        }
+        self.last_pts = Some(pts);
+        frame.set_pts(Some(pts));
+        true
     }
 
     fn drain_graph(
@@ -740,7 +986,9 @@ impl Lane {
         out: &mut format::context::Output,
         time_bases: &[Rational],
     ) -> Result<(), TranscodeError> {
-        while pull(&mut self.graph, self.filtered.frame()) {
+        while let Some(graph) = self.graph.as_mut()
+            && pull(graph, self.filtered.frame())
+        {
             if let Scratch::Video(frame) = &mut self.filtered {
                 // The encoder picks its own keyframes rather than copying the source's.
                 frame.set_kind(ff::picture::Type::None);
@@ -760,9 +1008,10 @@ impl Lane {
     ) -> Result<(), TranscodeError> {
         let mut packet = ff::Packet::empty();
         while self.encoder.receive_packet(&mut packet).is_ok() {
+            self.encoded += 1;
             packet.set_stream(self.output);
-            packet.rescale_ts(self.time_base, time_bases[self.output]);
-            packet.write_interleaved(out).map_err(encode)?;
+            packet.rescale_ts(self.out_base, time_bases[self.output]);
+            packet.write_interleaved(out).map_err(mux_error)?;
         }
         Ok(())
     }
@@ -780,4 +1029,13 @@ fn corrupt(e: ff::Error) -> TranscodeError {
 
 fn encode(e: ff::Error) -> TranscodeError {
     TranscodeError::Encode(e.to_string())
+}
+
+/// A muxer's failure: the system's (a full disk: worth retrying), or the input's (timestamps
+/// it cannot store).
+fn mux_error(e: ff::Error) -> TranscodeError {
+    match e {
+        ff::Error::Other { errno } => TranscodeError::Io(std::io::Error::from_raw_os_error(errno)),
+        other => TranscodeError::Corrupt(other.to_string()),
+    }
 }
