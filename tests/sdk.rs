@@ -351,3 +351,52 @@ async fn an_image_is_sent_with_client_made_thumbnails() {
         .expect("upload");
     assert!(media.thumbnail.is_none() && media.width.is_none());
 }
+
+#[tokio::test]
+async fn a_video_is_sent_with_its_poster_and_duration_and_audio_with_its_duration() {
+    let app = TestApp::spawn().await;
+    let client = logged_in(&app).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/media");
+    let media = client
+        .upload_encrypted(&fixtures.join("portrait.mp4"), &state, |_| {
+            ControlFlow::Continue(())
+        })
+        .await
+        .expect("upload");
+    media.validate().expect("valid reference");
+    assert_eq!(media.mime, "video/mp4");
+    assert_eq!(
+        (media.width, media.height),
+        (Some(360), Some(640)),
+        "displayed upright"
+    );
+    assert!(
+        media
+            .duration_ms
+            .is_some_and(|ms| (1900..=2200).contains(&ms))
+    );
+    let thumbnail = media.thumbnail.expect("poster thumbnail");
+    assert!(thumbnail.inline_jpeg.is_some() && thumbnail.blurhash.is_some());
+    let blob = thumbnail.blob.expect("sealed poster");
+    assert_eq!(
+        (blob.mime.as_str(), blob.width, blob.height),
+        ("image/jpeg", 180, 320),
+        "the poster, upright, its long side at most 320"
+    );
+
+    let media = client
+        .upload_encrypted(&fixtures.join("voice.ogg"), &state, |_| {
+            ControlFlow::Continue(())
+        })
+        .await
+        .expect("upload");
+    assert_eq!(media.mime, "audio/ogg");
+    assert!(
+        media
+            .duration_ms
+            .is_some_and(|ms| (1900..=2200).contains(&ms))
+    );
+    assert!(media.thumbnail.is_none() && media.width.is_none());
+}

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use sealpost_crypto::{Encryptor, Header, MediaKey, Resume, ciphertext_len, resume_at};
 use sealpost_proto::{MediaRef, Thumbnail, ThumbnailBlob};
 use sealpost_transcode::image::{self as preview, ImageInfo};
+use sealpost_transcode::video;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
@@ -23,6 +24,34 @@ use crate::state::{self, UploadState};
 use crate::{Client, ClientError, check, header, is_gone};
 
 const CHUNK: usize = 1 << 20;
+
+/// What the client can tell about the file at `path` from its bytes: the duration of video or
+/// audio, and the preview of an image or of a video's poster frame. `None` when it is nothing
+/// this client reads (or reading it failed: the file is sent as it is).
+fn describe(path: &Path) -> Option<(Option<u64>, Option<preview::Preview>)> {
+    let kind = sniffed(path)?;
+    if kind.is_image() {
+        let made = preview::preview(path, &sealpost_transcode::ImageLimits::default()).ok()?;
+        return Some((None, Some(made)));
+    }
+    if !video::handles(kind) {
+        return None;
+    }
+    let limits = sealpost_transcode::VideoLimits {
+        max_bytes: u64::MAX,
+        max_duration: Duration::from_secs(24 * 3600),
+        ..sealpost_transcode::VideoLimits::default()
+    };
+    let info = video::probe(path, &limits).ok()?;
+    let duration_ms = Some(u64::try_from(info.duration.as_millis()).unwrap_or(u64::MAX));
+    if info.video.is_none() {
+        return Some((duration_ms, None));
+    }
+    Some((
+        duration_ms,
+        video::preview(path, &limits).ok().map(|(_, p)| p),
+    ))
+}
 
 /// How far an upload is, in ciphertext bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,13 +90,18 @@ impl Drop for PrivateFile {
 
 /// The MIME type of the file's real type, from its first bytes.
 fn sniffed_mime(path: &Path) -> Option<&'static str> {
+    sniffed(path).map(sealpost_transcode::MediaType::mime)
+}
+
+/// What the file at `path` is, from its first bytes.
+fn sniffed(path: &Path) -> Option<sealpost_transcode::MediaType> {
     let mut head = Vec::with_capacity(sealpost_transcode::sniff::SNIFF_LEN);
     std::fs::File::open(path)
         .ok()?
         .take(sealpost_transcode::sniff::SNIFF_LEN as u64)
         .read_to_end(&mut head)
         .ok()?;
-    sealpost_transcode::sniff(&head).map(sealpost_transcode::MediaType::mime)
+    sealpost_transcode::sniff(&head)
 }
 
 /// The MIME type its name suggests, for files whose bytes say nothing known.
@@ -185,10 +219,11 @@ impl Client {
     /// ten times a second; returning `ControlFlow::Break` stops the upload (resumable later:
     /// [`ClientError::Interrupted`]). Transient failures are retried with backoff.
     ///
-    /// For an image (found from its bytes) it also attaches, unless
+    /// For an image or a video (found from its bytes) it also attaches, unless
     /// [`Client::with_thumbnails`] turned it off: the displayed width and height, a tiny
-    /// inline JPEG and a BlurHash, and a 320 px JPEG thumbnail uploaded sealed under a key of
-    /// its own. An image it cannot read is sent without them.
+    /// inline JPEG and a BlurHash, and a 320 px JPEG thumbnail (of a video's poster frame)
+    /// uploaded sealed under a key of its own; for video and audio, the duration. A file it
+    /// cannot read is sent without them.
     ///
     /// # Errors
     /// The file cannot be read, the server refuses, or retries ran out.
@@ -207,31 +242,35 @@ impl Client {
             None
         };
         let mut media = self.upload_sealed(path, state_dir, progress).await?;
-        if let Some((info, thumbnail)) = preview {
-            media.width = Some(info.width);
-            media.height = Some(info.height);
-            media.thumbnail = Some(thumbnail);
+        if let Some((info, duration_ms, thumbnail)) = preview {
+            media.width = info.map(|i| i.width);
+            media.height = info.map(|i| i.height);
+            media.duration_ms = duration_ms;
+            media.thumbnail = thumbnail;
         }
         Ok(media)
     }
 
-    /// For an image: makes its preview (inline JPEG, BlurHash, 320 px JPEG), uploads the JPEG
-    /// sealed under a key of its own, and returns what the `MediaRef` carries. `None` when the
-    /// file is not an image this client can read, or the thumbnail could not be uploaded: the
-    /// file is then sent without one. Only a stop the caller asked for ends the send.
+    /// For an image or a video: makes its preview (inline JPEG, BlurHash, 320 px JPEG; of the
+    /// poster frame for a video), uploads the JPEG sealed under a key of its own, and returns
+    /// what the `MediaRef` carries: the displayed size, the duration of video or audio, the
+    /// thumbnail. `None` when the file is nothing this client can read; no thumbnail when it
+    /// could not be made or uploaded (the file is then sent without one). Only a stop the
+    /// caller asked for ends the send.
     async fn upload_thumbnail(
         &self,
         path: &Path,
         state_dir: &Path,
         progress: &mut (impl FnMut(Progress) -> ControlFlow<()> + Send),
-    ) -> Result<Option<(ImageInfo, Thumbnail)>, ClientError> {
+    ) -> Result<Option<(Option<ImageInfo>, Option<u64>, Option<Thumbnail>)>, ClientError> {
         let file = path.to_path_buf();
-        let made = tokio::task::spawn_blocking(move || {
-            preview::preview(&file, &sealpost_transcode::ImageLimits::default())
-        })
-        .await;
-        let Ok(Ok(made)) = made else {
+        let made = tokio::task::spawn_blocking(move || describe(&file)).await;
+        let Ok(Some((duration_ms, made))) = made else {
             return Ok(None);
+        };
+        let Some(made) = made else {
+            // Audio: a duration, nothing to look at.
+            return Ok(Some((None, duration_ms, None)));
         };
         // The plaintext thumbnail lives on disk only while it is sealed and sent: readable by
         // this user alone, under a name of its own, removed however the upload ends.
@@ -245,7 +284,7 @@ impl Client {
         let sealed = match sealed {
             Ok(sealed) => sealed,
             Err(ClientError::Interrupted) => return Err(ClientError::Interrupted),
-            Err(_) => return Ok(None),
+            Err(_) => return Ok(Some((Some(made.info), duration_ms, None))),
         };
         let thumbnail = Thumbnail {
             inline_jpeg: Some(STANDARD.encode(&made.inline_jpeg)),
@@ -260,7 +299,7 @@ impl Client {
                 height: made.thumbnail.height,
             }),
         };
-        Ok(Some((made.info, thumbnail)))
+        Ok(Some((Some(made.info), duration_ms, Some(thumbnail))))
     }
 
     /// Seals and uploads one file, resumably; the `MediaRef` without thumbnail.

@@ -185,13 +185,19 @@ pub struct Preview {
 /// Makes the [`Preview`] of the image at `path`, within `limits`.
 pub fn preview(path: &Path, limits: &ImageLimits) -> Result<Preview, TranscodeError> {
     let (info, image) = decode(path, limits)?;
+    preview_of(info, &image)
+}
+
+/// Makes the [`Preview`] of an image already decoded and upright (a video's poster frame),
+/// described by `info`.
+pub fn preview_of(info: ImageInfo, image: &DynamicImage) -> Result<Preview, TranscodeError> {
     let mut resizer = Resizer::new();
-    let tiny = render(&mut resizer, &image, Shape::Fit(32, 32))?;
+    let tiny = render(&mut resizer, image, Shape::Fit(32, 32))?;
     let inline_jpeg = encode_jpeg(&tiny, 60)?;
     let spec = THUMBNAILS[2];
-    let thumb = render(&mut resizer, &image, spec.shape)?;
+    let thumb = render(&mut resizer, image, spec.shape)?;
     let thumbnail = Rendition::encode(spec, &thumb, Format::Jpeg)?;
-    let blurhash = blurhash(&mut resizer, &image)?;
+    let blurhash = blurhash(&mut resizer, image)?;
     Ok(Preview {
         info,
         inline_jpeg,

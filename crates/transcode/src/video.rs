@@ -198,6 +198,28 @@ pub fn poster(
     Ok((opened.info, DynamicImage::ImageRgb8(to_rgb_image(&rgb)?)))
 }
 
+/// What a sender attaches to a video it sends, as for an image ([`crate::image::preview`]):
+/// a tiny inline JPEG, a BlurHash and a 320 px JPEG of the poster frame; `info` has the
+/// displayed size and no frames. Also the file's duration.
+pub fn preview(
+    path: &Path,
+    limits: &VideoLimits,
+) -> Result<(MediaInfo, crate::image::Preview), TranscodeError> {
+    let (info, poster) = poster(path, limits)?;
+    let (width, height) = info
+        .video
+        .as_ref()
+        .map_or((poster.width(), poster.height()), VideoStream::displayed);
+    let still = crate::image::ImageInfo {
+        media_type: info.media_type,
+        width,
+        height,
+        frames: 0,
+    };
+    let preview = crate::image::preview_of(still, &poster)?;
+    Ok((info, preview))
+}
+
 /// Transcodes the file at `path` into `output` (MP4, `faststart`): H.264 (libx264, `veryfast`,
 /// CRF 23, capped at `limits.video_bitrate`) + AAC (`limits.audio_bitrate`), at most
 /// `limits.max_height` lines and upright; audio alone becomes AAC in M4A. Timestamps start at
