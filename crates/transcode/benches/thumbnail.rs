@@ -6,12 +6,15 @@
 //! Run: `cargo bench -p sealpost-transcode --bench thumbnail`.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use image::{DynamicImage, RgbImage};
 use sealpost_transcode::ImageLimits;
 use sealpost_transcode::image::{Format, THUMBNAILS, thumbnail};
+
+mod common;
+
+use common::{median, timed};
 
 const RUNS: usize = 7;
 
@@ -25,34 +28,6 @@ fn picture() -> RgbImage {
         let b = ((x + y) / 28) % 256;
         image::Rgb([r, g, b].map(|v| u8::try_from(v).unwrap_or(0)))
     })
-}
-
-/// Runs `command` under GNU time; returns (seconds, peak RSS in KiB).
-fn timed(command: &[&str]) -> (f64, u64) {
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "%e %M"])
-        .args(command)
-        .output()
-        .expect("run /usr/bin/time (apt-get install time)");
-    assert!(
-        out.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stderr.lines().last().unwrap_or_default().to_owned();
-    let mut fields = last.split_whitespace();
-    let secs = fields
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
-    let rss = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-    (secs, rss)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {

@@ -714,7 +714,8 @@ fn push(graph: &mut filter::Graph, frame: Option<&ff::Frame>) -> Result<(), Tran
     }
 }
 
-/// Takes the next frame out of a graph; false when it has none now.
+/// Takes the next frame out of a graph; false when it has none now. `frame` must hold no
+/// data: the sink moves its frame in without releasing what was there (pass a fresh one).
 fn pull(graph: &mut filter::Graph, frame: &mut ff::Frame) -> bool {
     graph
         .get("out")
@@ -744,6 +745,14 @@ enum Scratch {
 }
 
 impl Scratch {
+    /// Releases the frame held (a filter sink overwrites a frame without releasing it).
+    fn clear(&mut self) {
+        *self = match self {
+            Self::Video(_) => Self::Video(frame::Video::empty()),
+            Self::Audio(_) => Self::Audio(frame::Audio::empty()),
+        };
+    }
+
     fn frame(&mut self) -> &mut ff::Frame {
         match self {
             Self::Video(f) => f,
@@ -1008,9 +1017,14 @@ impl Lane {
         out: &mut format::context::Output,
         time_bases: &[Rational],
     ) -> Result<(), TranscodeError> {
-        while let Some(graph) = self.graph.as_mut()
-            && pull(graph, self.filtered.frame())
-        {
+        loop {
+            self.filtered.clear();
+            let Some(graph) = self.graph.as_mut() else {
+                break;
+            };
+            if !pull(graph, self.filtered.frame()) {
+                break;
+            }
             if let Scratch::Video(frame) = &mut self.filtered {
                 // The encoder picks its own keyframes rather than copying the source's.
                 frame.set_kind(ff::picture::Type::None);
