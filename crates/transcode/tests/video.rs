@@ -217,6 +217,32 @@ fn web_renditions_are_h264_aac_faststart_upright_and_at_most_720p() {
 }
 
 #[test]
+fn renditions_carry_no_metadata_of_the_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.mp4");
+    let source = ffprobe(&fixture("located.mp4"));
+    assert!(
+        source["format"]["tags"]["location"].is_string(),
+        "the fixture has a location"
+    );
+    transcode(&fixture("located.mp4"), &out, &VideoLimits::default()).expect("transcode");
+    let probed = ffprobe(&out);
+    let tags = probed["format"]["tags"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for key in tags.keys() {
+        assert!(
+            matches!(
+                key.as_str(),
+                "major_brand" | "minor_version" | "compatible_brands" | "encoder"
+            ),
+            "the rendition carries {key}: {tags:?}"
+        );
+    }
+}
+
+#[test]
 fn hostile_and_oversized_media_are_refused_with_their_codes() {
     let limits = VideoLimits::default();
     let dir = tempfile::tempdir().expect("tempdir");
