@@ -376,6 +376,11 @@ pub struct AuthSettings {
     pub attempts_per_phone_per_minute: u32,
     /// Registration and login attempts a minute per client address.
     pub attempts_per_address_per_minute: u32,
+    /// Devices one account may have at once.
+    pub max_devices_per_account: u32,
+    /// How long a device-link code lives.
+    #[serde(with = "humantime_serde")]
+    pub link_code_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -426,6 +431,8 @@ impl Default for AuthSettings {
             challenge_ttl: auth.challenge_ttl,
             attempts_per_phone_per_minute: auth.attempts_per_phone_per_minute,
             attempts_per_address_per_minute: auth.attempts_per_address_per_minute,
+            max_devices_per_account: auth.max_devices_per_account,
+            link_code_ttl: auth.link_code_ttl,
         }
     }
 }
@@ -508,6 +515,8 @@ impl Settings {
             challenge_ttl: self.auth.challenge_ttl,
             attempts_per_phone_per_minute: self.auth.attempts_per_phone_per_minute,
             attempts_per_address_per_minute: self.auth.attempts_per_address_per_minute,
+            max_devices_per_account: self.auth.max_devices_per_account,
+            link_code_ttl: self.auth.link_code_ttl,
         }
     }
 }

@@ -14,6 +14,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth),
     tags(
         (name = "accounts", description = "Registration and login with an Ed25519 identity key"),
+        (name = "devices", description = "An account's devices: linking, listing, removing"),
         (name = "uploads", description = "Resumable uploads: tus 1.0.0 and the IETF draft"),
         (name = "blobs", description = "Content-addressed downloads"),
         (name = "media", description = "Processing of plaintext previews: thumbnails and their status"),

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod blobs;
+pub mod devices;
 pub mod interim;
 pub mod json;
 pub mod media;
@@ -42,6 +43,9 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::register))
         .routes(routes!(accounts::challenge))
         .routes(routes!(accounts::issue_token, accounts::revoke_token))
+        .routes(routes!(devices::link_device, devices::list_devices))
+        .routes(routes!(devices::create_link_code))
+        .routes(routes!(devices::remove_device))
         .routes(routes!(blobs::get_blob, blobs::head_blob))
         .routes(routes!(blobs::create_link))
         .routes(routes!(blobs::authorize_blob))

@@ -174,12 +174,17 @@ impl TestApp {
         }
     }
 
-    /// Asks for a login challenge.
+    /// Asks for a login challenge for the first device.
     pub async fn challenge(&self, phone: &str) -> String {
+        self.device_challenge(phone, 1).await
+    }
+
+    /// Asks for a login challenge for device `device_id`.
+    pub async fn device_challenge(&self, phone: &str, device_id: u32) -> String {
         let body: Value = self
             .client
             .post(self.url("/v1/auth/challenge"))
-            .json(&json!({"phone": phone}))
+            .json(&json!({"phone": phone, "device_id": device_id}))
             .send()
             .await
             .expect("challenge")

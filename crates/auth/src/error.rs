@@ -18,8 +18,8 @@ pub enum AuthError {
     /// The challenge is unknown, used or expired.
     #[error("the challenge is unknown, already used or expired; request a new one")]
     InvalidChallenge,
-    /// The signature does not verify against the account's identity key.
-    #[error("the signature does not verify against the account's identity key")]
+    /// The signature does not verify against the device's identity key.
+    #[error("the signature does not verify against the device's identity key")]
     InvalidSignature,
     /// No bearer token was sent.
     #[error("this endpoint needs an 'Authorization: Bearer <token>' header")]
@@ -27,6 +27,18 @@ pub enum AuthError {
     /// The bearer token is unknown, revoked or expired.
     #[error("the bearer token is invalid, revoked or expired")]
     InvalidToken,
+    /// The link code is unknown, used, expired, or for another account.
+    #[error("the link code is unknown, already used or expired; make a new one on a linked device")]
+    InvalidLinkCode,
+    /// The account has as many devices as it may.
+    #[error("the account has {0} devices, the most it may have; remove one first")]
+    TooManyDevices(u32),
+    /// No such active device in the account.
+    #[error("the account has no such device")]
+    NoSuchDevice,
+    /// The device may not do this to another device.
+    #[error("{0}")]
+    DeviceForbidden(&'static str),
     /// Too many attempts from this phone number or address.
     #[error("too many attempts; retry in {0} s")]
     RateLimited(u64),
@@ -47,6 +59,10 @@ impl AuthError {
             Self::InvalidSignature => (401, "invalid-signature"),
             Self::MissingToken => (401, "missing-token"),
             Self::InvalidToken => (401, "invalid-token"),
+            Self::InvalidLinkCode => (403, "invalid-link-code"),
+            Self::TooManyDevices(_) => (409, "too-many-devices"),
+            Self::NoSuchDevice => (404, "no-such-device"),
+            Self::DeviceForbidden(_) => (403, "device-forbidden"),
             Self::RateLimited(_) => (429, "rate-limited"),
             Self::Db(_) => (500, "internal"),
         }

@@ -7,11 +7,13 @@ use axum::http::request::Parts;
 
 use crate::{AuthError, AuthService};
 
-/// The account behind a request's `Authorization: Bearer` token.
+/// The account and device behind a request's `Authorization: Bearer` token.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     /// Immutable account id.
     pub account_id: String,
+    /// The device the token was issued to.
+    pub device_id: u32,
     /// The presented token (for revocation).
     pub token: String,
 }
@@ -26,8 +28,12 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)?.to_owned();
         let service = Arc::<AuthService>::from_ref(state);
-        let account_id = service.authenticate(&token).await?;
-        Ok(Self { account_id, token })
+        let (account_id, device_id) = service.authenticate(&token).await?;
+        Ok(Self {
+            account_id,
+            device_id,
+            token,
+        })
     }
 }
 

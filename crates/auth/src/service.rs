@@ -7,7 +7,8 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use rand::Rng;
 use sealpost_db::{AccountRow, Db, DbError};
 use sealpost_proto::{
-    Account, ChallengeRequest, ChallengeResponse, RegisterAccount, TokenRequest, TokenResponse,
+    Account, ChallengeRequest, ChallengeResponse, Device, LinkCode, LinkDevice, RegisterAccount,
+    TokenRequest, TokenResponse,
 };
 use sha2::{Digest, Sha256};
 
@@ -28,6 +29,10 @@ pub struct AuthConfig {
     pub attempts_per_phone_per_minute: u32,
     /// Attempts a minute per client address (registration, challenge and token requests).
     pub attempts_per_address_per_minute: u32,
+    /// Devices one account may have at once.
+    pub max_devices_per_account: u32,
+    /// How long a device-link code lives.
+    pub link_code_ttl: Duration,
 }
 
 impl Default for AuthConfig {
@@ -37,6 +42,8 @@ impl Default for AuthConfig {
             challenge_ttl: Duration::from_secs(60),
             attempts_per_phone_per_minute: 10,
             attempts_per_address_per_minute: 60,
+            max_devices_per_account: 5,
+            link_code_ttl: Duration::from_secs(600),
         }
     }
 }
@@ -56,6 +63,18 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 fn decode_fixed<const N: usize>(b64: &str) -> Option<[u8; N]> {
     STANDARD.decode(b64).ok()?.try_into().ok()
+}
+
+/// A base64 Ed25519 public key, checked.
+fn identity_key(b64: &str) -> Result<[u8; 32], AuthError> {
+    let key = decode_fixed::<32>(b64).ok_or(AuthError::InvalidIdentityKey)?;
+    VerifyingKey::from_bytes(&key).map_err(|_| AuthError::InvalidIdentityKey)?;
+    Ok(key)
+}
+
+/// A device number as the API spells it (numbers are small and positive).
+fn device_number(device_id: i64) -> u32 {
+    u32::try_from(device_id).unwrap_or(0)
 }
 
 impl AuthService {
@@ -90,8 +109,7 @@ impl AuthService {
         self.limit(None, address)?;
         validate_phone(&req.phone)?;
         validate_name(&req.name)?;
-        let key = decode_fixed::<32>(&req.identity_key).ok_or(AuthError::InvalidIdentityKey)?;
-        VerifyingKey::from_bytes(&key).map_err(|_| AuthError::InvalidIdentityKey)?;
+        let key = identity_key(&req.identity_key)?;
         let row = AccountRow {
             id: uuid::Uuid::new_v4().to_string(),
             phone: req.phone,
@@ -126,9 +144,12 @@ impl AuthService {
         rand::rng().fill_bytes(&mut nonce);
         challenge.extend_from_slice(&nonce);
         let expires_at = unix_now() + secs(self.config.challenge_ttl);
-        if let Some(account) = self.db.account_by_phone(&req.phone).await? {
+        let device_id = i64::from(req.device_id.unwrap_or(1));
+        if let Some(account) = self.db.account_by_phone(&req.phone).await?
+            && self.db.device(&account.id, device_id).await?.is_some()
+        {
             self.db
-                .insert_challenge(&sha256_hex(&challenge), &account.id, expires_at)
+                .insert_challenge(&sha256_hex(&challenge), &account.id, device_id, expires_at)
                 .await?;
         }
         Ok(ChallengeResponse {
@@ -149,7 +170,7 @@ impl AuthService {
             .decode(&req.challenge)
             .map_err(|_| AuthError::InvalidChallenge)?;
         let signature = decode_fixed::<64>(&req.signature).ok_or(AuthError::InvalidSignature)?;
-        let (account_id, expires_at) = self
+        let (account_id, device_id, expires_at) = self
             .db
             .take_challenge(&sha256_hex(&challenge))
             .await?
@@ -163,7 +184,12 @@ impl AuthService {
         if expires_at <= now || account.id != account_id {
             return Err(AuthError::InvalidChallenge);
         }
-        let key_bytes: [u8; 32] = account
+        let device = self
+            .db
+            .device(&account.id, device_id)
+            .await?
+            .ok_or(AuthError::InvalidChallenge)?;
+        let key_bytes: [u8; 32] = device
             .identity_key
             .as_slice()
             .try_into()
@@ -176,23 +202,123 @@ impl AuthService {
         let token = URL_SAFE_NO_PAD.encode(raw);
         let expires_at = now + secs(self.config.token_ttl);
         self.db
-            .insert_token(&sha256_hex(token.as_bytes()), &account.id, now, expires_at)
+            .insert_token(
+                &sha256_hex(token.as_bytes()),
+                &account.id,
+                device_id,
+                now,
+                expires_at,
+            )
             .await?;
-        tracing::info!(account = %account.id, "token issued");
+        tracing::info!(account = %account.id, device = device_id, "token issued");
         Ok(TokenResponse {
             token,
             token_type: "Bearer".to_owned(),
             expires_at: rfc3339(expires_at),
             account_id: account.id,
+            device_id: device_number(device_id),
         })
     }
 
-    /// The account a bearer token authenticates.
-    pub async fn authenticate(&self, token: &str) -> Result<String, AuthError> {
+    /// The account and device a bearer token authenticates.
+    pub async fn authenticate(&self, token: &str) -> Result<(String, u32), AuthError> {
         self.db
-            .token_account(&sha256_hex(token.as_bytes()), unix_now())
+            .token_device(&sha256_hex(token.as_bytes()), unix_now())
             .await?
+            .map(|(account, device)| (account, device_number(device)))
             .ok_or(AuthError::InvalidToken)
+    }
+
+    /// Makes a single-use code with which a new device can join `account`'s devices.
+    pub async fn create_link_code(&self, account: &str) -> Result<LinkCode, AuthError> {
+        let mut raw = [0u8; 24];
+        rand::rng().fill_bytes(&mut raw);
+        let code = URL_SAFE_NO_PAD.encode(raw);
+        let expires_at = unix_now() + secs(self.config.link_code_ttl);
+        self.db
+            .insert_link_code(&sha256_hex(code.as_bytes()), account, expires_at)
+            .await?;
+        Ok(LinkCode {
+            code,
+            expires_at: rfc3339(expires_at),
+        })
+    }
+
+    /// Adds a device to the account of `req.phone` with a link code one of its devices made.
+    pub async fn link_device(&self, req: LinkDevice, address: IpAddr) -> Result<Device, AuthError> {
+        validate_phone(&req.phone)?;
+        self.limit(Some(&req.phone), address)?;
+        validate_name(&req.name)?;
+        let key = identity_key(&req.identity_key)?;
+        let (account_id, expires_at) = self
+            .db
+            .take_link_code(&sha256_hex(req.code.as_bytes()))
+            .await?
+            .ok_or(AuthError::InvalidLinkCode)?;
+        let now = unix_now();
+        let account = self.db.account_by_phone(&req.phone).await?;
+        if expires_at <= now || account.is_none_or(|a| a.id != account_id) {
+            return Err(AuthError::InvalidLinkCode);
+        }
+        let max = self.config.max_devices_per_account;
+        let device_id = self
+            .db
+            .add_device(&account_id, &req.name, &key, now, i64::from(max))
+            .await?
+            .ok_or(AuthError::TooManyDevices(max))?;
+        tracing::info!(account = %account_id, device = device_id, "device linked");
+        Ok(Device {
+            device_id: device_number(device_id),
+            name: req.name,
+            identity_key: STANDARD.encode(key),
+            created_at: rfc3339(now),
+        })
+    }
+
+    /// An account's devices.
+    pub async fn devices(&self, account: &str) -> Result<Vec<Device>, AuthError> {
+        Ok(self
+            .db
+            .devices(account)
+            .await?
+            .into_iter()
+            .map(|d| Device {
+                device_id: device_number(d.device_id),
+                name: d.name,
+                identity_key: STANDARD.encode(&d.identity_key),
+                created_at: rfc3339(d.created_at),
+            })
+            .collect())
+    }
+
+    /// Removes device `target` of the account, as device `acting` asks: the first device may
+    /// remove any other, any other device only itself; the first device stays. Its tokens are
+    /// revoked.
+    pub async fn remove_device(
+        &self,
+        account: &str,
+        acting: u32,
+        target: u32,
+    ) -> Result<(), AuthError> {
+        if target == 1 {
+            return Err(AuthError::DeviceForbidden(
+                "the device the account registered with cannot be removed",
+            ));
+        }
+        if acting != 1 && acting != target {
+            return Err(AuthError::DeviceForbidden(
+                "only the first device may remove another device",
+            ));
+        }
+        if !self
+            .db
+            .remove_device(account, i64::from(target), unix_now())
+            .await?
+        {
+            return Err(AuthError::NoSuchDevice);
+        }
+        tracing::info!(account, device = target, "device removed");
+        Ok(())
     }
 
     /// Revokes a bearer token.

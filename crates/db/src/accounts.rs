@@ -18,8 +18,10 @@ pub struct AccountRow {
 }
 
 impl Db {
-    /// Inserts an account; [`DbError::Conflict`] when the phone number is taken.
+    /// Inserts an account and its first device (number 1, "primary");
+    /// [`DbError::Conflict`] when the phone number is taken.
     pub async fn insert_account(&self, row: &AccountRow) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO accounts (id, phone, name, identity_key, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -28,8 +30,18 @@ impl Db {
         .bind(&row.name)
         .bind(&row.identity_key)
         .bind(row.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        crate::devices::insert_device(
+            &mut tx,
+            &row.id,
+            1,
+            "primary",
+            &row.identity_key,
+            row.created_at,
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 mod accounts;
 mod blobs;
 mod credentials;
+mod devices;
 mod error;
 mod media;
 #[cfg(any(test, feature = "test-support"))]
@@ -18,6 +19,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use accounts::AccountRow;
 pub use blobs::{BlobCompletion, BlobRow};
+pub use devices::DeviceRow;
 pub use error::DbError;
 pub use media::{MediaOutcome, MediaRow, RenditionRow};
 pub use uploads::{NewUpload, UploadRow, UploadUsage};

@@ -56,10 +56,10 @@ async fn challenges_are_single_use() {
     db.insert_account(&account("a", "+100"))
         .await
         .expect("account");
-    db.insert_challenge("h", "a", 50).await.expect("insert");
+    db.insert_challenge("h", "a", 1, 50).await.expect("insert");
     assert_eq!(
         db.take_challenge("h").await.expect("take"),
-        Some(("a".into(), 50))
+        Some(("a".into(), 1, 50))
     );
     assert_eq!(db.take_challenge("h").await.expect("take again"), None);
 }
@@ -442,4 +442,72 @@ async fn a_preview_is_queued_by_its_first_completion_and_forgotten_when_it_expir
             .expect("renditions")
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn devices_get_numbers_never_reused_up_to_a_limit_and_removal_revokes_tokens() {
+    let (_dir, db) = fresh().await;
+    db.insert_account(&account("a", "+100"))
+        .await
+        .expect("account");
+    let first = db.device("a", 1).await.expect("device").expect("primary");
+    assert_eq!(
+        (first.name.as_str(), first.identity_key),
+        ("primary", vec![7; 32])
+    );
+    assert_eq!(
+        db.add_device("a", "laptop", &[8; 32], 10, 3)
+            .await
+            .expect("add"),
+        Some(2)
+    );
+    assert_eq!(
+        db.add_device("a", "tablet", &[9; 32], 11, 3)
+            .await
+            .expect("add"),
+        Some(3)
+    );
+    assert_eq!(
+        db.add_device("a", "one more", &[10; 32], 12, 3)
+            .await
+            .expect("add"),
+        None,
+        "at the limit"
+    );
+    db.insert_token("t3", "a", 3, 11, 1000)
+        .await
+        .expect("token");
+    assert_eq!(
+        db.token_device("t3", 20).await.expect("token"),
+        Some(("a".into(), 3))
+    );
+    assert!(db.remove_device("a", 3, 20).await.expect("remove"));
+    assert!(!db.remove_device("a", 3, 21).await.expect("again"));
+    assert_eq!(
+        db.token_device("t3", 22).await.expect("token"),
+        None,
+        "revoked"
+    );
+    assert!(db.device("a", 3).await.expect("device").is_none());
+    assert_eq!(
+        db.add_device("a", "new tablet", &[11; 32], 30, 3)
+            .await
+            .expect("add"),
+        Some(4),
+        "a removed device's number is not given again"
+    );
+    let numbers: Vec<i64> = db
+        .devices("a")
+        .await
+        .expect("devices")
+        .iter()
+        .map(|d| d.device_id)
+        .collect();
+    assert_eq!(numbers, [1, 2, 4]);
+    db.insert_link_code("c", "a", 100).await.expect("code");
+    assert_eq!(
+        db.take_link_code("c").await.expect("take"),
+        Some(("a".into(), 100))
+    );
+    assert_eq!(db.take_link_code("c").await.expect("again"), None);
 }

@@ -33,13 +33,17 @@ pub struct Account {
     pub created_at: String,
 }
 
-/// Asks for a login challenge for the account registered with `phone`.
+/// Asks for a login challenge for one device of the account registered with `phone`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeRequest {
     /// Phone number in E.164 form.
     #[schema(example = "+4915112345678", pattern = r"^\+[1-9][0-9]{6,14}$")]
     pub phone: String,
+    /// The device that will sign: 1 (the default) for the one the account registered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, example = 1)]
+    pub device_id: Option<u32>,
 }
 
 /// A single-use login challenge.
@@ -75,4 +79,47 @@ pub struct TokenResponse {
     pub expires_at: String,
     /// The account the token authenticates.
     pub account_id: String,
+    /// The device it authenticates.
+    pub device_id: u32,
+}
+
+/// A single-use code that lets a new device join the account of the device that made it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LinkCode {
+    /// The code, to be carried to the new device (shown as a QR code by apps).
+    pub code: String,
+    /// Expiry time, RFC 3339.
+    pub expires_at: String,
+}
+
+/// Links a new device to an account with a code from one of its devices
+/// (`POST /v1/devices`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkDevice {
+    /// The account's phone number in E.164 form.
+    #[schema(pattern = r"^\+[1-9][0-9]{6,14}$")]
+    pub phone: String,
+    /// The code from `POST /v1/devices/link-codes`.
+    pub code: String,
+    /// A name for the device, 1 to 64 characters.
+    #[schema(example = "Laptop", min_length = 1, max_length = 64)]
+    pub name: String,
+    /// The new device's Ed25519 public key, standard base64 of the 32 raw bytes.
+    #[schema(pattern = "^[A-Za-z0-9+/]{43}=$")]
+    pub identity_key: String,
+}
+
+/// One device of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Device {
+    /// Its number within the account (1: the device the account registered with). Numbers are
+    /// never given again after a device is removed.
+    pub device_id: u32,
+    /// Its name.
+    pub name: String,
+    /// Its Ed25519 public key, standard base64.
+    pub identity_key: String,
+    /// When it was added, RFC 3339.
+    pub created_at: String,
 }

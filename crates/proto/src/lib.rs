@@ -10,7 +10,8 @@ mod processing;
 mod uploads;
 
 pub use accounts::{
-    Account, ChallengeRequest, ChallengeResponse, RegisterAccount, TokenRequest, TokenResponse,
+    Account, ChallengeRequest, ChallengeResponse, Device, LinkCode, LinkDevice, RegisterAccount,
+    TokenRequest, TokenResponse,
 };
 pub use blobs::{LinkRequest, SignedLink};
 pub use media::{InvalidMediaRef, MediaRef, Thumbnail, ThumbnailBlob};
