@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sealpost_auth::AuthService;
+use sealpost_chat::{Chat, ChatConfig};
 use sealpost_db::Db;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -118,6 +119,13 @@ impl Application {
         } else {
             None
         };
+        let chat = Chat::new(
+            db.clone(),
+            bus.clone(),
+            auth.clone(),
+            ChatConfig::default(),
+            shutdown.clone(),
+        );
         let state = AppState {
             settings: Arc::new(settings),
             db,
@@ -127,6 +135,7 @@ impl Application {
             uploads,
             blobs,
             metrics,
+            chat,
         };
         Ok(Self {
             listener,
@@ -159,6 +168,12 @@ impl Application {
         let mut tasks = Vec::new();
         if role.serves_api() {
             tasks.extend(api_sweeps(&state, &shutdown));
+        }
+        if role.serves_chat() {
+            tasks.push(state.chat.spawn_wakeups(&shutdown));
+        }
+        if role.runs_workers() {
+            tasks.push(state.chat.spawn_delivery(&shutdown));
         }
         if let Some(media) = media {
             tasks.extend(media.spawn(&shutdown));

@@ -69,20 +69,27 @@ pub enum Role {
     /// Everything in one process.
     #[default]
     All,
-    /// The HTTP API (accounts, uploads, downloads, media status) and its sweeps.
+    /// The HTTP API (accounts, devices, uploads, downloads, media status) and its sweeps.
     Media,
-    /// The media workers (and the sweep that requeues lost media jobs); serves only
-    /// `/healthz`, `/readyz` and `/metrics`.
+    /// The chat gateway (`/v1/chat`).
+    Chat,
+    /// The media workers (and the sweep that requeues lost media jobs) and the chat delivery
+    /// worker; serves only `/healthz`, `/readyz` and `/metrics`.
     Worker,
 }
 
 impl Role {
-    /// Whether this role serves the API.
+    /// Whether this role serves the media API.
     pub fn serves_api(self) -> bool {
         matches!(self, Self::All | Self::Media)
     }
 
-    /// Whether this role runs the media workers.
+    /// Whether this role serves the chat gateway.
+    pub fn serves_chat(self) -> bool {
+        matches!(self, Self::All | Self::Chat)
+    }
+
+    /// Whether this role runs the workers (media processing, chat delivery).
     pub fn runs_workers(self) -> bool {
         matches!(self, Self::All | Self::Worker)
     }

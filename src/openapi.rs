@@ -10,11 +10,18 @@ use utoipa::{Modify, OpenApi};
         title = "Sealpost media API",
         description = "Resumable (tus 1.0.0 and IETF resumable-upload draft) uploads of end-to-end-encrypted media into a content-addressed store. Errors are application/problem+json with a stable `code`.",
     ),
-    components(schemas(sealpost_proto::MediaRef, sealpost_proto::Thumbnail, sealpost_proto::ThumbnailBlob)),
+    components(schemas(
+        sealpost_proto::MediaRef,
+        sealpost_proto::Thumbnail,
+        sealpost_proto::ThumbnailBlob,
+        sealpost_proto::ClientFrame,
+        sealpost_proto::ServerFrame
+    )),
     modifiers(&BearerAuth),
     tags(
         (name = "accounts", description = "Registration and login with an Ed25519 identity key"),
         (name = "devices", description = "An account's devices: linking, listing, removing"),
+        (name = "chat", description = "The chat WebSocket; frames in docs/protocol.md"),
         (name = "uploads", description = "Resumable uploads: tus 1.0.0 and the IETF draft"),
         (name = "blobs", description = "Content-addressed downloads"),
         (name = "media", description = "Processing of plaintext previews: thumbnails and their status"),

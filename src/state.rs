@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use sealpost_auth::AuthService;
 use sealpost_bus::Bus;
+use sealpost_chat::Chat;
 use sealpost_db::Db;
 use sealpost_store::BlobStore;
 
@@ -32,6 +33,14 @@ pub struct AppState {
     pub blobs: Arc<BlobService>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The chat server of this node.
+    pub chat: Arc<Chat>,
+}
+
+impl FromRef<AppState> for Arc<Chat> {
+    fn from_ref(state: &AppState) -> Self {
+        state.chat.clone()
+    }
 }
 
 impl FromRef<AppState> for Arc<AuthService> {

@@ -30,6 +30,11 @@ use crate::uploads::routes as uploads;
 
 /// Every route with its OpenAPI description; the spec is generated from this one table.
 pub fn api() -> OpenApiRouter<AppState> {
+    media_routes().merge(chat_routes()).merge(ops_routes())
+}
+
+/// The media API: accounts, devices, uploads, downloads, preview status (`--role media`).
+fn media_routes() -> OpenApiRouter<AppState> {
     let upload_routes = OpenApiRouter::new()
         .routes(routes!(uploads::options_uploads, uploads::create_upload))
         .routes(routes!(
@@ -50,10 +55,20 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(blobs::create_link))
         .routes(routes!(blobs::authorize_blob))
         .routes(routes!(media::get_media))
+        .merge(upload_routes)
+}
+
+/// The chat gateway (`--role chat`).
+fn chat_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(sealpost_chat::upgrade))
+}
+
+/// What every role serves: health, readiness, metrics.
+fn ops_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
-        .merge(upload_routes)
 }
 
 /// The request and response headers a browser client of the upload protocols needs.
@@ -116,20 +131,24 @@ fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     ))
 }
 
-/// The application router: the whole API, or only the operations endpoints for a role that
-/// serves no API (`--role worker`).
+/// The application router: the parts of the API this node's role serves, and the operations
+/// endpoints every role serves.
 pub fn router(state: AppState) -> anyhow::Result<Router> {
     let cors = cors(&state.settings.cors_origins)?;
-    let router = if state.settings.role.serves_api() {
-        let (router, spec) = api().split_for_parts();
-        router.merge(ops::docs(spec))
+    let role = state.settings.role;
+    let mut routes = ops_routes();
+    if role.serves_api() {
+        routes = routes.merge(media_routes());
+    }
+    if role.serves_chat() {
+        routes = routes.merge(chat_routes());
+    }
+    let router = if role.serves_api() {
+        // The reference documents everything, whichever part this node serves.
+        let (_, spec) = api().split_for_parts();
+        routes.split_for_parts().0.merge(ops::docs(spec))
     } else {
-        OpenApiRouter::new()
-            .routes(routes!(ops::healthz))
-            .routes(routes!(ops::readyz))
-            .routes(routes!(ops::metrics))
-            .split_for_parts()
-            .0
+        routes.split_for_parts().0
     };
     let router = router
         .fallback(|| async { ApiError::NotFound("no such endpoint").into_response() })

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod blobs;
+mod chat;
 mod credentials;
 mod devices;
 mod error;
@@ -19,6 +20,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use accounts::AccountRow;
 pub use blobs::{BlobCompletion, BlobRow};
+pub use chat::{InboxRow, SendRecord};
 pub use devices::DeviceRow;
 pub use error::DbError;
 pub use media::{MediaOutcome, MediaRow, RenditionRow};

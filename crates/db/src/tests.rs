@@ -511,3 +511,61 @@ async fn devices_get_numbers_never_reused_up_to_a_limit_and_removal_revokes_toke
     );
     assert_eq!(db.take_link_code("c").await.expect("again"), None);
 }
+
+#[tokio::test]
+async fn a_send_is_recorded_once_and_a_message_stored_once_per_device_in_order() {
+    let (_dir, db) = fresh().await;
+    let first = db
+        .record_send("a", 1, "c1", "s1", 100)
+        .await
+        .expect("record");
+    assert_eq!((first.server_id.as_str(), first.published), ("s1", false));
+    db.mark_send_published("a", 1, "c1").await.expect("mark");
+    let again = db
+        .record_send("a", 1, "c1", "s2", 200)
+        .await
+        .expect("again");
+    assert_eq!(
+        (again.server_id.as_str(), again.created_at, again.published),
+        ("s1", 100, true),
+        "a retry finds the first record"
+    );
+    assert_eq!(
+        db.deliver("b", 1, "s1", "a", 1, 100, b"x")
+            .await
+            .expect("deliver"),
+        Some(1)
+    );
+    assert_eq!(
+        db.deliver("b", 1, "s1", "a", 1, 100, b"x")
+            .await
+            .expect("again"),
+        None,
+        "a redelivery stores nothing"
+    );
+    assert_eq!(
+        db.deliver("b", 1, "s2", "a", 1, 101, b"y")
+            .await
+            .expect("deliver"),
+        Some(2)
+    );
+    assert_eq!(
+        db.deliver("b", 2, "s2", "a", 1, 101, b"z")
+            .await
+            .expect("deliver"),
+        Some(1)
+    );
+    let rows = db.inbox_after("b", 1, 0, 10).await.expect("inbox");
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.seq, r.body.clone()))
+            .collect::<Vec<_>>(),
+        [(1, b"x".to_vec()), (2, b"y".to_vec())]
+    );
+    assert_eq!(db.ack_inbox("b", 1, 1).await.expect("ack"), 1);
+    assert_eq!(db.inbox_count("b", 1).await.expect("count"), 1);
+    assert_eq!(
+        db.inbox_after("b", 1, 0, 10).await.expect("inbox")[0].seq,
+        2
+    );
+}

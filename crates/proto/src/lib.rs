@@ -4,6 +4,7 @@
 
 mod accounts;
 mod blobs;
+mod chat;
 mod media;
 mod problem;
 mod processing;
@@ -14,6 +15,7 @@ pub use accounts::{
     TokenRequest, TokenResponse,
 };
 pub use blobs::{LinkRequest, SignedLink};
+pub use chat::{ClientFrame, DeviceKey, Envelope, Sender, ServerFrame};
 pub use media::{InvalidMediaRef, MediaRef, Thumbnail, ThumbnailBlob};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use processing::{MediaState, MediaStatus, Rendition};

@@ -1,0 +1,295 @@
+//! The WebSocket gateway at `/v1/chat`: authenticates the device, registers its connection
+//! (replacing an older one), says `hello`, pushes its inbox in order with at most
+//! `window` messages unacknowledged, and answers `send` and `ack` frames.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use sealpost_auth::bearer_token;
+use sealpost_proto::{ClientFrame, Problem, Sender, ServerFrame};
+use serde::Deserialize;
+
+use crate::Chat;
+
+/// The subprotocol the server speaks.
+pub const SUBPROTOCOL: &str = "sealpost.v1";
+/// Close codes (docs/protocol.md).
+const CLOSE_REPLACED: u16 = 4001;
+const CLOSE_TOO_SLOW: u16 = 4008;
+const CLOSE_RESTARTING: u16 = 1012;
+const CLOSE_UNSUPPORTED: u16 = 1003;
+
+/// `?token=` for clients that can set neither a header nor a subprotocol.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct TokenQuery {
+    /// The bearer token (last resort: URLs end up in logs).
+    token: Option<String>,
+}
+
+/// Opens the chat WebSocket of one device (docs/protocol.md). Authenticate with
+/// `Authorization: Bearer`, the subprotocols `sealpost.v1, bearer.<token>`, or `?token=`.
+#[utoipa::path(
+    get, path = "/v1/chat", tag = "chat",
+    params(TokenQuery),
+    responses(
+        (status = 101, description = "Switching to the WebSocket; frames are ClientFrame and ServerFrame"),
+        (status = 400, description = "Not a WebSocket upgrade", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`missing-token` or `invalid-token`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ())
+)]
+pub async fn upgrade(
+    State(chat): State<Arc<Chat>>,
+    headers: HeaderMap,
+    Query(query): Query<TokenQuery>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let offered = protocol_token(&headers);
+    let token = match (bearer_token(&headers), &offered, &query.token) {
+        (Ok(token), _, _) => token.to_owned(),
+        (Err(_), Some(token), _) | (Err(_), None, Some(token)) => token.clone(),
+        (Err(e), None, None) => return e.into_response(),
+    };
+    let (account, device) = match chat.auth.authenticate(&token).await {
+        Ok(found) => found,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(ws) = ws else {
+        return Problem::new(
+            400,
+            "not-a-websocket",
+            "GET /v1/chat must be a WebSocket upgrade",
+        )
+        .into_response();
+    };
+    let ws = if offered.is_some() {
+        ws.protocols([SUBPROTOCOL])
+    } else {
+        ws
+    };
+    ws.max_message_size(chat.config.max_frame)
+        .on_upgrade(move |socket| async move { chat.serve(socket, account, device).await })
+}
+
+/// The token in a `Sec-WebSocket-Protocol: sealpost.v1, bearer.<token>` offer.
+fn protocol_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix("bearer."))
+        .map(str::to_owned)
+}
+
+/// Why a connection ends.
+enum End {
+    /// The client went away or broke the protocol; nothing more to say.
+    Gone,
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+}
+
+/// One device's connection.
+struct Connection {
+    account: String,
+    device: u32,
+    sink: SplitSink<WebSocket, Message>,
+    /// Sequence numbers pushed and not yet acknowledged, oldest first.
+    in_flight: VecDeque<u64>,
+    /// The highest sequence number pushed on this connection.
+    pushed: u64,
+}
+
+impl Chat {
+    async fn serve(self: Arc<Self>, socket: WebSocket, account: String, device: u32) {
+        let registration = self.registry.register(&account, device);
+        let (sink, stream) = socket.split();
+        let mut connection = Connection {
+            account: account.clone(),
+            device,
+            sink,
+            in_flight: VecDeque::new(),
+            pushed: 0,
+        };
+        tracing::debug!(account, device, "chat connected");
+        let end = match self.run(&mut connection, stream, &registration).await {
+            Ok(end) => end,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "chat connection failed");
+                End::Close(1011, "internal error")
+            }
+        };
+        if let End::Close(code, reason) = end {
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            };
+            let _ = tokio::time::timeout(
+                self.config.write_timeout,
+                connection.sink.send(Message::Close(Some(frame))),
+            )
+            .await;
+        }
+        self.registry
+            .unregister(&account, device, registration.connection);
+        tracing::debug!(account, device, "chat disconnected");
+    }
+
+    async fn run(
+        &self,
+        c: &mut Connection,
+        mut stream: SplitStream<WebSocket>,
+        registration: &crate::registry::Registration,
+    ) -> anyhow::Result<End> {
+        let pending = self.db.inbox_count(&c.account, i64::from(c.device)).await?;
+        let hello = ServerFrame::Hello {
+            account_id: c.account.clone(),
+            device_id: c.device,
+            pending: u64::try_from(pending).unwrap_or(0),
+        };
+        if !self.write(c, &hello).await {
+            return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
+        }
+        if !self.push(c).await? {
+            return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
+        }
+        let mut ping = tokio::time::interval(self.config.ping_interval);
+        ping.reset();
+        let mut last_heard = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = registration.replaced.cancelled() => return Ok(End::Close(CLOSE_REPLACED, "replaced")),
+                () = self.shutdown.cancelled() => return Ok(End::Close(CLOSE_RESTARTING, "restarting")),
+                () = registration.wake.notified() => {
+                    if !self.push(c).await? {
+                        return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > self.config.idle_timeout {
+                        return Ok(End::Gone);
+                    }
+                    if !self.send_raw(c, Message::Ping(Default::default())).await {
+                        return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
+                    }
+                }
+                message = stream.next() => {
+                    last_heard = tokio::time::Instant::now();
+                    let text = match message {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Binary(_))) => return Ok(End::Close(CLOSE_UNSUPPORTED, "text frames only")),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => return Ok(End::Gone),
+                    };
+                    let answer = self.handle(c, text.as_str()).await?;
+                    if let Some(answer) = answer
+                        && !self.write(c, &answer).await
+                    {
+                        return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
+                    }
+                    if !self.push(c).await? {
+                        return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one client frame; returns the answer, if it has one.
+    async fn handle(&self, c: &mut Connection, text: &str) -> anyhow::Result<Option<ServerFrame>> {
+        let frame = match serde_json::from_str::<ClientFrame>(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                return Ok(Some(ServerFrame::Error {
+                    id: None,
+                    code: "invalid-frame".to_owned(),
+                    message: format!("not a frame of protocol v1: {e}"),
+                }));
+            }
+        };
+        match frame {
+            ClientFrame::Send { id, to, envelopes } => Ok(Some(
+                self.send(&c.account, c.device, id, to, envelopes).await,
+            )),
+            ClientFrame::Ack { seq } => {
+                let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+                self.db
+                    .ack_inbox(&c.account, i64::from(c.device), seq)
+                    .await?;
+                while c
+                    .in_flight
+                    .front()
+                    .is_some_and(|&s| i64::try_from(s).unwrap_or(i64::MAX) <= seq)
+                {
+                    c.in_flight.pop_front();
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Pushes inbox messages past the last one pushed, while the window has room; false when
+    /// the device does not read fast enough.
+    async fn push(&self, c: &mut Connection) -> anyhow::Result<bool> {
+        loop {
+            let room = self.config.window.saturating_sub(c.in_flight.len());
+            if room == 0 {
+                return Ok(true);
+            }
+            let rows = self
+                .db
+                .inbox_after(
+                    &c.account,
+                    i64::from(c.device),
+                    i64::try_from(c.pushed).unwrap_or(i64::MAX),
+                    i64::try_from(room).unwrap_or(i64::MAX),
+                )
+                .await?;
+            if rows.is_empty() {
+                return Ok(true);
+            }
+            for row in rows {
+                let seq = u64::try_from(row.seq).unwrap_or(0);
+                let frame = ServerFrame::Message {
+                    seq,
+                    server_id: row.server_id,
+                    from: Sender {
+                        account_id: row.sender_account,
+                        device_id: u32::try_from(row.sender_device).unwrap_or(0),
+                    },
+                    timestamp: row.sent_at,
+                    body: STANDARD.encode(&row.body),
+                };
+                if !self.write(c, &frame).await {
+                    return Ok(false);
+                }
+                c.pushed = seq;
+                c.in_flight.push_back(seq);
+            }
+        }
+    }
+
+    /// Writes a frame; false when the device did not take it within the write timeout.
+    async fn write(&self, c: &mut Connection, frame: &ServerFrame) -> bool {
+        match serde_json::to_string(frame) {
+            Ok(text) => self.send_raw(c, Message::Text(text.into())).await,
+            Err(_) => false,
+        }
+    }
+
+    async fn send_raw(&self, c: &mut Connection, message: Message) -> bool {
+        matches!(
+            tokio::time::timeout(self.config.write_timeout, c.sink.send(message)).await,
+            Ok(Ok(()))
+        )
+    }
+}

@@ -1,0 +1,100 @@
+//! The chat server: the WebSocket gateway at `/v1/chat` (docs/protocol.md), the delivery
+//! worker that moves messages from the bus into per-device inboxes, and the registry of the
+//! devices connected to this node. Message bodies are ciphertext the server never reads.
+
+mod delivery;
+mod gateway;
+mod registry;
+mod send;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sealpost_auth::AuthService;
+use sealpost_bus::Bus;
+use sealpost_db::Db;
+use tokio_util::sync::CancellationToken;
+
+pub use delivery::DELIVERY_GROUP;
+pub use gateway::{__path_upgrade, SUBPROTOCOL, TokenQuery, upgrade};
+
+/// The topic messages go to, keyed by recipient account.
+pub const TOPIC_MESSAGES: &str = "chat.messages";
+/// The topic that wakes connections on other nodes.
+pub const TOPIC_WAKEUPS: &str = "chat.wakeups";
+
+/// Limits and timings of the chat server.
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    /// Largest message body (decoded), bytes.
+    pub max_body: usize,
+    /// Largest frame a client may send, bytes.
+    pub max_frame: usize,
+    /// Messages pushed to a device before it must acknowledge.
+    pub window: usize,
+    /// How often the server pings.
+    pub ping_interval: Duration,
+    /// A connection silent this long is dropped.
+    pub idle_timeout: Duration,
+    /// A device that does not take a frame within this long is disconnected (too slow).
+    pub write_timeout: Duration,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            max_body: 64 << 10,
+            max_frame: 1 << 20,
+            window: 256,
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The chat server of one node.
+#[derive(Debug)]
+pub struct Chat {
+    db: Db,
+    bus: Arc<dyn Bus>,
+    auth: Arc<AuthService>,
+    config: ChatConfig,
+    registry: registry::Registry,
+    /// This node's name, for its wake-up group.
+    node: String,
+    shutdown: CancellationToken,
+}
+
+impl Chat {
+    /// A chat server over these backends; connections close (1012) at `shutdown`.
+    pub fn new(
+        db: Db,
+        bus: Arc<dyn Bus>,
+        auth: Arc<AuthService>,
+        config: ChatConfig,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            bus,
+            auth,
+            config,
+            registry: registry::Registry::default(),
+            node: uuid::Uuid::new_v4().simple().to_string(),
+            shutdown,
+        })
+    }
+
+    /// Devices connected to this node now.
+    pub fn connections(&self) -> usize {
+        self.registry.len()
+    }
+}
+
+/// Unix milliseconds now.
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,177 @@
+use sqlx::FromRow;
+
+use crate::{Db, DbError};
+
+/// A send as recorded under the sender's own id.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct SendRecord {
+    /// The message's id.
+    pub server_id: String,
+    /// When the server accepted it, Unix milliseconds.
+    pub created_at: i64,
+    /// Whether it reached the bus.
+    pub published: bool,
+}
+
+/// One message in a device's inbox.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct InboxRow {
+    /// Its place in the device's inbox.
+    pub seq: i64,
+    /// The message's id.
+    pub server_id: String,
+    /// The sender's account.
+    pub sender_account: String,
+    /// The sending device.
+    pub sender_device: i64,
+    /// When the server accepted it, Unix milliseconds.
+    pub sent_at: i64,
+    /// The ciphertext for this device.
+    pub body: Vec<u8>,
+}
+
+impl Db {
+    /// Records a send under `(account, device, client_id)` with `server_id`, unless one is
+    /// recorded there already; returns the record that stands.
+    pub async fn record_send(
+        &self,
+        account: &str,
+        device: i64,
+        client_id: &str,
+        server_id: &str,
+        now_ms: i64,
+    ) -> Result<SendRecord, DbError> {
+        sqlx::query(
+            "INSERT INTO chat_sends (account_id, device_id, client_id, server_id, created_at, published) \
+             VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (account_id, device_id, client_id) DO NOTHING",
+        )
+        .bind(account)
+        .bind(device)
+        .bind(client_id)
+        .bind(server_id)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        let (server_id, created_at, published): (String, i64, i64) = sqlx::query_as(
+            "SELECT server_id, created_at, published FROM chat_sends \
+             WHERE account_id = $1 AND device_id = $2 AND client_id = $3",
+        )
+        .bind(account)
+        .bind(device)
+        .bind(client_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(SendRecord {
+            server_id,
+            created_at,
+            published: published != 0,
+        })
+    }
+
+    /// Records that a send reached the bus.
+    pub async fn mark_send_published(
+        &self,
+        account: &str,
+        device: i64,
+        client_id: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE chat_sends SET published = 1 \
+             WHERE account_id = $1 AND device_id = $2 AND client_id = $3",
+        )
+        .bind(account)
+        .bind(device)
+        .bind(client_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores a message in a device's inbox under the device's next sequence number; `None`
+    /// when the device has this `server_id` already (a redelivery).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn deliver(
+        &self,
+        account: &str,
+        device: i64,
+        server_id: &str,
+        sender_account: &str,
+        sender_device: i64,
+        sent_at: i64,
+        body: &[u8],
+    ) -> Result<Option<i64>, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let (seq,): (i64,) = sqlx::query_as(
+            "INSERT INTO inbox_cursors (account_id, device_id, next_seq) VALUES ($1, $2, 1) \
+             ON CONFLICT (account_id, device_id) DO UPDATE SET next_seq = inbox_cursors.next_seq + 1 \
+             RETURNING next_seq",
+        )
+        .bind(account)
+        .bind(device)
+        .fetch_one(&mut *tx)
+        .await?;
+        let stored = sqlx::query(
+            "INSERT INTO inbox (account_id, device_id, seq, server_id, sender_account, sender_device, sent_at, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (account_id, device_id, server_id) DO NOTHING",
+        )
+        .bind(account)
+        .bind(device)
+        .bind(seq)
+        .bind(server_id)
+        .bind(sender_account)
+        .bind(sender_device)
+        .bind(sent_at)
+        .bind(body)
+        .execute(&mut *tx)
+        .await?;
+        if stored.rows_affected() == 0 {
+            // Rolled back: the sequence number is not used up.
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(seq))
+    }
+
+    /// A device's inbox messages after `after` (by sequence number), at most `limit`.
+    pub async fn inbox_after(
+        &self,
+        account: &str,
+        device: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<InboxRow>, DbError> {
+        Ok(sqlx::query_as(
+            "SELECT seq, server_id, sender_account, sender_device, sent_at, body FROM inbox \
+             WHERE account_id = $1 AND device_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+        )
+        .bind(account)
+        .bind(device)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Messages waiting in a device's inbox.
+    pub async fn inbox_count(&self, account: &str, device: i64) -> Result<i64, DbError> {
+        let (count,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM inbox WHERE account_id = $1 AND device_id = $2")
+                .bind(account)
+                .bind(device)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(count)
+    }
+
+    /// Deletes a device's inbox messages up to `seq` (it acknowledged them); returns how many.
+    pub async fn ack_inbox(&self, account: &str, device: i64, seq: i64) -> Result<u64, DbError> {
+        let done =
+            sqlx::query("DELETE FROM inbox WHERE account_id = $1 AND device_id = $2 AND seq <= $3")
+                .bind(account)
+                .bind(device)
+                .bind(seq)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,108 @@
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// One device's copy of a message: the sender's ciphertext for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// The recipient device.
+    pub device_id: u32,
+    /// The ciphertext, standard base64; at most 64 KiB decoded.
+    pub body: String,
+}
+
+/// Who sent a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Sender {
+    /// The sender's account.
+    pub account_id: String,
+    /// The sending device.
+    pub device_id: u32,
+}
+
+/// A device of the recipient, as a `mismatch` lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceKey {
+    /// Its number.
+    pub device_id: u32,
+    /// Its Ed25519 identity key, standard base64.
+    pub identity_key: String,
+}
+
+/// A frame from a client (docs/protocol.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// A message for every device of one account.
+    Send {
+        /// The client's own id for the message, 1 to 64 characters.
+        id: String,
+        /// The recipient account.
+        to: String,
+        /// One copy per recipient device.
+        envelopes: Vec<Envelope>,
+    },
+    /// This device has every message up to `seq`.
+    Ack {
+        /// The highest inbox sequence number received.
+        seq: u64,
+    },
+}
+
+/// A frame from the server (docs/protocol.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The connection is ready.
+    Hello {
+        /// The connected account.
+        account_id: String,
+        /// The connected device.
+        device_id: u32,
+        /// Messages waiting in this device's inbox (they follow).
+        pending: u64,
+    },
+    /// A stored message for this device.
+    Message {
+        /// Its place in this device's inbox.
+        seq: u64,
+        /// The message's id, the same in every device's copy.
+        server_id: String,
+        /// Who sent it.
+        from: Sender,
+        /// When the server accepted it, Unix milliseconds.
+        timestamp: i64,
+        /// The sender's ciphertext for this device, standard base64.
+        body: String,
+    },
+    /// A send is durable.
+    Sent {
+        /// The client's id of the send.
+        id: String,
+        /// The message's id.
+        server_id: String,
+        /// When the server accepted it, Unix milliseconds.
+        timestamp: i64,
+    },
+    /// A send's devices are not the recipient's: nothing was stored.
+    Mismatch {
+        /// The client's id of the send.
+        id: String,
+        /// Recipient devices the send left out.
+        missing: Vec<u32>,
+        /// Devices the send named that the recipient does not have.
+        extra: Vec<u32>,
+        /// The recipient's devices now.
+        devices: Vec<DeviceKey>,
+    },
+    /// A frame was refused.
+    Error {
+        /// The client's id of the refused send, if it was one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// Stable code.
+        code: String,
+        /// What happened, for people.
+        message: String,
+    },
+}

@@ -1,0 +1,309 @@
+//! The chat gateway and delivery pipeline (docs/protocol.md), on every backend: messages reach
+//! every device of the recipient in order, offline ones from the inbox, once each; a send is
+//! answered `sent` once durable and never stored twice; the device list is checked; a newer
+//! connection replaces an older; two nodes sharing the backends deliver to each other.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::{TestApp, User, phone, rand_bytes, settings_in};
+use ed25519_dalek::SigningKey;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Generous: a Kafka consumer group takes a few seconds to form.
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn connect(app: &TestApp, token: &str) -> Socket {
+    let mut request = format!("ws://{}/v1/chat", app.addr)
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let (socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect");
+    socket
+}
+
+/// The next frame that is not a ping.
+async fn frame(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("a frame within the wait")
+            .expect("open")
+            .expect("frame");
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).expect("JSON frame"),
+            Message::Close(close) => {
+                return json!({"type": "closed", "code": close.map(|c| u16::from(c.code))});
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn put(socket: &mut Socket, frame: Value) {
+    socket
+        .send(Message::Text(frame.to_string().into()))
+        .await
+        .expect("send");
+}
+
+/// A `send` of `text` to each of `devices` of account `to`.
+fn send(id: &str, to: &str, devices: &[u32], text: &str) -> Value {
+    let envelopes: Vec<Value> = devices
+        .iter()
+        .map(|d| json!({"device_id": d, "body": STANDARD.encode(format!("{text} for {d}"))}))
+        .collect();
+    json!({"type": "send", "id": id, "to": to, "envelopes": envelopes})
+}
+
+fn body(frame: &Value) -> String {
+    String::from_utf8(
+        STANDARD
+            .decode(frame["body"].as_str().expect("body"))
+            .expect("base64"),
+    )
+    .expect("utf-8")
+}
+
+/// Links a second device to `user` and logs it in; returns its token.
+async fn second_device(app: &TestApp, user: &User) -> String {
+    let code: Value = app
+        .client
+        .post(app.url("/v1/devices/link-codes"))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .expect("code")
+        .json()
+        .await
+        .expect("json");
+    let key = SigningKey::from_bytes(&rand_bytes());
+    let res = app
+        .client
+        .post(app.url("/v1/devices"))
+        .json(
+            &json!({"phone": user.phone, "code": code["code"], "name": "Laptop",
+                      "identity_key": STANDARD.encode(key.verifying_key().as_bytes())}),
+        )
+        .send()
+        .await
+        .expect("link");
+    assert_eq!(res.status(), 201);
+    let challenge = app.device_challenge(&user.phone, 2).await;
+    let token: Value = app
+        .token_request(&user.phone, &challenge, &key)
+        .await
+        .json()
+        .await
+        .expect("json");
+    token["token"].as_str().expect("token").to_owned()
+}
+
+#[tokio::test]
+async fn a_message_reaches_an_offline_device_from_its_inbox_once_and_in_order() {
+    let app = TestApp::spawn().await;
+    let (alice, bob) = (app.user(&phone()).await, app.user(&phone()).await);
+    let mut a = connect(&app, &alice.token).await;
+    assert_eq!(frame(&mut a).await["type"], "hello");
+    let mut answers = Vec::new();
+    for i in 0..3 {
+        put(
+            &mut a,
+            send(&format!("m{i}"), &bob.account_id, &[1], &format!("hi {i}")),
+        )
+        .await;
+        let sent = frame(&mut a).await;
+        assert_eq!(
+            (sent["type"].as_str(), sent["id"].as_str()),
+            (Some("sent"), Some(format!("m{i}").as_str())),
+            "{sent}"
+        );
+        answers.push(sent);
+    }
+    // A retry of a send is answered the same and stored once.
+    put(&mut a, send("m1", &bob.account_id, &[1], "hi 1")).await;
+    assert_eq!(frame(&mut a).await, answers[1]);
+
+    let mut b = connect(&app, &bob.token).await;
+    let hello = frame(&mut b).await;
+    assert_eq!(
+        (hello["type"].as_str(), hello["device_id"].as_u64()),
+        (Some("hello"), Some(1))
+    );
+    let mut seen = Vec::new();
+    let mut last_seq = 0;
+    for _ in 0..3 {
+        let m = frame(&mut b).await;
+        assert_eq!(m["type"], "message", "{m}");
+        assert_eq!(m["from"]["account_id"], alice.account_id.as_str());
+        assert!(m["seq"].as_u64().expect("seq") > last_seq);
+        last_seq = m["seq"].as_u64().expect("seq");
+        seen.push(body(&m));
+    }
+    assert_eq!(seen, ["hi 0 for 1", "hi 1 for 1", "hi 2 for 1"]);
+    put(&mut b, json!({"type": "ack", "seq": last_seq})).await;
+    // Nothing is left after the ack: a new connection has nothing pending.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(b);
+    let mut b = connect(&app, &bob.token).await;
+    let hello = frame(&mut b).await;
+    assert_eq!(hello["pending"], 0, "{hello}");
+}
+
+#[tokio::test]
+async fn an_online_device_gets_messages_pushed_and_unacked_ones_again_on_reconnect() {
+    let app = TestApp::spawn().await;
+    let (alice, bob) = (app.user(&phone()).await, app.user(&phone()).await);
+    let mut b = connect(&app, &bob.token).await;
+    assert_eq!(frame(&mut b).await["type"], "hello");
+    let mut a = connect(&app, &alice.token).await;
+    frame(&mut a).await;
+    put(&mut a, send("x", &bob.account_id, &[1], "live")).await;
+    assert_eq!(frame(&mut a).await["type"], "sent");
+    let m = frame(&mut b).await;
+    assert_eq!(body(&m), "live for 1");
+    let server_id = m["server_id"].clone();
+    // Not acknowledged: the next connection gets it again, under the same server id.
+    drop(b);
+    let mut b = connect(&app, &bob.token).await;
+    assert_eq!(frame(&mut b).await["pending"], 1);
+    let again = frame(&mut b).await;
+    assert_eq!(again["server_id"], server_id);
+}
+
+#[tokio::test]
+async fn every_device_gets_its_own_copy_and_a_wrong_device_list_is_refused() {
+    let app = TestApp::spawn().await;
+    let (alice, bob) = (app.user(&phone()).await, app.user(&phone()).await);
+    let laptop = second_device(&app, &bob).await;
+    let mut a = connect(&app, &alice.token).await;
+    frame(&mut a).await;
+    put(&mut a, send("one", &bob.account_id, &[1], "only one")).await;
+    let mismatch = frame(&mut a).await;
+    assert_eq!(mismatch["type"], "mismatch", "{mismatch}");
+    assert_eq!(
+        (mismatch["missing"].clone(), mismatch["extra"].clone()),
+        (json!([2]), json!([]))
+    );
+    assert_eq!(mismatch["devices"].as_array().map(Vec::len), Some(2));
+    put(&mut a, send("one", &bob.account_id, &[1, 2], "both")).await;
+    assert_eq!(frame(&mut a).await["type"], "sent");
+    for (token, device) in [(&bob.token, 1), (&laptop, 2)] {
+        let mut s = connect(&app, token).await;
+        assert_eq!(frame(&mut s).await["device_id"], device);
+        assert_eq!(body(&frame(&mut s).await), format!("both for {device}"));
+    }
+    // To one's own account: the other devices, not the sending one.
+    let mut phone_socket = connect(&app, &bob.token).await;
+    frame(&mut phone_socket).await;
+    frame(&mut phone_socket).await;
+    put(
+        &mut phone_socket,
+        send("self", &bob.account_id, &[2], "note to self"),
+    )
+    .await;
+    assert_eq!(frame(&mut phone_socket).await["type"], "sent");
+}
+
+#[tokio::test]
+async fn bad_frames_get_codes_and_a_newer_connection_replaces_the_older() {
+    let app = TestApp::spawn().await;
+    let (alice, bob) = (app.user(&phone()).await, app.user(&phone()).await);
+    let mut a = connect(&app, &alice.token).await;
+    frame(&mut a).await;
+    let huge = STANDARD.encode(vec![0u8; (64 << 10) + 1]);
+    for (request, code) in [
+        (json!({"type": "shout"}), "invalid-frame"),
+        (send("", &bob.account_id, &[1], "x"), "invalid-id"),
+        (send("n", "no-such-account", &[1], "x"), "no-such-account"),
+        (
+            json!({"type": "send", "id": "big", "to": bob.account_id, "envelopes": [{"device_id": 1, "body": huge}]}),
+            "message-too-large",
+        ),
+    ] {
+        put(&mut a, request).await;
+        let error = frame(&mut a).await;
+        assert_eq!(
+            (error["type"].as_str(), error["code"].as_str()),
+            (Some("error"), Some(code)),
+            "{error}"
+        );
+    }
+    let mut newer = connect(&app, &alice.token).await;
+    assert_eq!(frame(&mut newer).await["type"], "hello");
+    assert_eq!(frame(&mut a).await, json!({"type": "closed", "code": 4001}));
+
+    // No token, a bad token: refused before the upgrade.
+    let request = format!("ws://{}/v1/chat", app.addr)
+        .into_client_request()
+        .expect("request");
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 401),
+        other => panic!("expected 401, got {other:?}"),
+    }
+    // Browsers: the token as a subprotocol.
+    let mut request = format!("ws://{}/v1/chat", app.addr)
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("sealpost.v1, bearer.{}", bob.token)
+            .parse()
+            .expect("header"),
+    );
+    let (mut browser, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("sealpost.v1")
+    );
+    assert_eq!(
+        frame(&mut browser).await["account_id"],
+        bob.account_id.as_str()
+    );
+}
+
+#[tokio::test]
+async fn a_device_on_one_node_reaches_a_device_on_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = |role| {
+        let mut s = settings_in(dir.path());
+        s.role = role;
+        s
+    };
+    // Two gateways and a worker sharing the database and the bus.
+    let one = TestApp::start(node(sealpost::Role::All)).await;
+    let two = TestApp::start(node(sealpost::Role::Chat)).await;
+    let (alice, bob) = (one.user(&phone()).await, one.user(&phone()).await);
+    let mut b = connect(&two, &bob.token).await;
+    assert_eq!(frame(&mut b).await["type"], "hello");
+    let mut a = connect(&one, &alice.token).await;
+    frame(&mut a).await;
+    put(&mut a, send("far", &bob.account_id, &[1], "across")).await;
+    assert_eq!(frame(&mut a).await["type"], "sent");
+    assert_eq!(
+        body(&frame(&mut b).await),
+        "across for 1",
+        "woken on the other node"
+    );
+    two.shutdown().await;
+    one.shutdown().await;
+}
