@@ -307,3 +307,71 @@ async fn a_device_on_one_node_reaches_a_device_on_another() {
     two.shutdown().await;
     one.shutdown().await;
 }
+
+#[tokio::test]
+async fn receipts_reach_every_device_of_the_sender_and_typing_only_connected_ones() {
+    let app = TestApp::spawn().await;
+    let (alice, bob) = (app.user(&phone()).await, app.user(&phone()).await);
+    let laptop = second_device(&app, &alice).await;
+    let mut b = connect(&app, &bob.token).await;
+    frame(&mut b).await;
+    let mut a = connect(&app, &alice.token).await;
+    frame(&mut a).await;
+    put(&mut a, send("hi", &bob.account_id, &[1], "hello")).await;
+    let sent = frame(&mut a).await;
+    let server_id = sent["server_id"].as_str().expect("server id").to_owned();
+    let m = frame(&mut b).await;
+    assert_eq!(m["server_id"], server_id.as_str());
+
+    let receipt = json!({"type": "receipt", "id": "r1", "to": alice.account_id, "status": "read", "ids": [server_id]});
+    put(&mut b, receipt).await;
+    assert_eq!(frame(&mut b).await["type"], "sent");
+    let got = frame(&mut a).await;
+    assert_eq!(
+        (
+            got["type"].as_str(),
+            got["status"].as_str(),
+            got["from"]["account_id"].as_str()
+        ),
+        (Some("receipt"), Some("read"), Some(bob.account_id.as_str())),
+        "{got}"
+    );
+    assert_eq!(got["ids"], json!([server_id]));
+    // The laptop was offline: the receipt waits in its inbox.
+    let mut l = connect(&app, &laptop).await;
+    assert_eq!(frame(&mut l).await["pending"], 1);
+    assert_eq!(frame(&mut l).await["type"], "receipt");
+
+    // Typing reaches the devices connected now, and is never stored.
+    put(
+        &mut b,
+        json!({"type": "typing", "to": alice.account_id, "state": "started"}),
+    )
+    .await;
+    for socket in [&mut a, &mut l] {
+        let typing = frame(socket).await;
+        assert_eq!(
+            (
+                typing["type"].as_str(),
+                typing["state"].as_str(),
+                typing["from"]["device_id"].as_u64()
+            ),
+            (Some("typing"), Some("started"), Some(1)),
+            "{typing}"
+        );
+    }
+    put(
+        &mut b,
+        json!({"type": "receipt", "id": "r2", "to": alice.account_id, "status": "read", "ids": []}),
+    )
+    .await;
+    let error = frame(&mut b).await;
+    assert_eq!(error["code"], "invalid-frame", "{error}");
+    drop(l);
+    let mut l = connect(&app, &laptop).await;
+    assert_eq!(
+        frame(&mut l).await["pending"],
+        1,
+        "only the unacked receipt, no typing"
+    );
+}

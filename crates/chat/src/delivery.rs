@@ -12,19 +12,34 @@ use sealpost_bus::{Record, Subscription};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use sealpost_db::NewInboxMessage;
+use sealpost_proto::{Sender, ServerFrame, TypingState};
+
 use crate::send::BusMessage;
-use crate::{Chat, TOPIC_MESSAGES, TOPIC_WAKEUPS};
+use crate::{Chat, TOPIC_MESSAGES, TOPIC_WAKEUPS, unix_millis};
 
 /// The consumer group of the delivery workers.
 pub const DELIVERY_GROUP: &str = "chat-delivery";
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// A device whose inbox has something new.
+/// How long a typing indicator stays worth showing: older ones are dropped.
+const TYPING_FRESH_MS: i64 = 5_000;
+
+/// What travels on `chat.wakeups` to every gateway node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Wakeup {
-    account: String,
-    device: u32,
+#[serde(tag = "signal", rename_all = "snake_case")]
+enum Signal {
+    /// A device's inbox has something new.
+    Inbox { account: String, device: u32 },
+    /// Someone is typing to `account`.
+    Typing {
+        account: String,
+        from_account: String,
+        from_device: u32,
+        state: TypingState,
+        at: i64,
+    },
 }
 
 impl Chat {
@@ -57,9 +72,7 @@ impl Chat {
         tokio::spawn(async move {
             chat.consume(TOPIC_WAKEUPS, group, &shutdown, |chat, record| {
                 Box::pin(async move {
-                    if let Ok(wakeup) = serde_json::from_slice::<Wakeup>(&record.payload) {
-                        chat.registry.wake(&wakeup.account, wakeup.device);
-                    }
+                    chat.on_signal(&record.payload);
                     Ok(())
                 })
             })
@@ -149,38 +162,85 @@ impl Chat {
             let Ok(body) = STANDARD.decode(&envelope.body) else {
                 continue;
             };
+            let stored = NewInboxMessage {
+                server_id: &message.server_id,
+                sender_account: &message.from_account,
+                sender_device: i64::from(message.from_device),
+                sent_at: message.sent_at,
+                kind: &message.kind,
+                body: &body,
+            };
             self.db
-                .deliver(
-                    &message.to,
-                    i64::from(envelope.device_id),
-                    &message.server_id,
-                    &message.from_account,
-                    i64::from(message.from_device),
-                    message.sent_at,
-                    &body,
-                )
+                .deliver(&message.to, i64::from(envelope.device_id), stored)
                 .await?;
         }
         for envelope in &message.envelopes {
             self.registry.wake(&message.to, envelope.device_id);
-            let wakeup = Wakeup {
+            // A lost wake-up only delays the message until the next one or a reconnect.
+            self.signal(&Signal::Inbox {
                 account: message.to.clone(),
                 device: envelope.device_id,
-            };
-            // A lost wake-up only delays the message until the next one or a reconnect.
-            if let Err(e) = self
-                .bus
-                .publish(
-                    TOPIC_WAKEUPS,
-                    message.to.as_bytes(),
-                    &serde_json::to_vec(&wakeup)?,
-                )
-                .await
-            {
-                tracing::warn!(error = %e, "cannot publish a wake-up");
-            }
+            })
+            .await;
         }
         Ok(())
+    }
+
+    /// Tells the connected devices of `to` that `device` of `account` started or stopped
+    /// typing: through the bus to every gateway node, never stored.
+    pub(crate) async fn typing(&self, account: &str, device: u32, to: &str, state: TypingState) {
+        self.signal(&Signal::Typing {
+            account: to.to_owned(),
+            from_account: account.to_owned(),
+            from_device: device,
+            state,
+            at: unix_millis(),
+        })
+        .await;
+    }
+
+    /// Publishes a signal to every gateway node (best effort).
+    async fn signal(&self, signal: &Signal) {
+        let account = match signal {
+            Signal::Inbox { account, .. } | Signal::Typing { account, .. } => account,
+        };
+        let published = match serde_json::to_vec(signal) {
+            Ok(payload) => {
+                self.bus
+                    .publish(TOPIC_WAKEUPS, account.as_bytes(), &payload)
+                    .await
+            }
+            Err(e) => Err(sealpost_bus::BusError::Config(e.to_string())),
+        };
+        if let Err(e) = published {
+            tracing::warn!(error = %e, "cannot publish a chat signal");
+        }
+    }
+
+    /// Acts on a signal from `chat.wakeups`: wakes a connection, or hands a fresh typing
+    /// indicator to the connected devices.
+    fn on_signal(&self, payload: &[u8]) {
+        match serde_json::from_slice::<Signal>(payload) {
+            Ok(Signal::Inbox { account, device }) => self.registry.wake(&account, device),
+            Ok(Signal::Typing {
+                account,
+                from_account,
+                from_device,
+                state,
+                at,
+            }) if unix_millis() - at <= TYPING_FRESH_MS => {
+                let skip = (from_account == account).then_some(from_device);
+                let frame = ServerFrame::Typing {
+                    from: Sender {
+                        account_id: from_account,
+                        device_id: from_device,
+                    },
+                    state,
+                };
+                self.registry.ephemeral(&account, skip, &frame);
+            }
+            _ => {}
+        }
     }
 }
 

@@ -14,10 +14,12 @@ use base64::engine::general_purpose::STANDARD;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use sealpost_auth::bearer_token;
+use sealpost_db::InboxRow;
 use sealpost_proto::{ClientFrame, Problem, Sender, ServerFrame};
 use serde::Deserialize;
 
 use crate::Chat;
+use crate::send::ReceiptBody;
 
 /// The subprotocol the server speaks.
 pub const SUBPROTOCOL: &str = "sealpost.v1";
@@ -111,7 +113,7 @@ struct Connection {
 
 impl Chat {
     async fn serve(self: Arc<Self>, socket: WebSocket, account: String, device: u32) {
-        let registration = self.registry.register(&account, device);
+        let mut registration = self.registry.register(&account, device);
         let (sink, stream) = socket.split();
         let mut connection = Connection {
             account: account.clone(),
@@ -121,7 +123,7 @@ impl Chat {
             pushed: 0,
         };
         tracing::debug!(account, device, "chat connected");
-        let end = match self.run(&mut connection, stream, &registration).await {
+        let end = match self.run(&mut connection, stream, &mut registration).await {
             Ok(end) => end,
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "chat connection failed");
@@ -148,7 +150,7 @@ impl Chat {
         &self,
         c: &mut Connection,
         mut stream: SplitStream<WebSocket>,
-        registration: &crate::registry::Registration,
+        registration: &mut crate::registry::Registration,
     ) -> anyhow::Result<End> {
         let pending = self.db.inbox_count(&c.account, i64::from(c.device)).await?;
         let hello = ServerFrame::Hello {
@@ -169,6 +171,11 @@ impl Chat {
             tokio::select! {
                 () = registration.replaced.cancelled() => return Ok(End::Close(CLOSE_REPLACED, "replaced")),
                 () = self.shutdown.cancelled() => return Ok(End::Close(CLOSE_RESTARTING, "restarting")),
+                Some(frame) = registration.ephemeral.recv() => {
+                    if !self.write(c, &frame).await {
+                        return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
+                    }
+                }
                 () = registration.wake.notified() => {
                     if !self.push(c).await? {
                         return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
@@ -220,6 +227,19 @@ impl Chat {
             ClientFrame::Send { id, to, envelopes } => Ok(Some(
                 self.send(&c.account, c.device, id, to, envelopes).await,
             )),
+            ClientFrame::Receipt {
+                id,
+                to,
+                status,
+                ids,
+            } => {
+                let body = ReceiptBody { status, ids };
+                Ok(Some(self.receipt(&c.account, c.device, id, to, body).await))
+            }
+            ClientFrame::Typing { to, state } => {
+                self.typing(&c.account, c.device, &to, state).await;
+                Ok(None)
+            }
             ClientFrame::Ack { seq } => {
                 let seq = i64::try_from(seq).unwrap_or(i64::MAX);
                 self.db
@@ -259,16 +279,7 @@ impl Chat {
             }
             for row in rows {
                 let seq = u64::try_from(row.seq).unwrap_or(0);
-                let frame = ServerFrame::Message {
-                    seq,
-                    server_id: row.server_id,
-                    from: Sender {
-                        account_id: row.sender_account,
-                        device_id: u32::try_from(row.sender_device).unwrap_or(0),
-                    },
-                    timestamp: row.sent_at,
-                    body: STANDARD.encode(&row.body),
-                };
+                let frame = inbox_frame(row);
                 if !self.write(c, &frame).await {
                     return Ok(false);
                 }
@@ -291,5 +302,33 @@ impl Chat {
             tokio::time::timeout(self.config.write_timeout, c.sink.send(message)).await,
             Ok(Ok(()))
         )
+    }
+}
+
+/// The frame an inbox entry is pushed as: a message, or a receipt (whose body the server made).
+fn inbox_frame(row: InboxRow) -> ServerFrame {
+    let seq = u64::try_from(row.seq).unwrap_or(0);
+    let from = Sender {
+        account_id: row.sender_account,
+        device_id: u32::try_from(row.sender_device).unwrap_or(0),
+    };
+    if row.kind == "receipt"
+        && let Ok(receipt) = serde_json::from_slice::<ReceiptBody>(&row.body)
+    {
+        return ServerFrame::Receipt {
+            seq,
+            server_id: row.server_id,
+            from,
+            timestamp: row.sent_at,
+            status: receipt.status,
+            ids: receipt.ids,
+        };
+    }
+    ServerFrame::Message {
+        seq,
+        server_id: row.server_id,
+        from,
+        timestamp: row.sent_at,
+        body: STANDARD.encode(&row.body),
     }
 }

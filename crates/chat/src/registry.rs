@@ -1,12 +1,17 @@
-//! The devices connected to this node: one connection each (a new one replaces the old), and
-//! the wake-up that tells a connection its inbox has something new.
+//! The devices connected to this node: one connection each (a new one replaces the old), the
+//! wake-up that tells a connection its inbox has something new, and the queue of ephemeral
+//! frames (typing) for it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
+use sealpost_proto::ServerFrame;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
+
+/// Ephemeral frames a connection may have queued; more are dropped (they are only hints).
+const EPHEMERAL_QUEUE: usize = 64;
 
 /// One device's connection, as the registry knows it.
 #[derive(Debug)]
@@ -14,6 +19,7 @@ struct Slot {
     connection: u64,
     wake: Arc<Notify>,
     replaced: CancellationToken,
+    ephemeral: mpsc::Sender<ServerFrame>,
 }
 
 /// What a registered connection waits on.
@@ -25,12 +31,14 @@ pub(crate) struct Registration {
     pub(crate) wake: Arc<Notify>,
     /// Cancelled when a newer connection of the device replaces this one.
     pub(crate) replaced: CancellationToken,
+    /// Ephemeral frames for the device.
+    pub(crate) ephemeral: mpsc::Receiver<ServerFrame>,
 }
 
-/// Connected devices by `(account, device)`.
+/// Connected devices by account, then device.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    slots: Mutex<HashMap<(String, u32), Slot>>,
+    accounts: Mutex<HashMap<String, HashMap<u32, Slot>>>,
     next: AtomicU64,
 }
 
@@ -40,12 +48,18 @@ impl Registry {
         let connection = self.next.fetch_add(1, Ordering::Relaxed);
         let wake = Arc::new(Notify::new());
         let replaced = CancellationToken::new();
+        let (sender, ephemeral) = mpsc::channel(EPHEMERAL_QUEUE);
         let slot = Slot {
             connection,
             wake: wake.clone(),
             replaced: replaced.clone(),
+            ephemeral: sender,
         };
-        let old = self.lock().insert((account.to_owned(), device), slot);
+        let old = self
+            .lock()
+            .entry(account.to_owned())
+            .or_default()
+            .insert(device, slot);
         if let Some(old) = old {
             old.replaced.cancel();
         }
@@ -53,33 +67,53 @@ impl Registry {
             connection,
             wake,
             replaced,
+            ephemeral,
         }
     }
 
     /// Forgets a connection, unless a newer one of the device took its place.
     pub(crate) fn unregister(&self, account: &str, device: u32, connection: u64) {
-        let mut slots = self.lock();
-        let key = (account.to_owned(), device);
-        if slots.get(&key).is_some_and(|s| s.connection == connection) {
-            slots.remove(&key);
+        let mut accounts = self.lock();
+        if let Some(devices) = accounts.get_mut(account) {
+            if devices
+                .get(&device)
+                .is_some_and(|s| s.connection == connection)
+            {
+                devices.remove(&device);
+            }
+            if devices.is_empty() {
+                accounts.remove(account);
+            }
         }
     }
 
     /// Wakes the device's connection on this node, if it has one (a wake-up with nobody
     /// waiting is kept for the next wait).
     pub(crate) fn wake(&self, account: &str, device: u32) {
-        if let Some(slot) = self.lock().get(&(account.to_owned(), device)) {
+        if let Some(slot) = self.lock().get(account).and_then(|d| d.get(&device)) {
             slot.wake.notify_one();
+        }
+    }
+
+    /// Queues an ephemeral frame for every device of `account` connected here, but `skip`.
+    pub(crate) fn ephemeral(&self, account: &str, skip: Option<u32>, frame: &ServerFrame) {
+        if let Some(devices) = self.lock().get(account) {
+            for (device, slot) in devices {
+                if Some(*device) != skip {
+                    // A full queue drops the hint: the device is not keeping up anyway.
+                    let _ = slot.ephemeral.try_send(frame.clone());
+                }
+            }
         }
     }
 
     /// Connections on this node.
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().values().map(HashMap::len).sum()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Slot>> {
-        self.slots
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<u32, Slot>>> {
+        self.accounts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -1,12 +1,13 @@
-//! A `send`: checked against the recipient's devices, recorded under the sender's id (so a
-//! retry is answered the same and stored once), published to the bus keyed by the recipient,
-//! and only then answered `sent`.
+//! A `send` or `receipt`: checked, recorded under the sender's id (so a retry is answered the
+//! same and stored once), published to the bus keyed by the recipient, and only then answered
+//! `sent`.
 
 use std::collections::BTreeSet;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sealpost_proto::{DeviceKey, Envelope, ServerFrame};
+use sealpost_db::DeviceRow;
+use sealpost_proto::{DeviceKey, Envelope, ReceiptStatus, ServerFrame};
 use serde::{Deserialize, Serialize};
 
 use crate::{Chat, TOPIC_MESSAGES, unix_millis};
@@ -19,8 +20,20 @@ pub(crate) struct BusMessage {
     pub(crate) from_device: u32,
     pub(crate) to: String,
     pub(crate) sent_at: i64,
+    /// `message` or `receipt`.
+    pub(crate) kind: String,
     pub(crate) envelopes: Vec<Envelope>,
 }
+
+/// What a stored receipt holds (the body of its inbox entries).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ReceiptBody {
+    pub(crate) status: ReceiptStatus,
+    pub(crate) ids: Vec<String>,
+}
+
+/// Most message ids one receipt may name.
+const MAX_RECEIPT_IDS: usize = 100;
 
 /// A refusal of a frame: `error` with a stable code.
 fn refuse(id: &str, code: &str, message: impl Into<String>) -> ServerFrame {
@@ -29,6 +42,21 @@ fn refuse(id: &str, code: &str, message: impl Into<String>) -> ServerFrame {
         code: code.to_owned(),
         message: message.into(),
     }
+}
+
+/// A client id, or a message id a receipt names: 1 to 64 characters.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().count() <= 64
+}
+
+/// The answer when the server failed: the client retries with the same id.
+fn failed(id: &str, e: &anyhow::Error) -> ServerFrame {
+    tracing::error!(error = %format!("{e:#}"), "chat send failed");
+    refuse(
+        id,
+        "internal",
+        "the server failed; send again with the same id",
+    )
 }
 
 impl Chat {
@@ -41,17 +69,9 @@ impl Chat {
         to: String,
         envelopes: Vec<Envelope>,
     ) -> ServerFrame {
-        match self.try_send(account, device, &id, &to, envelopes).await {
-            Ok(frame) => frame,
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "chat send failed");
-                refuse(
-                    &id,
-                    "internal",
-                    "the server failed; send again with the same id",
-                )
-            }
-        }
+        self.try_send(account, device, &id, &to, envelopes)
+            .await
+            .unwrap_or_else(|e| failed(&id, &e))
     }
 
     async fn try_send(
@@ -62,7 +82,7 @@ impl Chat {
         to: &str,
         envelopes: Vec<Envelope>,
     ) -> anyhow::Result<ServerFrame> {
-        if id.is_empty() || id.chars().count() > 64 {
+        if !valid_id(id) {
             return Ok(refuse(id, "invalid-id", "id must be 1 to 64 characters"));
         }
         for envelope in &envelopes {
@@ -81,22 +101,14 @@ impl Chat {
                 ));
             }
         }
-        let mut devices = self.db.devices(to).await?;
-        if devices.is_empty() {
+        let Some(devices) = self.recipients(account, device, to).await? else {
             return Ok(refuse(
                 id,
                 "no-such-account",
                 "the recipient account does not exist",
             ));
-        }
-        // To one's own account: every other device, not the sending one.
-        if to == account {
-            devices.retain(|d| d.device_id != i64::from(device));
-        }
-        let wanted: BTreeSet<u32> = devices
-            .iter()
-            .filter_map(|d| u32::try_from(d.device_id).ok())
-            .collect();
+        };
+        let wanted: BTreeSet<u32> = devices.iter().map(device_number).collect();
         let named: BTreeSet<u32> = envelopes.iter().map(|e| e.device_id).collect();
         if wanted != named || named.len() != envelopes.len() {
             return Ok(ServerFrame::Mismatch {
@@ -106,12 +118,100 @@ impl Chat {
                 devices: devices
                     .iter()
                     .map(|d| DeviceKey {
-                        device_id: u32::try_from(d.device_id).unwrap_or(0),
+                        device_id: device_number(d),
                         identity_key: STANDARD.encode(&d.identity_key),
                     })
                     .collect(),
             });
         }
+        self.commit(account, device, id, to, "message", envelopes)
+            .await
+    }
+
+    /// Handles a `receipt` from `device` of `account`: stored for every device of `to` (but
+    /// the sending one, when it is the same account); returns the answer.
+    pub(crate) async fn receipt(
+        &self,
+        account: &str,
+        device: u32,
+        id: String,
+        to: String,
+        body: ReceiptBody,
+    ) -> ServerFrame {
+        if !valid_id(&id) {
+            return refuse(&id, "invalid-id", "id must be 1 to 64 characters");
+        }
+        let ids_ok = !body.ids.is_empty()
+            && body.ids.len() <= MAX_RECEIPT_IDS
+            && body.ids.iter().all(|i| valid_id(i));
+        if !ids_ok {
+            return refuse(
+                &id,
+                "invalid-frame",
+                format!("a receipt names 1 to {MAX_RECEIPT_IDS} message ids of 1 to 64 characters"),
+            );
+        }
+        self.try_receipt(account, device, &id, &to, &body)
+            .await
+            .unwrap_or_else(|e| failed(&id, &e))
+    }
+
+    async fn try_receipt(
+        &self,
+        account: &str,
+        device: u32,
+        id: &str,
+        to: &str,
+        body: &ReceiptBody,
+    ) -> anyhow::Result<ServerFrame> {
+        let Some(devices) = self.recipients(account, device, to).await? else {
+            return Ok(refuse(
+                id,
+                "no-such-account",
+                "the recipient account does not exist",
+            ));
+        };
+        let encoded = STANDARD.encode(serde_json::to_vec(body)?);
+        let envelopes = devices
+            .iter()
+            .map(|d| Envelope {
+                device_id: device_number(d),
+                body: encoded.clone(),
+            })
+            .collect();
+        self.commit(account, device, id, to, "receipt", envelopes)
+            .await
+    }
+
+    /// The devices of `to` a message from `device` of `account` goes to: all of them, but the
+    /// sending device when writing to one's own account. `None` if `to` has no devices.
+    async fn recipients(
+        &self,
+        account: &str,
+        device: u32,
+        to: &str,
+    ) -> anyhow::Result<Option<Vec<DeviceRow>>> {
+        let mut devices = self.db.devices(to).await?;
+        if devices.is_empty() {
+            return Ok(None);
+        }
+        if to == account {
+            devices.retain(|d| d.device_id != i64::from(device));
+        }
+        Ok(Some(devices))
+    }
+
+    /// Records a send under the client's id, publishes it unless that happened before, and
+    /// answers `sent`.
+    async fn commit(
+        &self,
+        account: &str,
+        device: u32,
+        id: &str,
+        to: &str,
+        kind: &str,
+        envelopes: Vec<Envelope>,
+    ) -> anyhow::Result<ServerFrame> {
         let record = self
             .db
             .record_send(
@@ -131,6 +231,7 @@ impl Chat {
                 from_device: device,
                 to: to.to_owned(),
                 sent_at: record.created_at,
+                kind: kind.to_owned(),
                 envelopes,
             };
             self.bus
@@ -150,4 +251,9 @@ impl Chat {
             timestamp: record.created_at,
         })
     }
+}
+
+/// A device's number as the protocol spells it.
+fn device_number(device: &DeviceRow) -> u32 {
+    u32::try_from(device.device_id).unwrap_or(0)
 }

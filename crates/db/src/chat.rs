@@ -13,11 +13,30 @@ pub struct SendRecord {
     pub published: bool,
 }
 
+/// A message to store in a device's inbox.
+#[derive(Debug, Clone, Copy)]
+pub struct NewInboxMessage<'a> {
+    /// The message's id.
+    pub server_id: &'a str,
+    /// The sender's account.
+    pub sender_account: &'a str,
+    /// The sending device.
+    pub sender_device: i64,
+    /// When the server accepted it, Unix milliseconds.
+    pub sent_at: i64,
+    /// `message` or `receipt`.
+    pub kind: &'a str,
+    /// The ciphertext for this device (a receipt: its JSON).
+    pub body: &'a [u8],
+}
+
 /// One message in a device's inbox.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct InboxRow {
     /// Its place in the device's inbox.
     pub seq: i64,
+    /// `message` or `receipt`.
+    pub kind: String,
     /// The message's id.
     pub server_id: String,
     /// The sender's account.
@@ -89,16 +108,11 @@ impl Db {
 
     /// Stores a message in a device's inbox under the device's next sequence number; `None`
     /// when the device has this `server_id` already (a redelivery).
-    #[allow(clippy::too_many_arguments)]
     pub async fn deliver(
         &self,
         account: &str,
         device: i64,
-        server_id: &str,
-        sender_account: &str,
-        sender_device: i64,
-        sent_at: i64,
-        body: &[u8],
+        message: NewInboxMessage<'_>,
     ) -> Result<Option<i64>, DbError> {
         let mut tx = self.pool.begin().await?;
         let (seq,): (i64,) = sqlx::query_as(
@@ -111,17 +125,18 @@ impl Db {
         .fetch_one(&mut *tx)
         .await?;
         let stored = sqlx::query(
-            "INSERT INTO inbox (account_id, device_id, seq, server_id, sender_account, sender_device, sent_at, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (account_id, device_id, server_id) DO NOTHING",
+            "INSERT INTO inbox (account_id, device_id, seq, server_id, sender_account, sender_device, sent_at, kind, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (account_id, device_id, server_id) DO NOTHING",
         )
         .bind(account)
         .bind(device)
         .bind(seq)
-        .bind(server_id)
-        .bind(sender_account)
-        .bind(sender_device)
-        .bind(sent_at)
-        .bind(body)
+        .bind(message.server_id)
+        .bind(message.sender_account)
+        .bind(message.sender_device)
+        .bind(message.sent_at)
+        .bind(message.kind)
+        .bind(message.body)
         .execute(&mut *tx)
         .await?;
         if stored.rows_affected() == 0 {
@@ -141,7 +156,7 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<InboxRow>, DbError> {
         Ok(sqlx::query_as(
-            "SELECT seq, server_id, sender_account, sender_device, sent_at, body FROM inbox \
+            "SELECT seq, kind, server_id, sender_account, sender_device, sent_at, body FROM inbox \
              WHERE account_id = $1 AND device_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
         )
         .bind(account)

@@ -20,7 +20,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use accounts::AccountRow;
 pub use blobs::{BlobCompletion, BlobRow};
-pub use chat::{InboxRow, SendRecord};
+pub use chat::{InboxRow, NewInboxMessage, SendRecord};
 pub use devices::DeviceRow;
 pub use error::DbError;
 pub use media::{MediaOutcome, MediaRow, RenditionRow};

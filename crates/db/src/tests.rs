@@ -531,26 +531,26 @@ async fn a_send_is_recorded_once_and_a_message_stored_once_per_device_in_order()
         "a retry finds the first record"
     );
     assert_eq!(
-        db.deliver("b", 1, "s1", "a", 1, 100, b"x")
+        db.deliver("b", 1, inbox_message("s1", 100, b"x"))
             .await
             .expect("deliver"),
         Some(1)
     );
     assert_eq!(
-        db.deliver("b", 1, "s1", "a", 1, 100, b"x")
+        db.deliver("b", 1, inbox_message("s1", 100, b"x"))
             .await
             .expect("again"),
         None,
         "a redelivery stores nothing"
     );
     assert_eq!(
-        db.deliver("b", 1, "s2", "a", 1, 101, b"y")
+        db.deliver("b", 1, inbox_message("s2", 101, b"y"))
             .await
             .expect("deliver"),
         Some(2)
     );
     assert_eq!(
-        db.deliver("b", 2, "s2", "a", 1, 101, b"z")
+        db.deliver("b", 2, inbox_message("s2", 101, b"z"))
             .await
             .expect("deliver"),
         Some(1)
@@ -568,4 +568,15 @@ async fn a_send_is_recorded_once_and_a_message_stored_once_per_device_in_order()
         db.inbox_after("b", 1, 0, 10).await.expect("inbox")[0].seq,
         2
     );
+}
+
+fn inbox_message<'a>(server_id: &'a str, sent_at: i64, body: &'a [u8]) -> NewInboxMessage<'a> {
+    NewInboxMessage {
+        server_id,
+        sender_account: "a",
+        sender_device: 1,
+        sent_at,
+        kind: "message",
+        body,
+    }
 }

@@ -29,6 +29,26 @@ pub struct DeviceKey {
     pub identity_key: String,
 }
 
+/// What a receipt says about messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiptStatus {
+    /// They reached a device of the account sending the receipt.
+    Delivered,
+    /// Its user saw them.
+    Read,
+}
+
+/// What a typing indicator says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TypingState {
+    /// Started typing.
+    Started,
+    /// Stopped.
+    Stopped,
+}
+
 /// A frame from a client (docs/protocol.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -46,6 +66,26 @@ pub enum ClientFrame {
     Ack {
         /// The highest inbox sequence number received.
         seq: u64,
+    },
+    /// Tells every device of `to` that its messages `ids` were delivered or read; stored
+    /// for devices that are offline, answered `sent` like a message.
+    Receipt {
+        /// The client's own id for the receipt, 1 to 64 characters.
+        id: String,
+        /// The account that sent the messages.
+        to: String,
+        /// Delivered or read.
+        status: ReceiptStatus,
+        /// The messages' `server_id`s, 1 to 100.
+        ids: Vec<String>,
+    },
+    /// An ephemeral typing indicator for the devices of `to` that are connected now; never
+    /// stored, never answered.
+    Typing {
+        /// The account being typed to.
+        to: String,
+        /// Started or stopped.
+        state: TypingState,
     },
 }
 
@@ -75,7 +115,29 @@ pub enum ServerFrame {
         /// The sender's ciphertext for this device, standard base64.
         body: String,
     },
-    /// A send is durable.
+    /// A stored receipt for this device: acknowledge it by `seq` like a message.
+    Receipt {
+        /// Its place in this device's inbox.
+        seq: u64,
+        /// The receipt's id.
+        server_id: String,
+        /// Who sent the receipt (the recipient of the messages).
+        from: Sender,
+        /// When the server accepted it, Unix milliseconds.
+        timestamp: i64,
+        /// Delivered or read.
+        status: ReceiptStatus,
+        /// The messages it is about.
+        ids: Vec<String>,
+    },
+    /// Someone is typing to this account (ephemeral).
+    Typing {
+        /// Who.
+        from: Sender,
+        /// Started or stopped.
+        state: TypingState,
+    },
+    /// A send or receipt is durable.
     Sent {
         /// The client's id of the send.
         id: String,

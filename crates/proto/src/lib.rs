@@ -15,7 +15,7 @@ pub use accounts::{
     TokenRequest, TokenResponse,
 };
 pub use blobs::{LinkRequest, SignedLink};
-pub use chat::{ClientFrame, DeviceKey, Envelope, Sender, ServerFrame};
+pub use chat::{ClientFrame, DeviceKey, Envelope, ReceiptStatus, Sender, ServerFrame, TypingState};
 pub use media::{InvalidMediaRef, MediaRef, Thumbnail, ThumbnailBlob};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use processing::{MediaState, MediaStatus, Rendition};
