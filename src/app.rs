@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sealpost_auth::AuthService;
-use sealpost_chat::{Chat, ChatConfig};
+use sealpost_chat::Chat;
 use sealpost_db::Db;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +52,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.blobs.validate()?;
         settings.media.validate()?;
+        settings.chat.validate()?;
         let db = open_database(&settings).await?;
         let store = sealpost_store::open(&settings.blob_store_url())
             .await
@@ -123,7 +124,7 @@ impl Application {
             db.clone(),
             bus.clone(),
             auth.clone(),
-            ChatConfig::default(),
+            settings.chat.config(),
             shutdown.clone(),
         );
         let state = AppState {
@@ -174,6 +175,16 @@ impl Application {
         }
         if role.runs_workers() {
             tasks.push(state.chat.spawn_delivery(&shutdown));
+            let chat = state.chat.clone();
+            tasks.push(every(
+                state.settings.chat.sweep_interval,
+                &shutdown,
+                "chat inbox expiry",
+                move || {
+                    let chat = chat.clone();
+                    async move { chat.expire_inbox().await.map(drop) }
+                },
+            ));
         }
         if let Some(media) = media {
             tasks.extend(media.spawn(&shutdown));

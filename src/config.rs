@@ -59,6 +59,93 @@ pub struct Settings {
     pub role: Role,
     /// Processing of plaintext previews.
     pub media: MediaSettings,
+    /// The chat server's limits and timings.
+    pub chat: ChatSettings,
+}
+
+/// The chat server's limits and timings (docs/protocol.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatSettings {
+    /// Largest message body (decoded), bytes.
+    pub max_body: usize,
+    /// Largest frame a client may send, bytes.
+    pub max_frame: usize,
+    /// Messages pushed to a device before it must acknowledge.
+    pub window: usize,
+    /// How often the server pings a connection.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// A connection silent this long is dropped.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A device that does not take a frame within this long is disconnected (4008).
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Sends and receipts one account may address to one account a minute.
+    pub messages_per_pair_per_minute: u64,
+    /// Body bytes one device may send a minute.
+    pub bytes_per_device_per_minute: u64,
+    /// How long a message waits in an inbox before it is dropped unread.
+    #[serde(with = "humantime_serde")]
+    pub inbox_retention: Duration,
+    /// How often expired inbox messages are dropped.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        let chat = sealpost_chat::ChatConfig::default();
+        Self {
+            max_body: chat.max_body,
+            max_frame: chat.max_frame,
+            window: chat.window,
+            ping_interval: chat.ping_interval,
+            idle_timeout: chat.idle_timeout,
+            write_timeout: chat.write_timeout,
+            messages_per_pair_per_minute: chat.messages_per_pair_per_minute,
+            bytes_per_device_per_minute: chat.bytes_per_device_per_minute,
+            inbox_retention: chat.inbox_retention,
+            sweep_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl ChatSettings {
+    /// The chat server's configuration.
+    pub fn config(&self) -> sealpost_chat::ChatConfig {
+        sealpost_chat::ChatConfig {
+            max_body: self.max_body,
+            max_frame: self.max_frame,
+            window: self.window,
+            ping_interval: self.ping_interval,
+            idle_timeout: self.idle_timeout,
+            write_timeout: self.write_timeout,
+            messages_per_pair_per_minute: self.messages_per_pair_per_minute,
+            bytes_per_device_per_minute: self.bytes_per_device_per_minute,
+            inbox_retention: self.inbox_retention,
+        }
+    }
+
+    /// Refuses settings that would stop delivery or pinging.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let zero = Duration::ZERO;
+        anyhow::ensure!(self.window > 0, "chat.window must be at least 1");
+        anyhow::ensure!(
+            self.max_frame > self.max_body,
+            "chat.max_frame must be more than chat.max_body"
+        );
+        anyhow::ensure!(
+            self.ping_interval > zero
+                && self.idle_timeout > self.ping_interval
+                && self.write_timeout > zero
+                && self.sweep_interval > zero
+                && self.inbox_retention > zero,
+            "chat timings must be more than 0, and chat.idle_timeout more than chat.ping_interval"
+        );
+        Ok(())
+    }
 }
 
 /// Which parts of the service one process runs; every role needs the same backends, and
@@ -409,6 +496,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             role: Role::All,
             media: MediaSettings::default(),
+            chat: ChatSettings::default(),
         }
     }
 }

@@ -375,3 +375,51 @@ async fn receipts_reach_every_device_of_the_sender_and_typing_only_connected_one
         "only the unacked receipt, no typing"
     );
 }
+
+#[tokio::test]
+async fn senders_are_rate_limited_per_recipient_and_unread_messages_expire_with_a_count() {
+    let app = TestApp::spawn_with(|s| {
+        s.chat.messages_per_pair_per_minute = 2;
+        s.chat.inbox_retention = Duration::from_secs(2);
+        s.chat.sweep_interval = Duration::from_millis(200);
+    })
+    .await;
+    let (alice, bob, carol) = (
+        app.user(&phone()).await,
+        app.user(&phone()).await,
+        app.user(&phone()).await,
+    );
+    let mut a = connect(&app, &alice.token).await;
+    frame(&mut a).await;
+    for id in ["1", "2"] {
+        put(&mut a, send(id, &bob.account_id, &[1], "x")).await;
+        assert_eq!(frame(&mut a).await["type"], "sent");
+    }
+    put(&mut a, send("3", &bob.account_id, &[1], "x")).await;
+    let limited = frame(&mut a).await;
+    assert_eq!(limited["code"], "rate-limited", "{limited}");
+    assert!(
+        limited["retry_after"]
+            .as_u64()
+            .is_some_and(|s| (1..=60).contains(&s))
+    );
+    put(&mut a, send("4", &carol.account_id, &[1], "x")).await;
+    assert_eq!(
+        frame(&mut a).await["type"],
+        "sent",
+        "another recipient has its own budget"
+    );
+
+    // Bob never connected: after the retention his two messages are dropped, and counted.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let mut b = connect(&app, &bob.token).await;
+    let hello = frame(&mut b).await;
+    assert_eq!(
+        (hello["pending"].as_u64(), hello["dropped"].as_u64()),
+        (Some(0), Some(2)),
+        "{hello}"
+    );
+    drop(b);
+    let mut b = connect(&app, &bob.token).await;
+    assert_eq!(frame(&mut b).await["dropped"], 0, "told once");
+}

@@ -2,8 +2,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A keyed token bucket: `burst` attempts at once, refilled at `per_minute` a minute.
-/// Per node; keys are phone numbers or client addresses.
+/// A keyed token bucket: `burst` tokens at once, refilled at `per_minute` a minute.
+/// Per node; keys are phone numbers, client addresses, or (for chat) sender and recipient.
 #[derive(Debug)]
 pub struct RateLimiter {
     burst: f64,
@@ -12,9 +12,10 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// A limiter allowing `per_minute` attempts a minute per key, `per_minute` at once.
-    pub fn new(per_minute: u32) -> Self {
-        let burst = f64::from(per_minute.max(1));
+    /// A limiter allowing `per_minute` tokens a minute per key, `per_minute` at once.
+    pub fn new(per_minute: u64) -> Self {
+        #[allow(clippy::cast_precision_loss)]
+        let burst = per_minute.max(1) as f64;
         Self {
             burst,
             per_sec: burst / 60.0,
@@ -24,6 +25,14 @@ impl RateLimiter {
 
     /// Takes one attempt for `key`; `Err(seconds)` says how long until the next is allowed.
     pub fn check(&self, key: &str) -> Result<(), u64> {
+        self.take(key, 1)
+    }
+
+    /// Takes `cost` tokens for `key` (a cost above the burst needs a full bucket);
+    /// `Err(seconds)` says how long until that many are there.
+    pub fn take(&self, key: &str, cost: u64) -> Result<(), u64> {
+        #[allow(clippy::cast_precision_loss)]
+        let cost = (cost as f64).min(self.burst);
         let now = Instant::now();
         let mut buckets = self
             .buckets
@@ -36,11 +45,11 @@ impl RateLimiter {
         let (tokens, at) = buckets.entry(key.to_owned()).or_insert((self.burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_sec).min(self.burst);
         *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        if *tokens >= cost {
+            *tokens -= cost;
             Ok(())
         } else {
-            let wait = ((1.0 - *tokens) / self.per_sec).ceil();
+            let wait = ((cost - *tokens) / self.per_sec).ceil();
             // `wait` is small and positive: at most 60 s for a one-a-minute limit.
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             Err(wait as u64)
@@ -61,5 +70,14 @@ mod tests {
         let wait = limiter.check("a").expect_err("fourth attempt");
         assert!((1..=20).contains(&wait), "{wait}");
         assert!(limiter.check("b").is_ok());
+    }
+
+    #[test]
+    fn a_cost_takes_that_many_tokens() {
+        let limiter = RateLimiter::new(600);
+        assert!(limiter.take("a", 500).is_ok());
+        let wait = limiter.take("a", 200).expect_err("only 100 left");
+        assert!((10..=11).contains(&wait), "{wait}");
+        assert!(limiter.take("a", 100).is_ok());
     }
 }

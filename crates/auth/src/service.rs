@@ -80,8 +80,8 @@ fn device_number(device_id: i64) -> u32 {
 impl AuthService {
     /// A service over `db` with `config`.
     pub fn new(db: Db, config: AuthConfig) -> Self {
-        let by_phone = RateLimiter::new(config.attempts_per_phone_per_minute);
-        let by_address = RateLimiter::new(config.attempts_per_address_per_minute);
+        let by_phone = RateLimiter::new(u64::from(config.attempts_per_phone_per_minute));
+        let by_address = RateLimiter::new(u64::from(config.attempts_per_address_per_minute));
         Self {
             db,
             config,

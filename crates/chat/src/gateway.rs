@@ -153,10 +153,15 @@ impl Chat {
         registration: &mut crate::registry::Registration,
     ) -> anyhow::Result<End> {
         let pending = self.db.inbox_count(&c.account, i64::from(c.device)).await?;
+        let dropped = self
+            .db
+            .take_dropped(&c.account, i64::from(c.device))
+            .await?;
         let hello = ServerFrame::Hello {
             account_id: c.account.clone(),
             device_id: c.device,
             pending: u64::try_from(pending).unwrap_or(0),
+            dropped: u64::try_from(dropped).unwrap_or(0),
         };
         if !self.write(c, &hello).await {
             return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
@@ -220,6 +225,7 @@ impl Chat {
                     id: None,
                     code: "invalid-frame".to_owned(),
                     message: format!("not a frame of protocol v1: {e}"),
+                    retry_after: None,
                 }));
             }
         };
@@ -237,7 +243,9 @@ impl Chat {
                 Ok(Some(self.receipt(&c.account, c.device, id, to, body).await))
             }
             ClientFrame::Typing { to, state } => {
-                self.typing(&c.account, c.device, &to, state).await;
+                if self.may_signal(&c.account, &to) {
+                    self.typing(&c.account, c.device, &to, state).await;
+                }
                 Ok(None)
             }
             ClientFrame::Ack { seq } => {

@@ -10,7 +10,7 @@ mod send;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sealpost_auth::AuthService;
+use sealpost_auth::{AuthService, RateLimiter};
 use sealpost_bus::Bus;
 use sealpost_db::Db;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +38,13 @@ pub struct ChatConfig {
     pub idle_timeout: Duration,
     /// A device that does not take a frame within this long is disconnected (too slow).
     pub write_timeout: Duration,
+    /// Sends and receipts one account may address to one account a minute (typing
+    /// indicators over it are dropped).
+    pub messages_per_pair_per_minute: u64,
+    /// Body bytes one device may send a minute.
+    pub bytes_per_device_per_minute: u64,
+    /// How long a message waits in an inbox for its device before it is dropped.
+    pub inbox_retention: Duration,
 }
 
 impl Default for ChatConfig {
@@ -49,6 +56,9 @@ impl Default for ChatConfig {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
             write_timeout: Duration::from_secs(10),
+            messages_per_pair_per_minute: 120,
+            bytes_per_device_per_minute: 16 << 20,
+            inbox_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -61,6 +71,10 @@ pub struct Chat {
     auth: Arc<AuthService>,
     config: ChatConfig,
     registry: registry::Registry,
+    /// Sends per `sender>recipient` account pair.
+    per_pair: RateLimiter,
+    /// Body bytes per sending device.
+    per_device_bytes: RateLimiter,
     /// This node's name, for its wake-up group.
     node: String,
     shutdown: CancellationToken,
@@ -79,11 +93,27 @@ impl Chat {
             db,
             bus,
             auth,
+            per_pair: RateLimiter::new(config.messages_per_pair_per_minute),
+            per_device_bytes: RateLimiter::new(config.bytes_per_device_per_minute),
             config,
             registry: registry::Registry::default(),
             node: uuid::Uuid::new_v4().simple().to_string(),
             shutdown,
         })
+    }
+
+    /// Drops inbox messages older than the retention (each device is told how many on its
+    /// next `hello`); returns how many went.
+    pub async fn expire_inbox(&self) -> anyhow::Result<u64> {
+        let retention = i64::try_from(self.config.inbox_retention.as_millis()).unwrap_or(i64::MAX);
+        let expired = self
+            .db
+            .expire_inbox(unix_millis().saturating_sub(retention), 1_000)
+            .await?;
+        if expired > 0 {
+            tracing::info!(expired, "chat inbox messages expired unread");
+        }
+        Ok(expired)
     }
 
     /// Devices connected to this node now.

@@ -41,6 +41,17 @@ fn refuse(id: &str, code: &str, message: impl Into<String>) -> ServerFrame {
         id: Some(id.to_owned()),
         code: code.to_owned(),
         message: message.into(),
+        retry_after: None,
+    }
+}
+
+/// A refusal for going over a rate limit.
+fn limited(id: &str, what: &str, seconds: u64) -> ServerFrame {
+    ServerFrame::Error {
+        id: Some(id.to_owned()),
+        code: "rate-limited".to_owned(),
+        message: format!("too many {what}; retry in {seconds} s"),
+        retry_after: Some(seconds),
     }
 }
 
@@ -85,10 +96,12 @@ impl Chat {
         if !valid_id(id) {
             return Ok(refuse(id, "invalid-id", "id must be 1 to 64 characters"));
         }
+        let mut bytes = 0u64;
         for envelope in &envelopes {
             let Ok(body) = STANDARD.decode(&envelope.body) else {
                 return Ok(refuse(id, "invalid-frame", "a body is not standard base64"));
             };
+            bytes += body.len() as u64;
             if body.len() > self.config.max_body {
                 return Ok(refuse(
                     id,
@@ -100,6 +113,15 @@ impl Chat {
                     ),
                 ));
             }
+        }
+        if let Err(seconds) = self.per_pair.check(&pair(account, to)) {
+            return Ok(limited(id, "messages to this account", seconds));
+        }
+        if let Err(seconds) = self
+            .per_device_bytes
+            .take(&format!("{account}/{device}"), bytes)
+        {
+            return Ok(limited(id, "bytes from this device", seconds));
         }
         let Some(devices) = self.recipients(account, device, to).await? else {
             return Ok(refuse(
@@ -151,9 +173,17 @@ impl Chat {
                 format!("a receipt names 1 to {MAX_RECEIPT_IDS} message ids of 1 to 64 characters"),
             );
         }
+        if let Err(seconds) = self.per_pair.check(&pair(account, &to)) {
+            return limited(&id, "receipts to this account", seconds);
+        }
         self.try_receipt(account, device, &id, &to, &body)
             .await
             .unwrap_or_else(|e| failed(&id, &e))
+    }
+
+    /// Whether `account` may signal `to` now (typing indicators over the limit are dropped).
+    pub(crate) fn may_signal(&self, account: &str, to: &str) -> bool {
+        self.per_pair.check(&pair(account, to)).is_ok()
     }
 
     async fn try_receipt(
@@ -256,4 +286,9 @@ impl Chat {
 /// A device's number as the protocol spells it.
 fn device_number(device: &DeviceRow) -> u32 {
     u32::try_from(device.device_id).unwrap_or(0)
+}
+
+/// The rate-limit key of messages from one account to another.
+fn pair(from: &str, to: &str) -> String {
+    format!("{from}>{to}")
 }

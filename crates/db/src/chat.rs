@@ -190,3 +190,67 @@ impl Db {
         Ok(done.rows_affected())
     }
 }
+
+impl Db {
+    /// Deletes inbox messages accepted before `cutoff_ms` (Unix milliseconds), counting them
+    /// per device as dropped; returns how many went.
+    pub async fn expire_inbox(&self, cutoff_ms: i64, limit: i64) -> Result<u64, DbError> {
+        let due: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT DISTINCT account_id, device_id FROM inbox WHERE sent_at < $1 LIMIT $2",
+        )
+        .bind(cutoff_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut expired = 0;
+        for (account, device) in due {
+            let mut tx = self.pool.begin().await?;
+            let gone = sqlx::query(
+                "DELETE FROM inbox WHERE account_id = $1 AND device_id = $2 AND sent_at < $3",
+            )
+            .bind(&account)
+            .bind(device)
+            .bind(cutoff_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query(
+                "UPDATE inbox_cursors SET dropped = dropped + $3 \
+                 WHERE account_id = $1 AND device_id = $2",
+            )
+            .bind(&account)
+            .bind(device)
+            .bind(i64::try_from(gone).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            expired += gone;
+        }
+        Ok(expired)
+    }
+
+    /// Takes the count of a device's messages dropped since it was last told.
+    pub async fn take_dropped(&self, account: &str, device: i64) -> Result<i64, DbError> {
+        let dropped: Option<(i64,)> = sqlx::query_as(
+            "SELECT dropped FROM inbox_cursors WHERE account_id = $1 AND device_id = $2",
+        )
+        .bind(account)
+        .bind(device)
+        .fetch_optional(&self.pool)
+        .await?;
+        let dropped = dropped.map_or(0, |(n,)| n);
+        if dropped > 0 {
+            // Subtracted rather than zeroed: a sweep may be adding more right now.
+            sqlx::query(
+                "UPDATE inbox_cursors SET dropped = dropped - $3 \
+                 WHERE account_id = $1 AND device_id = $2",
+            )
+            .bind(account)
+            .bind(device)
+            .bind(dropped)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(dropped)
+    }
+}

@@ -101,6 +101,8 @@ pub enum ServerFrame {
         device_id: u32,
         /// Messages waiting in this device's inbox (they follow).
         pending: u64,
+        /// Messages that expired unread in this device's inbox since its last `hello`.
+        dropped: u64,
     },
     /// A stored message for this device.
     Message {
@@ -166,5 +168,8 @@ pub enum ServerFrame {
         code: String,
         /// What happened, for people.
         message: String,
+        /// `rate-limited`: seconds until the frame would be taken.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
     },
 }
