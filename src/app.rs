@@ -179,10 +179,10 @@ impl Application {
             tasks.push(every(
                 state.settings.chat.sweep_interval,
                 &shutdown,
-                "chat inbox expiry",
+                "chat sweep",
                 move || {
                     let chat = chat.clone();
-                    async move { chat.expire_inbox().await.map(drop) }
+                    async move { chat.sweep().await.map(drop) }
                 },
             ));
         }

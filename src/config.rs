@@ -89,7 +89,10 @@ pub struct ChatSettings {
     /// How long a message waits in an inbox before it is dropped unread.
     #[serde(with = "humantime_serde")]
     pub inbox_retention: Duration,
-    /// How often expired inbox messages are dropped.
+    /// A send no delivery worker stored after this long is published again (the bus lost it).
+    #[serde(with = "humantime_serde")]
+    pub republish_after: Duration,
+    /// How often sends the bus lost are published again and expired inbox messages dropped.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
 }
@@ -107,7 +110,8 @@ impl Default for ChatSettings {
             messages_per_pair_per_minute: chat.messages_per_pair_per_minute,
             bytes_per_device_per_minute: chat.bytes_per_device_per_minute,
             inbox_retention: chat.inbox_retention,
-            sweep_interval: Duration::from_secs(3600),
+            republish_after: chat.republish_after,
+            sweep_interval: Duration::from_secs(30),
         }
     }
 }
@@ -125,6 +129,7 @@ impl ChatSettings {
             messages_per_pair_per_minute: self.messages_per_pair_per_minute,
             bytes_per_device_per_minute: self.bytes_per_device_per_minute,
             inbox_retention: self.inbox_retention,
+            republish_after: self.republish_after,
         }
     }
 
@@ -141,6 +146,7 @@ impl ChatSettings {
                 && self.idle_timeout > self.ping_interval
                 && self.write_timeout > zero
                 && self.sweep_interval > zero
+                && self.republish_after > zero
                 && self.inbox_retention > zero,
             "chat timings must be more than 0, and chat.idle_timeout more than chat.ping_interval"
         );

@@ -157,7 +157,10 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
             state.clone(),
             count_requests,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
+            // The path only: a query may hold a token (`/v1/chat?token=`) or a link signature.
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("handler panicked".into()).into_response()
         }))

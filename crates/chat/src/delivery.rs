@@ -174,6 +174,7 @@ impl Chat {
                 .deliver(&message.to, i64::from(envelope.device_id), stored)
                 .await?;
         }
+        self.db.mark_send_delivered(&message.server_id).await?;
         for envelope in &message.envelopes {
             self.registry.wake(&message.to, envelope.device_id);
             // A lost wake-up only delays the message until the next one or a reconnect.

@@ -193,6 +193,10 @@ impl Chat {
                     if !self.send_raw(c, Message::Ping(Default::default())).await {
                         return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
                     }
+                    // Also catches what a lost wake-up left in the inbox.
+                    if !self.push(c).await? {
+                        return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
+                    }
                 }
                 message = stream.next() => {
                     last_heard = tokio::time::Instant::now();
@@ -249,7 +253,8 @@ impl Chat {
                 Ok(None)
             }
             ClientFrame::Ack { seq } => {
-                let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+                // Only what this connection pushed can be acknowledged.
+                let seq = i64::try_from(seq.min(c.pushed)).unwrap_or(i64::MAX);
                 self.db
                     .ack_inbox(&c.account, i64::from(c.device), seq)
                     .await?;

@@ -45,6 +45,8 @@ pub struct ChatConfig {
     pub bytes_per_device_per_minute: u64,
     /// How long a message waits in an inbox for its device before it is dropped.
     pub inbox_retention: Duration,
+    /// A send no delivery worker stored after this long is published again.
+    pub republish_after: Duration,
 }
 
 impl Default for ChatConfig {
@@ -59,6 +61,7 @@ impl Default for ChatConfig {
             messages_per_pair_per_minute: 120,
             bytes_per_device_per_minute: 16 << 20,
             inbox_retention: Duration::from_secs(30 * 24 * 3600),
+            republish_after: Duration::from_secs(30),
         }
     }
 }
@@ -102,17 +105,39 @@ impl Chat {
         })
     }
 
-    /// Drops inbox messages older than the retention (each device is told how many on its
-    /// next `hello`); returns how many went.
-    pub async fn expire_inbox(&self) -> anyhow::Result<u64> {
-        let retention = i64::try_from(self.config.inbox_retention.as_millis()).unwrap_or(i64::MAX);
-        let expired = self
+    /// The chat sweep: publishes again the sends no delivery worker stored within
+    /// `republish_after` (the bus lost them: an in-process bus in a crash, a trimmed
+    /// backlog), drops inbox messages older than the retention (each device is told how many
+    /// on its next `hello`), and forgets delivered sends as old. Returns the messages dropped.
+    pub async fn sweep(&self) -> anyhow::Result<u64> {
+        let now = unix_millis();
+        let lost = self
             .db
-            .expire_inbox(unix_millis().saturating_sub(retention), 1_000)
+            .undelivered_sends(
+                now.saturating_sub(millis(self.config.republish_after)),
+                1_000,
+            )
             .await?;
+        for payload in &lost {
+            let Ok(message) = serde_json::from_slice::<send::BusMessage>(payload) else {
+                continue;
+            };
+            self.bus
+                .publish(TOPIC_MESSAGES, message.to.as_bytes(), payload)
+                .await?;
+        }
+        if !lost.is_empty() {
+            tracing::warn!(
+                republished = lost.len(),
+                "chat sends the bus lost were published again"
+            );
+        }
+        let cutoff = now.saturating_sub(millis(self.config.inbox_retention));
+        let expired = self.db.expire_inbox(cutoff, 1_000).await?;
         if expired > 0 {
             tracing::info!(expired, "chat inbox messages expired unread");
         }
+        self.db.purge_sends(cutoff).await?;
         Ok(expired)
     }
 
@@ -120,6 +145,10 @@ impl Chat {
     pub fn connections(&self) -> usize {
         self.registry.len()
     }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Unix milliseconds now.

@@ -114,6 +114,13 @@ impl Chat {
                 ));
             }
         }
+        if !valid_id(to) {
+            return Ok(refuse(
+                id,
+                "no-such-account",
+                "the recipient account does not exist",
+            ));
+        }
         if let Err(seconds) = self.per_pair.check(&pair(account, to)) {
             return Ok(limited(id, "messages to this account", seconds));
         }
@@ -173,6 +180,13 @@ impl Chat {
                 format!("a receipt names 1 to {MAX_RECEIPT_IDS} message ids of 1 to 64 characters"),
             );
         }
+        if !valid_id(&to) {
+            return refuse(
+                &id,
+                "no-such-account",
+                "the recipient account does not exist",
+            );
+        }
         if let Err(seconds) = self.per_pair.check(&pair(account, &to)) {
             return limited(&id, "receipts to this account", seconds);
         }
@@ -181,9 +195,10 @@ impl Chat {
             .unwrap_or_else(|e| failed(&id, &e))
     }
 
-    /// Whether `account` may signal `to` now (typing indicators over the limit are dropped).
+    /// Whether `account` may signal `to` now (typing indicators over the limit, or to
+    /// nonsense, are dropped).
     pub(crate) fn may_signal(&self, account: &str, to: &str) -> bool {
-        self.per_pair.check(&pair(account, to)).is_ok()
+        valid_id(to) && self.per_pair.check(&pair(account, to)).is_ok()
     }
 
     async fn try_receipt(
@@ -232,7 +247,8 @@ impl Chat {
     }
 
     /// Records a send under the client's id, publishes it unless that happened before, and
-    /// answers `sent`.
+    /// answers `sent`. The record keeps the payload until a delivery worker has stored it, so
+    /// a message the bus loses is published again (`Chat::sweep`).
     async fn commit(
         &self,
         account: &str,
@@ -242,34 +258,33 @@ impl Chat {
         kind: &str,
         envelopes: Vec<Envelope>,
     ) -> anyhow::Result<ServerFrame> {
+        let server_id = uuid::Uuid::new_v4().simple().to_string();
+        let now = unix_millis();
+        let message = BusMessage {
+            server_id: server_id.clone(),
+            from_account: account.to_owned(),
+            from_device: device,
+            to: to.to_owned(),
+            sent_at: now,
+            kind: kind.to_owned(),
+            envelopes,
+        };
         let record = self
             .db
             .record_send(
                 account,
                 i64::from(device),
                 id,
-                &uuid::Uuid::new_v4().simple().to_string(),
-                unix_millis(),
+                &server_id,
+                now,
+                &serde_json::to_vec(&message)?,
             )
             .await?;
         if !record.published {
-            // A retry of a send that was recorded but not published publishes it now, under
-            // its first server id: the inbox stores a server id once per device.
-            let message = BusMessage {
-                server_id: record.server_id.clone(),
-                from_account: account.to_owned(),
-                from_device: device,
-                to: to.to_owned(),
-                sent_at: record.created_at,
-                kind: kind.to_owned(),
-                envelopes,
-            };
+            // A retry of a send recorded but not published publishes the first record's
+            // payload, under its first server id: the inbox stores a server id once a device.
             self.bus
-                .publish(
-                    TOPIC_MESSAGES,
-                    to.as_bytes(),
-                    &serde_json::to_vec(&message)?,
-                )
+                .publish(TOPIC_MESSAGES, to.as_bytes(), &record.payload)
                 .await?;
             self.db
                 .mark_send_published(account, i64::from(device), id)

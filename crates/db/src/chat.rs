@@ -11,6 +11,8 @@ pub struct SendRecord {
     pub created_at: i64,
     /// Whether it reached the bus.
     pub published: bool,
+    /// What was (or is to be) published, until a delivery worker stored it.
+    pub payload: Vec<u8>,
 }
 
 /// A message to store in a device's inbox.
@@ -50,8 +52,8 @@ pub struct InboxRow {
 }
 
 impl Db {
-    /// Records a send under `(account, device, client_id)` with `server_id`, unless one is
-    /// recorded there already; returns the record that stands.
+    /// Records a send under `(account, device, client_id)` with `server_id` and the bus
+    /// `payload`, unless one is recorded there already; returns the record that stands.
     pub async fn record_send(
         &self,
         account: &str,
@@ -59,32 +61,76 @@ impl Db {
         client_id: &str,
         server_id: &str,
         now_ms: i64,
+        payload: &[u8],
     ) -> Result<SendRecord, DbError> {
         sqlx::query(
-            "INSERT INTO chat_sends (account_id, device_id, client_id, server_id, created_at, published) \
-             VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (account_id, device_id, client_id) DO NOTHING",
+            "INSERT INTO chat_sends \
+             (account_id, device_id, client_id, server_id, created_at, published, payload) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6) \
+             ON CONFLICT (account_id, device_id, client_id) DO NOTHING",
         )
         .bind(account)
         .bind(device)
         .bind(client_id)
         .bind(server_id)
         .bind(now_ms)
+        .bind(payload)
         .execute(&self.pool)
         .await?;
-        let (server_id, created_at, published): (String, i64, i64) = sqlx::query_as(
-            "SELECT server_id, created_at, published FROM chat_sends \
-             WHERE account_id = $1 AND device_id = $2 AND client_id = $3",
-        )
-        .bind(account)
-        .bind(device)
-        .bind(client_id)
-        .fetch_one(&self.pool)
-        .await?;
+        let (server_id, created_at, published, payload): (String, i64, i64, Option<Vec<u8>>) =
+            sqlx::query_as(
+                "SELECT server_id, created_at, published, payload FROM chat_sends \
+                 WHERE account_id = $1 AND device_id = $2 AND client_id = $3",
+            )
+            .bind(account)
+            .bind(device)
+            .bind(client_id)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(SendRecord {
             server_id,
             created_at,
             published: published != 0,
+            payload: payload.unwrap_or_default(),
         })
+    }
+
+    /// Records that a delivery worker stored send `server_id`: its payload is no longer kept.
+    pub async fn mark_send_delivered(&self, server_id: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE chat_sends SET delivered = 1, payload = NULL WHERE server_id = $1")
+            .bind(server_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Payloads of sends published before `cutoff_ms` that no delivery worker has stored
+    /// (the bus lost them), oldest first.
+    pub async fn undelivered_sends(
+        &self,
+        cutoff_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Vec<u8>>, DbError> {
+        let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
+            "SELECT payload FROM chat_sends WHERE delivered = 0 AND published = 1 \
+             AND created_at < $1 AND payload IS NOT NULL ORDER BY created_at LIMIT $2",
+        )
+        .bind(cutoff_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(p,)| p).collect())
+    }
+
+    /// Forgets delivered sends recorded before `cutoff_ms`; returns how many.
+    pub async fn purge_sends(&self, cutoff_ms: i64) -> Result<u64, DbError> {
+        Ok(
+            sqlx::query("DELETE FROM chat_sends WHERE delivered = 1 AND created_at < $1")
+                .bind(cutoff_ms)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
     }
 
     /// Records that a send reached the bus.
@@ -157,7 +203,8 @@ impl Db {
     ) -> Result<Vec<InboxRow>, DbError> {
         Ok(sqlx::query_as(
             "SELECT seq, kind, server_id, sender_account, sender_device, sent_at, body FROM inbox \
-             WHERE account_id = $1 AND device_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+             WHERE account_id = $1 AND device_id = $2 AND seq > $3 AND acked = 0 \
+             ORDER BY seq LIMIT $4",
         )
         .bind(account)
         .bind(device)
@@ -169,31 +216,37 @@ impl Db {
 
     /// Messages waiting in a device's inbox.
     pub async fn inbox_count(&self, account: &str, device: i64) -> Result<i64, DbError> {
-        let (count,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM inbox WHERE account_id = $1 AND device_id = $2")
-                .bind(account)
-                .bind(device)
-                .fetch_one(&self.pool)
-                .await?;
+        let (count,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM inbox WHERE account_id = $1 AND device_id = $2 AND acked = 0",
+        )
+        .bind(account)
+        .bind(device)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(count)
     }
 
-    /// Deletes a device's inbox messages up to `seq` (it acknowledged them); returns how many.
+    /// Marks a device's inbox messages up to `seq` acknowledged; they stay (without their
+    /// body) as tombstones until they expire, so a redelivery is not stored again. Returns
+    /// how many.
     pub async fn ack_inbox(&self, account: &str, device: i64, seq: i64) -> Result<u64, DbError> {
-        let done =
-            sqlx::query("DELETE FROM inbox WHERE account_id = $1 AND device_id = $2 AND seq <= $3")
-                .bind(account)
-                .bind(device)
-                .bind(seq)
-                .execute(&self.pool)
-                .await?;
+        let done = sqlx::query(
+            "UPDATE inbox SET acked = 1, body = $4 \
+             WHERE account_id = $1 AND device_id = $2 AND seq <= $3 AND acked = 0",
+        )
+        .bind(account)
+        .bind(device)
+        .bind(seq)
+        .bind(Vec::<u8>::new())
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 }
 
 impl Db {
-    /// Deletes inbox messages accepted before `cutoff_ms` (Unix milliseconds), counting them
-    /// per device as dropped; returns how many went.
+    /// Deletes inbox entries accepted before `cutoff_ms` (Unix milliseconds), counting the
+    /// unread ones per device as dropped; returns how many unread went.
     pub async fn expire_inbox(&self, cutoff_ms: i64, limit: i64) -> Result<u64, DbError> {
         let due: Vec<(String, i64)> = sqlx::query_as(
             "SELECT DISTINCT account_id, device_id FROM inbox WHERE sent_at < $1 LIMIT $2",
@@ -205,26 +258,34 @@ impl Db {
         let mut expired = 0;
         for (account, device) in due {
             let mut tx = self.pool.begin().await?;
-            let gone = sqlx::query(
+            let (unread,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM inbox \
+                 WHERE account_id = $1 AND device_id = $2 AND sent_at < $3 AND acked = 0",
+            )
+            .bind(&account)
+            .bind(device)
+            .bind(cutoff_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
                 "DELETE FROM inbox WHERE account_id = $1 AND device_id = $2 AND sent_at < $3",
             )
             .bind(&account)
             .bind(device)
             .bind(cutoff_ms)
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .await?;
             sqlx::query(
                 "UPDATE inbox_cursors SET dropped = dropped + $3 \
                  WHERE account_id = $1 AND device_id = $2",
             )
             .bind(&account)
             .bind(device)
-            .bind(i64::try_from(gone).unwrap_or(i64::MAX))
+            .bind(unread)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            expired += gone;
+            expired += u64::try_from(unread).unwrap_or(0);
         }
         Ok(expired)
     }

@@ -516,13 +516,13 @@ async fn devices_get_numbers_never_reused_up_to_a_limit_and_removal_revokes_toke
 async fn a_send_is_recorded_once_and_a_message_stored_once_per_device_in_order() {
     let (_dir, db) = fresh().await;
     let first = db
-        .record_send("a", 1, "c1", "s1", 100)
+        .record_send("a", 1, "c1", "s1", 100, b"p1")
         .await
         .expect("record");
     assert_eq!((first.server_id.as_str(), first.published), ("s1", false));
     db.mark_send_published("a", 1, "c1").await.expect("mark");
     let again = db
-        .record_send("a", 1, "c1", "s2", 200)
+        .record_send("a", 1, "c1", "s2", 200, b"p2")
         .await
         .expect("again");
     assert_eq!(
@@ -568,6 +568,33 @@ async fn a_send_is_recorded_once_and_a_message_stored_once_per_device_in_order()
         db.inbox_after("b", 1, 0, 10).await.expect("inbox")[0].seq,
         2
     );
+    assert_eq!(
+        db.deliver("b", 1, inbox_message("s1", 100, b"x"))
+            .await
+            .expect("late"),
+        None,
+        "an acknowledged message redelivered late is not stored again"
+    );
+
+    // The outbox: a published send stays until a delivery worker stored it.
+    assert_eq!(
+        db.undelivered_sends(150, 10).await.expect("undelivered"),
+        [b"p1".to_vec()]
+    );
+    assert!(
+        db.undelivered_sends(50, 10)
+            .await
+            .expect("too new")
+            .is_empty()
+    );
+    db.mark_send_delivered("s1").await.expect("delivered");
+    assert!(
+        db.undelivered_sends(150, 10)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    assert_eq!(db.purge_sends(150).await.expect("purge"), 1);
 }
 
 fn inbox_message<'a>(server_id: &'a str, sent_at: i64, body: &'a [u8]) -> NewInboxMessage<'a> {
