@@ -319,6 +319,10 @@ async fn a_device_on_one_node_reaches_a_device_on_another() {
         "across for 1",
         "woken on the other node"
     );
+    // Bob's device connects to the first node: its connection on the second closes.
+    let mut again = connect(&one, &bob.token).await;
+    assert_eq!(frame(&mut again).await["type"], "hello");
+    assert_eq!(frame(&mut b).await, json!({"type": "closed", "code": 4001}));
     two.shutdown().await;
     one.shutdown().await;
 }

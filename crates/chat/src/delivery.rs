@@ -32,6 +32,13 @@ const TYPING_FRESH_MS: i64 = 5_000;
 enum Signal {
     /// A device's inbox has something new.
     Inbox { account: String, device: u32 },
+    /// A device connected to `node` at `at`: its connections elsewhere, older, close.
+    Connected {
+        account: String,
+        device: u32,
+        node: String,
+        at: i64,
+    },
     /// Someone is typing to `account`.
     Typing {
         account: String,
@@ -200,10 +207,24 @@ impl Chat {
         .await;
     }
 
+    /// Tells the other gateway nodes that `device` of `account` connected here now, so that
+    /// they close its older connections (best effort).
+    pub(crate) async fn connected(&self, account: &str, device: u32, at: i64) {
+        self.signal(&Signal::Connected {
+            account: account.to_owned(),
+            device,
+            node: self.node.clone(),
+            at,
+        })
+        .await;
+    }
+
     /// Publishes a signal to every gateway node (best effort).
     async fn signal(&self, signal: &Signal) {
         let account = match signal {
-            Signal::Inbox { account, .. } | Signal::Typing { account, .. } => account,
+            Signal::Inbox { account, .. }
+            | Signal::Connected { account, .. }
+            | Signal::Typing { account, .. } => account,
         };
         let published = match serde_json::to_vec(signal) {
             Ok(payload) => {
@@ -223,6 +244,12 @@ impl Chat {
     fn on_signal(&self, payload: &[u8]) {
         match serde_json::from_slice::<Signal>(payload) {
             Ok(Signal::Inbox { account, device }) => self.registry.wake(&account, device),
+            Ok(Signal::Connected {
+                account,
+                device,
+                node,
+                at,
+            }) if node != self.node => self.registry.replace_older(&account, device, at),
             Ok(Signal::Typing {
                 account,
                 from_account,

@@ -113,7 +113,9 @@ struct Connection {
 
 impl Chat {
     async fn serve(self: Arc<Self>, socket: WebSocket, account: String, device: u32) {
-        let mut registration = self.registry.register(&account, device);
+        let now = crate::unix_millis();
+        let mut registration = self.registry.register(&account, device, now);
+        self.connected(&account, device, now).await;
         let (sink, stream) = socket.split();
         let mut connection = Connection {
             account: account.clone(),

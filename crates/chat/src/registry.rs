@@ -17,6 +17,8 @@ const EPHEMERAL_QUEUE: usize = 64;
 #[derive(Debug)]
 struct Slot {
     connection: u64,
+    /// When it registered, Unix milliseconds.
+    since: i64,
     wake: Arc<Notify>,
     replaced: CancellationToken,
     ephemeral: mpsc::Sender<ServerFrame>,
@@ -43,14 +45,16 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Registers a connection of a device, replacing (and cancelling) an older one.
-    pub(crate) fn register(&self, account: &str, device: u32) -> Registration {
+    /// Registers a connection of a device made at `now` (Unix milliseconds), replacing (and
+    /// cancelling) an older one.
+    pub(crate) fn register(&self, account: &str, device: u32, now: i64) -> Registration {
         let connection = self.next.fetch_add(1, Ordering::Relaxed);
         let wake = Arc::new(Notify::new());
         let replaced = CancellationToken::new();
         let (sender, ephemeral) = mpsc::channel(EPHEMERAL_QUEUE);
         let slot = Slot {
             connection,
+            since: now,
             wake: wake.clone(),
             replaced: replaced.clone(),
             ephemeral: sender,
@@ -84,6 +88,18 @@ impl Registry {
             if devices.is_empty() {
                 accounts.remove(account);
             }
+        }
+    }
+
+    /// Closes the device's connection on this node if it is older than `at` (a newer one
+    /// opened on another node; a replayed, stale signal leaves newer connections alone).
+    pub(crate) fn replace_older(&self, account: &str, device: u32, at: i64) {
+        let mut accounts = self.lock();
+        if let Some(devices) = accounts.get_mut(account)
+            && devices.get(&device).is_some_and(|s| s.since < at)
+            && let Some(old) = devices.remove(&device)
+        {
+            old.replaced.cancel();
         }
     }
 
