@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use futures_util::StreamExt;
 use rand::Rng;
 use sealpost_auth::unix_now;
+use sealpost_db::BlobRow;
 use sealpost_store::{BlobId, Manifest};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -18,9 +19,9 @@ use crate::error::{ApiError, ApiResult};
 const CHUNK: usize = 256 << 10;
 
 impl BlobService {
-    /// Copies live blob `id` into a new file at `path`, streaming; returns its size.
-    pub async fn copy_to_file(&self, id: &str, path: &Path) -> ApiResult<u64> {
-        let (_, row) = self.live(id).await?;
+    /// Copies the blob `row` (looked up with [`BlobService::live`]) into a new file at
+    /// `path`, streaming; returns its size.
+    pub async fn copy_to_file(&self, row: &BlobRow, path: &Path) -> ApiResult<u64> {
         let size = u64::try_from(row.size).unwrap_or(0);
         let mut stream = self.store.read(&row.storage_key, 0..size).await?;
         let mut file = tokio::fs::File::create_new(path).await.map_err(io)?;

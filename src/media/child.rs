@@ -5,13 +5,12 @@
 //! (H.264 + AAC MP4); audio gets an AAC M4A. The parent trusts a report only with the exit
 //! status it implies (0 ready, 3 refused, 1 worth retrying), and only the files it names.
 
-use std::io::Read;
 use std::path::Path;
 
 use sealpost_transcode::image::{Format, Rendition, thumbnail_set, thumbnails};
-use sealpost_transcode::sniff::SNIFF_LEN;
+use sealpost_transcode::sniff::sniff_file;
 use sealpost_transcode::video::{self, WebRendition};
-use sealpost_transcode::{ImageLimits, TranscodeError, VideoLimits, sniff};
+use sealpost_transcode::{ImageLimits, TranscodeError, VideoLimits};
 use serde::{Deserialize, Serialize};
 
 /// The web rendition's name.
@@ -93,11 +92,7 @@ fn process(
     image_limits: &ImageLimits,
     video_limits: &VideoLimits,
 ) -> Result<ChildReport, TranscodeError> {
-    let mut head = Vec::with_capacity(SNIFF_LEN);
-    std::fs::File::open(input)?
-        .take(SNIFF_LEN as u64)
-        .read_to_end(&mut head)?;
-    match sniff(&head) {
+    match sniff_file(input)? {
         Some(kind) if kind.is_image() => {
             let made = thumbnails(input, image_limits)?;
             let renditions = write_thumbnails(output, made.renditions)?;
@@ -117,9 +112,19 @@ fn process(
     }
 }
 
-/// Video or audio: the poster's thumbnails (video) and the web rendition.
+/// Video or audio: the web rendition, and the poster's thumbnails (video).
 fn av(input: &Path, output: &Path, limits: &VideoLimits) -> Result<ChildReport, TranscodeError> {
-    let info = video::probe(input, limits)?;
+    let file = format!("{WEB}.mp4");
+    let partial = output.join(format!(".{file}.partial"));
+    let (info, web): (_, WebRendition) = video::transcode(input, &partial, limits)?;
+    std::fs::rename(&partial, output.join(&file))?;
+    let web = ChildRendition {
+        name: WEB.to_owned(),
+        mime: web.mime().to_owned(),
+        width: web.width,
+        height: web.height,
+        file,
+    };
     let (mut renditions, blurhash) = if info.video.is_some() {
         let (_, poster) = video::poster(input, limits)?;
         let (blurhash, thumbs) = thumbnail_set(&poster)?;
@@ -127,17 +132,7 @@ fn av(input: &Path, output: &Path, limits: &VideoLimits) -> Result<ChildReport, 
     } else {
         (Vec::new(), String::new())
     };
-    let file = format!("{WEB}.mp4");
-    let partial = output.join(format!(".{file}.partial"));
-    let (_, web): (_, WebRendition) = video::transcode(input, &partial, limits)?;
-    std::fs::rename(&partial, output.join(&file))?;
-    renditions.push(ChildRendition {
-        name: WEB.to_owned(),
-        mime: web.mime().to_owned(),
-        width: web.width,
-        height: web.height,
-        file,
-    });
+    renditions.push(web);
     let (width, height) = info
         .video
         .as_ref()

@@ -265,7 +265,7 @@ impl MediaWorker {
         tokio::fs::create_dir(&output)
             .await
             .context("cannot create the output directory")?;
-        self.blobs.copy_to_file(blob_id, &input).await?;
+        self.blobs.copy_to_file(&blob, &input).await?;
         let report = match self.sandbox.transcode(&input, &output).await {
             ChildRun::Report(report) => report,
             ChildRun::TimedOut => {

@@ -95,13 +95,7 @@ fn sniffed_mime(path: &Path) -> Option<&'static str> {
 
 /// What the file at `path` is, from its first bytes.
 fn sniffed(path: &Path) -> Option<sealpost_transcode::MediaType> {
-    let mut head = Vec::with_capacity(sealpost_transcode::sniff::SNIFF_LEN);
-    std::fs::File::open(path)
-        .ok()?
-        .take(sealpost_transcode::sniff::SNIFF_LEN as u64)
-        .read_to_end(&mut head)
-        .ok()?;
-    sealpost_transcode::sniff(&head)
+    sealpost_transcode::sniff::sniff_file(path).ok().flatten()
 }
 
 /// The MIME type its name suggests, for files whose bytes say nothing known.

@@ -80,6 +80,16 @@ impl MediaType {
 /// How many leading bytes [`sniff`] looks at.
 pub const SNIFF_LEN: usize = 64;
 
+/// The type of the file at `path`, from its first [`SNIFF_LEN`] bytes.
+pub fn sniff_file(path: &std::path::Path) -> std::io::Result<Option<MediaType>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(SNIFF_LEN);
+    std::fs::File::open(path)?
+        .take(SNIFF_LEN as u64)
+        .read_to_end(&mut head)?;
+    Ok(sniff(&head))
+}
+
 /// The type of a file starting with `head` (give it at least [`SNIFF_LEN`] bytes when the file
 /// has them), or `None` when it is none of the known types.
 pub fn sniff(head: &[u8]) -> Option<MediaType> {

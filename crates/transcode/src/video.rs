@@ -12,7 +12,7 @@ use ff::{Dictionary, Rational, codec, filter, format, frame, media};
 use ffmpeg_next as ff;
 use image::{DynamicImage, RgbImage};
 
-use crate::sniff::{MediaType, sniff};
+use crate::sniff::{MediaType, sniff_file};
 use crate::{TranscodeError, VideoLimits};
 
 /// Demuxers a preview may use: MP4/MOV/3GP, Matroska/WebM, Ogg, MP3, WAV, FLAC.
@@ -349,9 +349,7 @@ impl Opened {
                 limit: limits.max_bytes,
             });
         }
-        let mut head = [0u8; crate::sniff::SNIFF_LEN];
-        let read = read_head(path, &mut head)?;
-        let media_type = sniff(&head[..read]).ok_or(TranscodeError::Unsupported("unknown"))?;
+        let media_type = sniff_file(path)?.ok_or(TranscodeError::Unsupported("unknown"))?;
         if !handles(media_type) {
             return Err(TranscodeError::Unsupported(media_type.name()));
         }
@@ -444,20 +442,6 @@ fn start_seconds(stream: &format::stream::Stream<'_>) -> Option<f64> {
     #[allow(clippy::cast_precision_loss)]
     (start != i64::MIN && base.denominator() > 0)
         .then(|| start as f64 * f64::from(base.numerator()) / f64::from(base.denominator()))
-}
-
-fn read_head(path: &Path, head: &mut [u8]) -> Result<usize, TranscodeError> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut filled = 0;
-    while filled < head.len() {
-        let n = file.read(&mut head[filled..])?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    Ok(filled)
 }
 
 /// An attached picture (an MP3's or M4A's cover) is not a video.
