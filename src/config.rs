@@ -95,6 +95,8 @@ pub struct ChatSettings {
     /// How often sends the bus lost are published again and expired inbox messages dropped.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
+    /// Most members a group may have.
+    pub max_group_members: usize,
 }
 
 impl Default for ChatSettings {
@@ -112,6 +114,7 @@ impl Default for ChatSettings {
             inbox_retention: chat.inbox_retention,
             republish_after: chat.republish_after,
             sweep_interval: Duration::from_secs(30),
+            max_group_members: chat.max_group_members,
         }
     }
 }
@@ -130,6 +133,7 @@ impl ChatSettings {
             bytes_per_device_per_minute: self.bytes_per_device_per_minute,
             inbox_retention: self.inbox_retention,
             republish_after: self.republish_after,
+            max_group_members: self.max_group_members,
         }
     }
 
@@ -137,6 +141,10 @@ impl ChatSettings {
     pub fn validate(&self) -> anyhow::Result<()> {
         let zero = Duration::ZERO;
         anyhow::ensure!(self.window > 0, "chat.window must be at least 1");
+        anyhow::ensure!(
+            self.max_group_members >= 2,
+            "chat.max_group_members must be at least 2"
+        );
         anyhow::ensure!(
             self.max_frame > self.max_body,
             "chat.max_frame must be more than chat.max_body"

@@ -14,6 +14,9 @@ pub enum ApiError {
     /// Authentication or account errors.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// Group errors.
+    #[error(transparent)]
+    Group(#[from] sealpost_chat::GroupError),
     /// A malformed header, body or parameter.
     #[error("{1}")]
     BadRequest(&'static str, String),
@@ -107,6 +110,7 @@ impl ApiError {
     pub fn status_code(&self) -> (u16, &'static str) {
         match self {
             Self::Auth(e) => e.status_code(),
+            Self::Group(e) => e.status_code(),
             Self::BadRequest(code, _) => (400, code),
             Self::NotFound(_) => (404, "not-found"),
             Self::MethodNotAllowed => (405, "method-not-allowed"),
@@ -135,8 +139,10 @@ impl ApiError {
 
     /// The problem details body.
     pub fn to_problem(&self) -> Problem {
-        if let Self::Auth(e) = self {
-            return e.to_problem();
+        match self {
+            Self::Auth(e) => return e.to_problem(),
+            Self::Group(e) => return e.to_problem(),
+            _ => {}
         }
         let (status, code) = self.status_code();
         if status >= 500 && !matches!(self, Self::Unavailable(..)) {

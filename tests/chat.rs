@@ -9,114 +9,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{TestApp, User, phone, rand_bytes, settings_in};
-use ed25519_dalek::SigningKey;
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+use common::chat::{body, connect, frame, frame_within, put, second_device, send};
+use common::{TestApp, phone, settings_in};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Generous: a Kafka consumer group takes a few seconds to form.
-const WAIT: Duration = Duration::from_secs(60);
-
-async fn connect(app: &TestApp, token: &str) -> Socket {
-    let mut request = format!("ws://{}/v1/chat", app.addr)
-        .into_client_request()
-        .expect("request");
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    let (socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("connect");
-    socket
-}
-
-/// The next frame within `wait`, if one comes.
-async fn frame_within(socket: &mut Socket, wait: Duration) -> Option<Value> {
-    tokio::time::timeout(wait, frame(socket)).await.ok()
-}
-
-/// The next frame that is not a ping.
-async fn frame(socket: &mut Socket) -> Value {
-    loop {
-        let message = tokio::time::timeout(WAIT, socket.next())
-            .await
-            .expect("a frame within the wait")
-            .expect("open")
-            .expect("frame");
-        match message {
-            Message::Text(text) => return serde_json::from_str(&text).expect("JSON frame"),
-            Message::Close(close) => {
-                return json!({"type": "closed", "code": close.map(|c| u16::from(c.code))});
-            }
-            _ => {}
-        }
-    }
-}
-
-async fn put(socket: &mut Socket, frame: Value) {
-    socket
-        .send(Message::Text(frame.to_string().into()))
-        .await
-        .expect("send");
-}
-
-/// A `send` of `text` to each of `devices` of account `to`.
-fn send(id: &str, to: &str, devices: &[u32], text: &str) -> Value {
-    let envelopes: Vec<Value> = devices
-        .iter()
-        .map(|d| json!({"device_id": d, "body": STANDARD.encode(format!("{text} for {d}"))}))
-        .collect();
-    json!({"type": "send", "id": id, "to": to, "envelopes": envelopes})
-}
-
-fn body(frame: &Value) -> String {
-    String::from_utf8(
-        STANDARD
-            .decode(frame["body"].as_str().expect("body"))
-            .expect("base64"),
-    )
-    .expect("utf-8")
-}
-
-/// Links a second device to `user` and logs it in; returns its token.
-async fn second_device(app: &TestApp, user: &User) -> String {
-    let code: Value = app
-        .client
-        .post(app.url("/v1/devices/link-codes"))
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .expect("code")
-        .json()
-        .await
-        .expect("json");
-    let key = SigningKey::from_bytes(&rand_bytes());
-    let res = app
-        .client
-        .post(app.url("/v1/devices"))
-        .json(
-            &json!({"phone": user.phone, "code": code["code"], "name": "Laptop",
-                      "identity_key": STANDARD.encode(key.verifying_key().as_bytes())}),
-        )
-        .send()
-        .await
-        .expect("link");
-    assert_eq!(res.status(), 201);
-    let challenge = app.device_challenge(&user.phone, 2).await;
-    let token: Value = app
-        .token_request(&user.phone, &challenge, &key)
-        .await
-        .json()
-        .await
-        .expect("json");
-    token["token"].as_str().expect("token").to_owned()
-}
 
 #[tokio::test]
 async fn a_message_reaches_an_offline_device_from_its_inbox_once_and_in_order() {
@@ -478,4 +374,74 @@ async fn a_sent_message_the_bus_lost_is_published_again_from_its_record() {
     assert_eq!(body(&m), "still here for 1");
     node.shutdown().await;
     gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reused_id_is_answered_the_same_for_the_same_message_and_refused_for_another() {
+    let app = TestApp::spawn().await;
+    let (alice, bob) = (app.user(&phone()).await, app.user(&phone()).await);
+    let mut a = connect(&app, &alice.token).await;
+    frame(&mut a).await;
+    put(&mut a, send("m1", &bob.account_id, &[1], "first")).await;
+    let sent = frame(&mut a).await;
+    assert_eq!(sent["type"], "sent", "{sent}");
+    put(&mut a, send("m1", &bob.account_id, &[1], "first")).await;
+    assert_eq!(frame(&mut a).await, sent, "a retry gets the same answer");
+    put(&mut a, send("m1", &bob.account_id, &[1], "second")).await;
+    let refused = frame(&mut a).await;
+    assert_eq!(
+        (
+            refused["type"].as_str(),
+            refused["code"].as_str(),
+            refused["id"].as_str()
+        ),
+        (Some("error"), Some("id-reused"), Some("m1")),
+        "{refused}"
+    );
+    let mut b = connect(&app, &bob.token).await;
+    frame(&mut b).await;
+    let message = frame(&mut b).await;
+    assert_eq!(body(&message), "first for 1");
+    assert_eq!(frame_within(&mut b, Duration::from_secs(1)).await, None);
+}
+
+#[tokio::test]
+async fn a_removed_device_a_revoked_token_and_an_expired_token_lose_their_connection() {
+    let app = TestApp::spawn_with(|s| s.auth.token_ttl = Duration::from_secs(3)).await;
+    let alice = app.user(&phone()).await;
+    let laptop = second_device(&app, &alice).await;
+    let mut l = connect(&app, &laptop).await;
+    assert_eq!(frame(&mut l).await["device_id"], 2);
+    let removed = app
+        .client
+        .delete(app.url("/v1/devices/2"))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .expect("remove");
+    assert_eq!(removed.status(), 204);
+    assert_eq!(frame(&mut l).await, json!({"type": "closed", "code": 4003}));
+
+    // Logging out closes only the connection made with that token.
+    let bob = app.user(&phone()).await;
+    let mut b = connect(&app, &bob.token).await;
+    frame(&mut b).await;
+    let out = app
+        .client
+        .delete(app.url("/v1/auth/token"))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(out.status(), 204);
+    assert_eq!(frame(&mut b).await, json!({"type": "closed", "code": 4003}));
+
+    // A token that expires while connected ends its connection (tokens here live 3 s).
+    let carol = app.user(&phone()).await;
+    let mut c = connect(&app, &carol.token).await;
+    frame(&mut c).await;
+    assert_eq!(
+        frame_within(&mut c, Duration::from_secs(10)).await,
+        Some(json!({"type": "closed", "code": 4004}))
+    );
 }

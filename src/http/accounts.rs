@@ -76,7 +76,8 @@ pub async fn issue_token(
     Ok(Json(state.auth.token(req, conn.addr.ip()).await?))
 }
 
-/// Revokes the bearer token this request carries.
+/// Revokes the bearer token this request carries; a chat connection made with it closes
+/// (4003).
 #[utoipa::path(
     delete, path = "/v1/auth/token", tag = "accounts",
     responses(
@@ -90,5 +91,10 @@ pub async fn revoke_token(
     auth: Authenticated,
 ) -> ApiResult<StatusCode> {
     state.auth.revoke(&auth.token).await?;
+    let token_hash = sealpost_auth::token_hash(&auth.token);
+    state
+        .chat
+        .revoked(&auth.account_id, auth.device_id, Some(token_hash))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -70,8 +70,9 @@ pub async fn list_devices(
     Ok(Json(state.auth.devices(&auth.account_id).await?))
 }
 
-/// Removes a device and revokes its tokens: the first device may remove any other, any other
-/// device only itself. The first device cannot be removed.
+/// Removes a device and revokes its tokens (its chat connection closes with 4003): the first
+/// device may remove any other, any other device only itself. The first device cannot be
+/// removed.
 #[utoipa::path(
     delete, path = "/v1/devices/{device_id}", tag = "devices",
     params(("device_id" = u32, Path, description = "The device's number")),
@@ -96,5 +97,6 @@ pub async fn remove_device(
         .auth
         .remove_device(&auth.account_id, auth.device_id, device_id)
         .await?;
+    state.chat.revoked(&auth.account_id, device_id, None).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod blobs;
 pub mod devices;
+pub mod groups;
 pub mod interim;
 pub mod json;
 pub mod media;
@@ -58,9 +59,13 @@ fn media_routes() -> OpenApiRouter<AppState> {
         .merge(upload_routes)
 }
 
-/// The chat gateway (`--role chat`).
+/// The chat gateway and groups (`--role chat`).
 fn chat_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(sealpost_chat::upgrade))
+    OpenApiRouter::new()
+        .routes(routes!(sealpost_chat::upgrade))
+        .routes(routes!(groups::create_group, groups::list_groups))
+        .routes(routes!(groups::get_group))
+        .routes(routes!(groups::set_member, groups::remove_member))
 }
 
 /// What every role serves: health, readiness, metrics.

@@ -2,6 +2,7 @@
 //! register, log in and drive uploads.
 #![allow(dead_code, unreachable_pub, clippy::cast_possible_truncation)]
 
+pub mod chat;
 pub mod nginx;
 
 use std::net::SocketAddr;

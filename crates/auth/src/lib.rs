@@ -10,7 +10,7 @@ mod validate;
 pub use error::AuthError;
 pub use extract::{Authenticated, bearer_token};
 pub use limiter::RateLimiter;
-pub use service::{AuthConfig, AuthService};
+pub use service::{AuthConfig, AuthService, Session, token_hash};
 pub use validate::{validate_name, validate_phone};
 
 /// Unix seconds now.

@@ -57,6 +57,24 @@ pub struct AuthService {
     by_address: RateLimiter,
 }
 
+/// What a valid bearer token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The account.
+    pub account_id: String,
+    /// The device the token was issued to.
+    pub device_id: u32,
+    /// When the token expires, Unix seconds.
+    pub expires_at: i64,
+    /// The token's SHA-256, hex (how it is stored, and named when it is revoked).
+    pub token_hash: String,
+}
+
+/// The SHA-256 of a bearer token, hex: how tokens are stored and named.
+pub fn token_hash(token: &str) -> String {
+    sha256_hex(token.as_bytes())
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -222,11 +240,24 @@ impl AuthService {
 
     /// The account and device a bearer token authenticates.
     pub async fn authenticate(&self, token: &str) -> Result<(String, u32), AuthError> {
-        self.db
-            .token_device(&sha256_hex(token.as_bytes()), unix_now())
+        let session = self.session(token).await?;
+        Ok((session.account_id, session.device_id))
+    }
+
+    /// What a bearer token authenticates, and until when.
+    pub async fn session(&self, token: &str) -> Result<Session, AuthError> {
+        let token_hash = sha256_hex(token.as_bytes());
+        let (account_id, device, expires_at) = self
+            .db
+            .token_device(&token_hash, unix_now())
             .await?
-            .map(|(account, device)| (account, device_number(device)))
-            .ok_or(AuthError::InvalidToken)
+            .ok_or(AuthError::InvalidToken)?;
+        Ok(Session {
+            account_id,
+            device_id: device_number(device),
+            expires_at,
+            token_hash,
+        })
     }
 
     /// Makes a single-use code with which a new device can join `account`'s devices.

@@ -30,14 +30,21 @@ const TYPING_FRESH_MS: i64 = 5_000;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "signal", rename_all = "snake_case")]
 enum Signal {
-    /// A device's inbox has something new.
-    Inbox { account: String, device: u32 },
+    /// These devices' inboxes have something new.
+    Inbox { devices: Vec<(String, u32)> },
     /// A device connected to `node` at `at`: its connections elsewhere, older, close.
     Connected {
         account: String,
         device: u32,
         node: String,
         at: i64,
+    },
+    /// A device was removed (`token_hash` none) or one of its tokens revoked: its
+    /// connections (with that token) close.
+    Revoked {
+        account: String,
+        device: u32,
+        token_hash: Option<String>,
     },
     /// Someone is typing to `account`.
     Typing {
@@ -165,8 +172,8 @@ impl Chat {
             tracing::warn!(offset = record.offset, "skipping a malformed chat message");
             return Ok(());
         };
-        for envelope in &message.envelopes {
-            let Ok(body) = STANDARD.decode(&envelope.body) else {
+        for copy in &message.copies {
+            let Ok(body) = STANDARD.decode(&copy.body) else {
                 continue;
             };
             let stored = NewInboxMessage {
@@ -175,61 +182,84 @@ impl Chat {
                 sender_device: i64::from(message.from_device),
                 sent_at: message.sent_at,
                 kind: &message.kind,
+                group: message.group.as_deref(),
                 body: &body,
             };
             self.db
-                .deliver(&message.to, i64::from(envelope.device_id), stored)
+                .deliver(&copy.account, i64::from(copy.device), stored)
                 .await?;
         }
         self.db.mark_send_delivered(&message.server_id).await?;
-        for envelope in &message.envelopes {
-            self.registry.wake(&message.to, envelope.device_id);
-            // A lost wake-up only delays the message until the next one or a reconnect.
-            self.signal(&Signal::Inbox {
-                account: message.to.clone(),
-                device: envelope.device_id,
-            })
-            .await;
+        if message.copies.is_empty() {
+            return Ok(());
         }
+        let devices: Vec<(String, u32)> = message
+            .copies
+            .into_iter()
+            .map(|c| (c.account, c.device))
+            .collect();
+        for (account, device) in &devices {
+            self.registry.wake(account, *device);
+        }
+        // A lost wake-up only delays the message until the next one or a reconnect.
+        self.signal(&message.key, &Signal::Inbox { devices }).await;
         Ok(())
     }
 
     /// Tells the connected devices of `to` that `device` of `account` started or stopped
     /// typing: through the bus to every gateway node, never stored.
     pub(crate) async fn typing(&self, account: &str, device: u32, to: &str, state: TypingState) {
-        self.signal(&Signal::Typing {
-            account: to.to_owned(),
-            from_account: account.to_owned(),
-            from_device: device,
-            state,
-            at: unix_millis(),
-        })
+        self.signal(
+            to,
+            &Signal::Typing {
+                account: to.to_owned(),
+                from_account: account.to_owned(),
+                from_device: device,
+                state,
+                at: unix_millis(),
+            },
+        )
         .await;
     }
 
     /// Tells the other gateway nodes that `device` of `account` connected here now, so that
     /// they close its older connections (best effort).
     pub(crate) async fn connected(&self, account: &str, device: u32, at: i64) {
-        self.signal(&Signal::Connected {
-            account: account.to_owned(),
-            device,
-            node: self.node.clone(),
-            at,
-        })
+        self.signal(
+            account,
+            &Signal::Connected {
+                account: account.to_owned(),
+                device,
+                node: self.node.clone(),
+                at,
+            },
+        )
         .await;
     }
 
-    /// Publishes a signal to every gateway node (best effort).
-    async fn signal(&self, signal: &Signal) {
-        let account = match signal {
-            Signal::Inbox { account, .. }
-            | Signal::Connected { account, .. }
-            | Signal::Typing { account, .. } => account,
-        };
+    /// Closes the connections of `device` of `account` on every gateway node: all of them
+    /// (the device was removed) or those authenticated with `token_hash` (it was revoked).
+    /// Best effort across nodes: a connection the signal misses closes when its token expires
+    /// or the device reconnects, and its token no longer works for anything else.
+    pub async fn revoked(&self, account: &str, device: u32, token_hash: Option<String>) {
+        self.registry.revoke(account, device, token_hash.as_deref());
+        self.signal(
+            account,
+            &Signal::Revoked {
+                account: account.to_owned(),
+                device,
+                token_hash,
+            },
+        )
+        .await;
+    }
+
+    /// Publishes a signal to every gateway node, keyed by `key` (best effort).
+    async fn signal(&self, key: &str, signal: &Signal) {
         let published = match serde_json::to_vec(signal) {
             Ok(payload) => {
                 self.bus
-                    .publish(TOPIC_WAKEUPS, account.as_bytes(), &payload)
+                    .publish(TOPIC_WAKEUPS, key.as_bytes(), &payload)
                     .await
             }
             Err(e) => Err(sealpost_bus::BusError::Config(e.to_string())),
@@ -243,13 +273,24 @@ impl Chat {
     /// indicator to the connected devices.
     fn on_signal(&self, payload: &[u8]) {
         match serde_json::from_slice::<Signal>(payload) {
-            Ok(Signal::Inbox { account, device }) => self.registry.wake(&account, device),
+            Ok(Signal::Inbox { devices }) => {
+                for (account, device) in devices {
+                    self.registry.wake(&account, device);
+                }
+            }
             Ok(Signal::Connected {
                 account,
                 device,
                 node,
                 at,
             }) if node != self.node => self.registry.replace_older(&account, device, at),
+            Ok(Signal::Revoked {
+                account,
+                device,
+                token_hash,
+            }) => self
+                .registry
+                .revoke(&account, device, token_hash.as_deref()),
             Ok(Signal::Typing {
                 account,
                 from_account,

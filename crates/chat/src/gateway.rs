@@ -13,18 +13,21 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use sealpost_auth::bearer_token;
+use sealpost_auth::{Session, bearer_token};
 use sealpost_db::InboxRow;
 use sealpost_proto::{ClientFrame, Problem, Sender, ServerFrame};
 use serde::Deserialize;
 
 use crate::Chat;
-use crate::send::ReceiptBody;
+use crate::registry::Kick;
+use crate::send::{GroupBody, ReceiptBody};
 
 /// The subprotocol the server speaks.
 pub const SUBPROTOCOL: &str = "sealpost.v1";
 /// Close codes (docs/protocol.md).
 const CLOSE_REPLACED: u16 = 4001;
+const CLOSE_REVOKED: u16 = 4003;
+const CLOSE_TOKEN_EXPIRED: u16 = 4004;
 const CLOSE_TOO_SLOW: u16 = 4008;
 const CLOSE_RESTARTING: u16 = 1012;
 const CLOSE_UNSUPPORTED: u16 = 1003;
@@ -60,8 +63,8 @@ pub async fn upgrade(
         (Err(_), Some(token), _) | (Err(_), None, Some(token)) => token.clone(),
         (Err(e), None, None) => return e.into_response(),
     };
-    let (account, device) = match chat.auth.authenticate(&token).await {
-        Ok(found) => found,
+    let session = match chat.auth.session(&token).await {
+        Ok(session) => session,
         Err(e) => return e.into_response(),
     };
     let Ok(ws) = ws else {
@@ -78,7 +81,7 @@ pub async fn upgrade(
         ws
     };
     ws.max_message_size(chat.config.max_frame)
-        .on_upgrade(move |socket| async move { chat.serve(socket, account, device).await })
+        .on_upgrade(move |socket| async move { chat.serve(socket, session).await })
 }
 
 /// The token in a `Sec-WebSocket-Protocol: sealpost.v1, bearer.<token>` offer.
@@ -112,9 +115,15 @@ struct Connection {
 }
 
 impl Chat {
-    async fn serve(self: Arc<Self>, socket: WebSocket, account: String, device: u32) {
+    async fn serve(self: Arc<Self>, socket: WebSocket, session: Session) {
+        let Session {
+            account_id: account,
+            device_id: device,
+            expires_at,
+            token_hash,
+        } = session;
         let now = crate::unix_millis();
-        let mut registration = self.registry.register(&account, device, now);
+        let mut registration = self.registry.register(&account, device, &token_hash, now);
         self.connected(&account, device, now).await;
         let (sink, stream) = socket.split();
         let mut connection = Connection {
@@ -125,7 +134,14 @@ impl Chat {
             pushed: 0,
         };
         tracing::debug!(account, device, "chat connected");
-        let end = match self.run(&mut connection, stream, &mut registration).await {
+        let expiry = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(
+                u64::try_from(expires_at.saturating_mul(1000).saturating_sub(now)).unwrap_or(0),
+            );
+        let end = match self
+            .run(&mut connection, stream, &mut registration, expiry)
+            .await
+        {
             Ok(end) => end,
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "chat connection failed");
@@ -153,6 +169,7 @@ impl Chat {
         c: &mut Connection,
         mut stream: SplitStream<WebSocket>,
         registration: &mut crate::registry::Registration,
+        expiry: tokio::time::Instant,
     ) -> anyhow::Result<End> {
         let pending = self.db.inbox_count(&c.account, i64::from(c.device)).await?;
         let dropped = self
@@ -176,7 +193,11 @@ impl Chat {
         let mut last_heard = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                () = registration.replaced.cancelled() => return Ok(End::Close(CLOSE_REPLACED, "replaced")),
+                kick = registration.kicker.kicked() => return Ok(match kick {
+                    Kick::Replaced => End::Close(CLOSE_REPLACED, "replaced"),
+                    Kick::Revoked => End::Close(CLOSE_REVOKED, "revoked"),
+                }),
+                () = tokio::time::sleep_until(expiry) => return Ok(End::Close(CLOSE_TOKEN_EXPIRED, "token-expired")),
                 () = self.shutdown.cancelled() => return Ok(End::Close(CLOSE_RESTARTING, "restarting")),
                 Some(frame) = registration.ephemeral.recv() => {
                     if !self.write(c, &frame).await {
@@ -238,6 +259,14 @@ impl Chat {
         match frame {
             ClientFrame::Send { id, to, envelopes } => Ok(Some(
                 self.send(&c.account, c.device, id, to, envelopes).await,
+            )),
+            ClientFrame::SendGroup {
+                id,
+                group,
+                envelopes,
+            } => Ok(Some(
+                self.send_group(&c.account, c.device, id, group, envelopes)
+                    .await,
             )),
             ClientFrame::Receipt {
                 id,
@@ -320,7 +349,8 @@ impl Chat {
     }
 }
 
-/// The frame an inbox entry is pushed as: a message, or a receipt (whose body the server made).
+/// The frame an inbox entry is pushed as: a message, or a receipt or group change (whose
+/// body the server made).
 fn inbox_frame(row: InboxRow) -> ServerFrame {
     let seq = u64::try_from(row.seq).unwrap_or(0);
     let from = Sender {
@@ -339,11 +369,26 @@ fn inbox_frame(row: InboxRow) -> ServerFrame {
             ids: receipt.ids,
         };
     }
+    if row.kind == "group"
+        && let Ok(change) = serde_json::from_slice::<GroupBody>(&row.body)
+    {
+        return ServerFrame::Group {
+            seq,
+            server_id: row.server_id,
+            from,
+            timestamp: row.sent_at,
+            group: row.group_id,
+            change: change.change,
+            members: change.members,
+            version: change.version,
+        };
+    }
     ServerFrame::Message {
         seq,
         server_id: row.server_id,
         from,
         timestamp: row.sent_at,
+        group: (!row.group_id.is_empty()).then_some(row.group_id),
         body: STANDARD.encode(&row.body),
     }
 }

@@ -4,6 +4,7 @@
 
 mod delivery;
 mod gateway;
+mod groups;
 mod registry;
 mod send;
 
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use delivery::DELIVERY_GROUP;
 pub use gateway::{__path_upgrade, SUBPROTOCOL, TokenQuery, upgrade};
+pub use groups::GroupError;
 
 /// The topic messages go to, keyed by recipient account.
 pub const TOPIC_MESSAGES: &str = "chat.messages";
@@ -47,6 +49,8 @@ pub struct ChatConfig {
     pub inbox_retention: Duration,
     /// A send no delivery worker stored after this long is published again.
     pub republish_after: Duration,
+    /// Most members a group may have.
+    pub max_group_members: usize,
 }
 
 impl Default for ChatConfig {
@@ -62,6 +66,7 @@ impl Default for ChatConfig {
             bytes_per_device_per_minute: 16 << 20,
             inbox_retention: Duration::from_secs(30 * 24 * 3600),
             republish_after: Duration::from_secs(30),
+            max_group_members: 256,
         }
     }
 }
@@ -123,7 +128,7 @@ impl Chat {
                 continue;
             };
             self.bus
-                .publish(TOPIC_MESSAGES, message.to.as_bytes(), payload)
+                .publish(TOPIC_MESSAGES, message.key.as_bytes(), payload)
                 .await?;
         }
         if !lost.is_empty() {

@@ -1,10 +1,10 @@
 //! The devices connected to this node: one connection each (a new one replaces the old), the
-//! wake-up that tells a connection its inbox has something new, and the queue of ephemeral
-//! frames (typing) for it.
+//! wake-up that tells a connection its inbox has something new, the queue of ephemeral
+//! frames (typing) for it, and why it must close (replaced, revoked).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sealpost_proto::ServerFrame;
 use tokio::sync::{Notify, mpsc};
@@ -13,14 +13,46 @@ use tokio_util::sync::CancellationToken;
 /// Ephemeral frames a connection may have queued; more are dropped (they are only hints).
 const EPHEMERAL_QUEUE: usize = 64;
 
+/// Why a connection is told to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kick {
+    /// A newer connection of the device took its place.
+    Replaced,
+    /// Its device was removed or its token revoked.
+    Revoked,
+}
+
+/// Tells a connection to close, and why.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Kicker {
+    token: CancellationToken,
+    why: Arc<OnceLock<Kick>>,
+}
+
+impl Kicker {
+    fn kick(&self, why: Kick) {
+        // The first reason stands.
+        let _ = self.why.set(why);
+        self.token.cancel();
+    }
+
+    /// Resolves with the reason once the connection is to close.
+    pub(crate) async fn kicked(&self) -> Kick {
+        self.token.cancelled().await;
+        self.why.get().copied().unwrap_or(Kick::Replaced)
+    }
+}
+
 /// One device's connection, as the registry knows it.
 #[derive(Debug)]
 struct Slot {
     connection: u64,
     /// When it registered, Unix milliseconds.
     since: i64,
+    /// The token it authenticated with (SHA-256, hex).
+    token_hash: String,
     wake: Arc<Notify>,
-    replaced: CancellationToken,
+    kicker: Kicker,
     ephemeral: mpsc::Sender<ServerFrame>,
 }
 
@@ -31,8 +63,8 @@ pub(crate) struct Registration {
     pub(crate) connection: u64,
     /// Notified when the device's inbox may have something new.
     pub(crate) wake: Arc<Notify>,
-    /// Cancelled when a newer connection of the device replaces this one.
-    pub(crate) replaced: CancellationToken,
+    /// Fires when the connection must close: replaced or revoked.
+    pub(crate) kicker: Kicker,
     /// Ephemeral frames for the device.
     pub(crate) ephemeral: mpsc::Receiver<ServerFrame>,
 }
@@ -45,18 +77,25 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Registers a connection of a device made at `now` (Unix milliseconds), replacing (and
-    /// cancelling) an older one.
-    pub(crate) fn register(&self, account: &str, device: u32, now: i64) -> Registration {
+    /// Registers a connection of a device made at `now` (Unix milliseconds) with the token
+    /// `token_hash`, replacing (and closing) an older one.
+    pub(crate) fn register(
+        &self,
+        account: &str,
+        device: u32,
+        token_hash: &str,
+        now: i64,
+    ) -> Registration {
         let connection = self.next.fetch_add(1, Ordering::Relaxed);
         let wake = Arc::new(Notify::new());
-        let replaced = CancellationToken::new();
+        let kicker = Kicker::default();
         let (sender, ephemeral) = mpsc::channel(EPHEMERAL_QUEUE);
         let slot = Slot {
             connection,
             since: now,
+            token_hash: token_hash.to_owned(),
             wake: wake.clone(),
-            replaced: replaced.clone(),
+            kicker: kicker.clone(),
             ephemeral: sender,
         };
         let old = self
@@ -65,12 +104,12 @@ impl Registry {
             .or_default()
             .insert(device, slot);
         if let Some(old) = old {
-            old.replaced.cancel();
+            old.kicker.kick(Kick::Replaced);
         }
         Registration {
             connection,
             wake,
-            replaced,
+            kicker,
             ephemeral,
         }
     }
@@ -99,7 +138,21 @@ impl Registry {
             && devices.get(&device).is_some_and(|s| s.since < at)
             && let Some(old) = devices.remove(&device)
         {
-            old.replaced.cancel();
+            old.kicker.kick(Kick::Replaced);
+        }
+    }
+
+    /// Closes the device's connection on this node: any (the device was removed), or only
+    /// one authenticated with `token_hash` (that token was revoked).
+    pub(crate) fn revoke(&self, account: &str, device: u32, token_hash: Option<&str>) {
+        let mut accounts = self.lock();
+        if let Some(devices) = accounts.get_mut(account)
+            && devices
+                .get(&device)
+                .is_some_and(|s| token_hash.is_none_or(|t| s.token_hash == t))
+            && let Some(old) = devices.remove(&device)
+        {
+            old.kicker.kick(Kick::Revoked);
         }
     }
 

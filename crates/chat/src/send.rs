@@ -1,28 +1,45 @@
-//! A `send` or `receipt`: checked, recorded under the sender's id (so a retry is answered the
-//! same and stored once), published to the bus keyed by the recipient, and only then answered
-//! `sent`.
+//! `send`, `send_group` and `receipt` frames, and group changes: checked, recorded under the
+//! sender's id (so a retry is answered the same and stored once), published to the bus keyed
+//! by the conversation (the recipient account, or the group), and only then answered `sent`.
 
 use std::collections::BTreeSet;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sealpost_db::DeviceRow;
-use sealpost_proto::{DeviceKey, Envelope, ReceiptStatus, ServerFrame};
+use sealpost_db::{DeviceRow, NewSend};
+use sealpost_proto::{
+    DeviceKey, Envelope, GroupChange, GroupEnvelope, MemberDevice, MemberDeviceKey, ReceiptStatus,
+    ServerFrame,
+};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::{Chat, TOPIC_MESSAGES, unix_millis};
 
-/// A message on the bus: one copy per recipient device.
+/// A message on the bus, with one copy per recipient device.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct BusMessage {
     pub(crate) server_id: String,
     pub(crate) from_account: String,
     pub(crate) from_device: u32,
-    pub(crate) to: String,
+    /// The bus key: the recipient account, or the group.
+    pub(crate) key: String,
+    /// The group it was sent to.
+    #[serde(default)]
+    pub(crate) group: Option<String>,
     pub(crate) sent_at: i64,
-    /// `message` or `receipt`.
+    /// `message`, `receipt` or `group` (a change of a group).
     pub(crate) kind: String,
-    pub(crate) envelopes: Vec<Envelope>,
+    pub(crate) copies: Vec<Copy>,
+}
+
+/// One recipient device's copy of a message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Copy {
+    pub(crate) account: String,
+    pub(crate) device: u32,
+    /// Standard base64.
+    pub(crate) body: String,
 }
 
 /// What a stored receipt holds (the body of its inbox entries).
@@ -32,11 +49,30 @@ pub(crate) struct ReceiptBody {
     pub(crate) ids: Vec<String>,
 }
 
+/// What a stored group change holds (the body of its inbox entries).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct GroupBody {
+    pub(crate) change: GroupChange,
+    pub(crate) members: Vec<String>,
+    pub(crate) version: u64,
+}
+
+/// A send, checked, on its way to the record and the bus.
+struct Outgoing<'a> {
+    id: &'a str,
+    key: &'a str,
+    group: Option<&'a str>,
+    kind: &'static str,
+    copies: Vec<Copy>,
+    /// What the client said (a retry says the same).
+    digest: String,
+}
+
 /// Most message ids one receipt may name.
 const MAX_RECEIPT_IDS: usize = 100;
 
 /// A refusal of a frame: `error` with a stable code.
-fn refuse(id: &str, code: &str, message: impl Into<String>) -> ServerFrame {
+pub(crate) fn refuse(id: &str, code: &str, message: impl Into<String>) -> ServerFrame {
     ServerFrame::Error {
         id: Some(id.to_owned()),
         code: code.to_owned(),
@@ -55,8 +91,24 @@ fn limited(id: &str, what: &str, seconds: u64) -> ServerFrame {
     }
 }
 
-/// A client id, or a message id a receipt names: 1 to 64 characters.
-fn valid_id(id: &str) -> bool {
+fn no_such_account(id: &str) -> ServerFrame {
+    refuse(
+        id,
+        "no-such-account",
+        "the recipient account does not exist",
+    )
+}
+
+fn no_such_group(id: &str) -> ServerFrame {
+    refuse(
+        id,
+        "no-such-group",
+        "no such group, or this account is not in it",
+    )
+}
+
+/// A client id, a message id a receipt names, an account or group id: 1 to 64 characters.
+pub(crate) fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.chars().count() <= 64
 }
 
@@ -93,49 +145,18 @@ impl Chat {
         to: &str,
         envelopes: Vec<Envelope>,
     ) -> anyhow::Result<ServerFrame> {
-        if !valid_id(id) {
-            return Ok(refuse(id, "invalid-id", "id must be 1 to 64 characters"));
-        }
-        let mut bytes = 0u64;
-        for envelope in &envelopes {
-            let Ok(body) = STANDARD.decode(&envelope.body) else {
-                return Ok(refuse(id, "invalid-frame", "a body is not standard base64"));
-            };
-            bytes += body.len() as u64;
-            if body.len() > self.config.max_body {
-                return Ok(refuse(
-                    id,
-                    "message-too-large",
-                    format!(
-                        "a body has {} bytes; the limit is {} (media travels as blob references)",
-                        body.len(),
-                        self.config.max_body
-                    ),
-                ));
-            }
-        }
+        let bytes = match self.check_send(id, envelopes.iter().map(|e| e.body.as_str())) {
+            Ok(bytes) => bytes,
+            Err(refusal) => return Ok(*refusal),
+        };
         if !valid_id(to) {
-            return Ok(refuse(
-                id,
-                "no-such-account",
-                "the recipient account does not exist",
-            ));
+            return Ok(no_such_account(id));
         }
-        if let Err(seconds) = self.per_pair.check(&pair(account, to)) {
-            return Ok(limited(id, "messages to this account", seconds));
-        }
-        if let Err(seconds) = self
-            .per_device_bytes
-            .take(&format!("{account}/{device}"), bytes)
-        {
-            return Ok(limited(id, "bytes from this device", seconds));
+        if let Some(refusal) = self.take_budgets(account, device, id, &pair(account, to), bytes) {
+            return Ok(refusal);
         }
         let Some(devices) = self.recipients(account, device, to).await? else {
-            return Ok(refuse(
-                id,
-                "no-such-account",
-                "the recipient account does not exist",
-            ));
+            return Ok(no_such_account(id));
         };
         let wanted: BTreeSet<u32> = devices.iter().map(device_number).collect();
         let named: BTreeSet<u32> = envelopes.iter().map(|e| e.device_id).collect();
@@ -153,8 +174,172 @@ impl Chat {
                     .collect(),
             });
         }
-        self.commit(account, device, id, to, "message", envelopes)
+        let digest = digest(&(to, "message", &envelopes))?;
+        let copies = envelopes
+            .into_iter()
+            .map(|e| Copy {
+                account: to.to_owned(),
+                device: e.device_id,
+                body: e.body,
+            })
+            .collect();
+        self.commit(
+            account,
+            device,
+            Outgoing {
+                id,
+                key: to,
+                group: None,
+                kind: "message",
+                copies,
+                digest,
+            },
+        )
+        .await
+    }
+
+    /// Handles a `send_group` from `device` of `account`; returns the answer.
+    pub(crate) async fn send_group(
+        &self,
+        account: &str,
+        device: u32,
+        id: String,
+        group: String,
+        envelopes: Vec<GroupEnvelope>,
+    ) -> ServerFrame {
+        self.try_send_group(account, device, &id, &group, envelopes)
             .await
+            .unwrap_or_else(|e| failed(&id, &e))
+    }
+
+    async fn try_send_group(
+        &self,
+        account: &str,
+        device: u32,
+        id: &str,
+        group: &str,
+        envelopes: Vec<GroupEnvelope>,
+    ) -> anyhow::Result<ServerFrame> {
+        let bytes = match self.check_send(id, envelopes.iter().map(|e| e.body.as_str())) {
+            Ok(bytes) => bytes,
+            Err(refusal) => return Ok(*refusal),
+        };
+        if !valid_id(group) || self.db.member_role(group, account).await?.is_none() {
+            return Ok(no_such_group(id));
+        }
+        let conversation = pair(account, &format!("group:{group}"));
+        if let Some(refusal) = self.take_budgets(account, device, id, &conversation, bytes) {
+            return Ok(refusal);
+        }
+        let mut devices = self.db.group_devices(group).await?;
+        devices.retain(|d| !(d.account_id == account && d.device_id == i64::from(device)));
+        let wanted: BTreeSet<MemberDevice> = devices.iter().map(member_device).collect();
+        let named: BTreeSet<MemberDevice> = envelopes
+            .iter()
+            .map(|e| MemberDevice {
+                account_id: e.account_id.clone(),
+                device_id: e.device_id,
+            })
+            .collect();
+        if wanted != named || named.len() != envelopes.len() {
+            return Ok(ServerFrame::GroupMismatch {
+                id: id.to_owned(),
+                group: group.to_owned(),
+                missing: wanted.difference(&named).cloned().collect(),
+                extra: named.difference(&wanted).cloned().collect(),
+                devices: devices
+                    .iter()
+                    .map(|d| MemberDeviceKey {
+                        account_id: d.account_id.clone(),
+                        device_id: device_number(d),
+                        identity_key: STANDARD.encode(&d.identity_key),
+                    })
+                    .collect(),
+            });
+        }
+        let digest = digest(&(group, "group-message", &envelopes))?;
+        let copies = envelopes
+            .into_iter()
+            .map(|e| Copy {
+                account: e.account_id,
+                device: e.device_id,
+                body: e.body,
+            })
+            .collect();
+        self.commit(
+            account,
+            device,
+            Outgoing {
+                id,
+                key: group,
+                group: Some(group),
+                kind: "message",
+                copies,
+                digest,
+            },
+        )
+        .await
+    }
+
+    /// Checks a send's id, and that every body is base64 of at most `max_body` bytes;
+    /// returns their total.
+    fn check_send<'a>(
+        &self,
+        id: &str,
+        bodies: impl Iterator<Item = &'a str>,
+    ) -> Result<u64, Box<ServerFrame>> {
+        if !valid_id(id) {
+            return Err(Box::new(refuse(
+                id,
+                "invalid-id",
+                "id must be 1 to 64 characters",
+            )));
+        }
+        let mut total = 0u64;
+        for body in bodies {
+            let Ok(body) = STANDARD.decode(body) else {
+                return Err(Box::new(refuse(
+                    id,
+                    "invalid-frame",
+                    "a body is not standard base64",
+                )));
+            };
+            if body.len() > self.config.max_body {
+                return Err(Box::new(refuse(
+                    id,
+                    "message-too-large",
+                    format!(
+                        "a body has {} bytes; the limit is {} (media travels as blob references)",
+                        body.len(),
+                        self.config.max_body
+                    ),
+                )));
+            }
+            total += body.len() as u64;
+        }
+        Ok(total)
+    }
+
+    /// Takes a send from the conversation's budget and its bytes from the device's; the
+    /// refusal when either is spent.
+    fn take_budgets(
+        &self,
+        account: &str,
+        device: u32,
+        id: &str,
+        conversation: &str,
+        bytes: u64,
+    ) -> Option<ServerFrame> {
+        if let Err(seconds) = self.per_pair.check(conversation) {
+            return Some(limited(id, "messages to this conversation", seconds));
+        }
+        if let Err(seconds) = self
+            .per_device_bytes
+            .take(&format!("{account}/{device}"), bytes)
+        {
+            return Some(limited(id, "bytes from this device", seconds));
+        }
+        None
     }
 
     /// Handles a `receipt` from `device` of `account`: stored for every device of `to` (but
@@ -181,11 +366,7 @@ impl Chat {
             );
         }
         if !valid_id(&to) {
-            return refuse(
-                &id,
-                "no-such-account",
-                "the recipient account does not exist",
-            );
+            return no_such_account(&id);
         }
         if let Err(seconds) = self.per_pair.check(&pair(account, &to)) {
             return limited(&id, "receipts to this account", seconds);
@@ -210,22 +391,70 @@ impl Chat {
         body: &ReceiptBody,
     ) -> anyhow::Result<ServerFrame> {
         let Some(devices) = self.recipients(account, device, to).await? else {
-            return Ok(refuse(
-                id,
-                "no-such-account",
-                "the recipient account does not exist",
-            ));
+            return Ok(no_such_account(id));
         };
         let encoded = STANDARD.encode(serde_json::to_vec(body)?);
-        let envelopes = devices
+        let copies = devices
             .iter()
-            .map(|d| Envelope {
-                device_id: device_number(d),
+            .map(|d| Copy {
+                account: to.to_owned(),
+                device: device_number(d),
                 body: encoded.clone(),
             })
             .collect();
-        self.commit(account, device, id, to, "receipt", envelopes)
-            .await
+        self.commit(
+            account,
+            device,
+            Outgoing {
+                id,
+                key: to,
+                group: None,
+                kind: "receipt",
+                copies,
+                digest: digest(&(to, "receipt", body.status, &body.ids))?,
+            },
+        )
+        .await
+    }
+
+    /// Tells every device of `recipients` (but the acting one) about a change of a group,
+    /// through the same pipeline as its messages (so it keeps its place among them).
+    pub(crate) async fn announce(
+        &self,
+        account: &str,
+        device: u32,
+        group: &str,
+        body: &GroupBody,
+        recipients: &[String],
+    ) -> anyhow::Result<()> {
+        let encoded = STANDARD.encode(serde_json::to_vec(body)?);
+        let mut copies = Vec::new();
+        for member in recipients {
+            for d in self.db.devices(member).await? {
+                if !(member == account && d.device_id == i64::from(device)) {
+                    copies.push(Copy {
+                        account: member.clone(),
+                        device: device_number(&d),
+                        body: encoded.clone(),
+                    });
+                }
+            }
+        }
+        let id = format!("group-{}", uuid::Uuid::new_v4().simple());
+        self.commit(
+            account,
+            device,
+            Outgoing {
+                id: &id,
+                key: group,
+                group: Some(group),
+                kind: "group",
+                copies,
+                digest: String::new(),
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     /// The devices of `to` a message from `device` of `account` goes to: all of them, but the
@@ -253,10 +482,7 @@ impl Chat {
         &self,
         account: &str,
         device: u32,
-        id: &str,
-        to: &str,
-        kind: &str,
-        envelopes: Vec<Envelope>,
+        out: Outgoing<'_>,
     ) -> anyhow::Result<ServerFrame> {
         let server_id = uuid::Uuid::new_v4().simple().to_string();
         let now = unix_millis();
@@ -264,38 +490,53 @@ impl Chat {
             server_id: server_id.clone(),
             from_account: account.to_owned(),
             from_device: device,
-            to: to.to_owned(),
+            key: out.key.to_owned(),
+            group: out.group.map(str::to_owned),
             sent_at: now,
-            kind: kind.to_owned(),
-            envelopes,
+            kind: out.kind.to_owned(),
+            copies: out.copies,
         };
         let record = self
             .db
-            .record_send(
+            .record_send(NewSend {
                 account,
-                i64::from(device),
-                id,
-                &server_id,
-                now,
-                &serde_json::to_vec(&message)?,
-            )
+                device: i64::from(device),
+                client_id: out.id,
+                server_id: &server_id,
+                now_ms: now,
+                payload: &serde_json::to_vec(&message)?,
+                digest: &out.digest,
+            })
             .await?;
+        if record.digest != out.digest {
+            return Ok(refuse(
+                out.id,
+                "id-reused",
+                "this id was used for a different message; give each message its own id",
+            ));
+        }
         if !record.published {
             // A retry of a send recorded but not published publishes the first record's
             // payload, under its first server id: the inbox stores a server id once a device.
             self.bus
-                .publish(TOPIC_MESSAGES, to.as_bytes(), &record.payload)
+                .publish(TOPIC_MESSAGES, out.key.as_bytes(), &record.payload)
                 .await?;
             self.db
-                .mark_send_published(account, i64::from(device), id)
+                .mark_send_published(account, i64::from(device), out.id)
                 .await?;
         }
         Ok(ServerFrame::Sent {
-            id: id.to_owned(),
+            id: out.id.to_owned(),
             server_id: record.server_id,
             timestamp: record.created_at,
         })
     }
+}
+
+/// What a client said, as a SHA-256 (hex): a retry says the same, another message under the
+/// same id does not.
+fn digest(said: &impl Serialize) -> anyhow::Result<String> {
+    Ok(hex::encode(Sha256::digest(serde_json::to_vec(said)?)))
 }
 
 /// A device's number as the protocol spells it.
@@ -303,7 +544,14 @@ fn device_number(device: &DeviceRow) -> u32 {
     u32::try_from(device.device_id).unwrap_or(0)
 }
 
-/// The rate-limit key of messages from one account to another.
+fn member_device(device: &DeviceRow) -> MemberDevice {
+    MemberDevice {
+        account_id: device.account_id.clone(),
+        device_id: device_number(device),
+    }
+}
+
+/// The rate-limit key of messages from one account to a conversation.
 fn pair(from: &str, to: &str) -> String {
     format!("{from}>{to}")
 }

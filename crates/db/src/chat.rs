@@ -13,6 +13,27 @@ pub struct SendRecord {
     pub published: bool,
     /// What was (or is to be) published, until a delivery worker stored it.
     pub payload: Vec<u8>,
+    /// What the send said (a digest the chat server makes), to recognise a reused id.
+    pub digest: String,
+}
+
+/// A send to record under the sender's own id.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSend<'a> {
+    /// The sending account.
+    pub account: &'a str,
+    /// The sending device.
+    pub device: i64,
+    /// The client's id for it.
+    pub client_id: &'a str,
+    /// The message's id, if this is the first time.
+    pub server_id: &'a str,
+    /// Now, Unix milliseconds.
+    pub now_ms: i64,
+    /// What to publish.
+    pub payload: &'a [u8],
+    /// What the send said.
+    pub digest: &'a str,
 }
 
 /// A message to store in a device's inbox.
@@ -26,9 +47,11 @@ pub struct NewInboxMessage<'a> {
     pub sender_device: i64,
     /// When the server accepted it, Unix milliseconds.
     pub sent_at: i64,
-    /// `message` or `receipt`.
+    /// `message`, `receipt` or `group` (a change of a group).
     pub kind: &'a str,
-    /// The ciphertext for this device (a receipt: its JSON).
+    /// The group it was sent to.
+    pub group: Option<&'a str>,
+    /// The ciphertext for this device (a receipt or group change: its JSON).
     pub body: &'a [u8],
 }
 
@@ -37,8 +60,10 @@ pub struct NewInboxMessage<'a> {
 pub struct InboxRow {
     /// Its place in the device's inbox.
     pub seq: i64,
-    /// `message` or `receipt`.
+    /// `message`, `receipt` or `group`.
     pub kind: String,
+    /// The group it was sent to; empty for a message to the account.
+    pub group_id: String,
     /// The message's id.
     pub server_id: String,
     /// The sender's account.
@@ -52,46 +77,45 @@ pub struct InboxRow {
 }
 
 impl Db {
-    /// Records a send under `(account, device, client_id)` with `server_id` and the bus
-    /// `payload`, unless one is recorded there already; returns the record that stands.
-    pub async fn record_send(
-        &self,
-        account: &str,
-        device: i64,
-        client_id: &str,
-        server_id: &str,
-        now_ms: i64,
-        payload: &[u8],
-    ) -> Result<SendRecord, DbError> {
+    /// Records a send under `(account, device, client_id)`, unless one is recorded there
+    /// already; returns the record that stands.
+    pub async fn record_send(&self, send: NewSend<'_>) -> Result<SendRecord, DbError> {
         sqlx::query(
             "INSERT INTO chat_sends \
-             (account_id, device_id, client_id, server_id, created_at, published, payload) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6) \
+             (account_id, device_id, client_id, server_id, created_at, published, payload, digest) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $7) \
              ON CONFLICT (account_id, device_id, client_id) DO NOTHING",
         )
-        .bind(account)
-        .bind(device)
-        .bind(client_id)
-        .bind(server_id)
-        .bind(now_ms)
-        .bind(payload)
+        .bind(send.account)
+        .bind(send.device)
+        .bind(send.client_id)
+        .bind(send.server_id)
+        .bind(send.now_ms)
+        .bind(send.payload)
+        .bind(send.digest)
         .execute(&self.pool)
         .await?;
-        let (server_id, created_at, published, payload): (String, i64, i64, Option<Vec<u8>>) =
-            sqlx::query_as(
-                "SELECT server_id, created_at, published, payload FROM chat_sends \
-                 WHERE account_id = $1 AND device_id = $2 AND client_id = $3",
-            )
-            .bind(account)
-            .bind(device)
-            .bind(client_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let (server_id, created_at, published, payload, digest): (
+            String,
+            i64,
+            i64,
+            Option<Vec<u8>>,
+            String,
+        ) = sqlx::query_as(
+            "SELECT server_id, created_at, published, payload, digest FROM chat_sends \
+             WHERE account_id = $1 AND device_id = $2 AND client_id = $3",
+        )
+        .bind(send.account)
+        .bind(send.device)
+        .bind(send.client_id)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(SendRecord {
             server_id,
             created_at,
             published: published != 0,
             payload: payload.unwrap_or_default(),
+            digest,
         })
     }
 
@@ -104,15 +128,15 @@ impl Db {
         Ok(())
     }
 
-    /// Payloads of sends published before `cutoff_ms` that no delivery worker has stored
-    /// (the bus lost them), oldest first.
+    /// Payloads of sends recorded before `cutoff_ms` that no delivery worker has stored (the
+    /// bus lost them, or publishing failed and the client did not retry), oldest first.
     pub async fn undelivered_sends(
         &self,
         cutoff_ms: i64,
         limit: i64,
     ) -> Result<Vec<Vec<u8>>, DbError> {
         let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
-            "SELECT payload FROM chat_sends WHERE delivered = 0 AND published = 1 \
+            "SELECT payload FROM chat_sends WHERE delivered = 0 \
              AND created_at < $1 AND payload IS NOT NULL ORDER BY created_at LIMIT $2",
         )
         .bind(cutoff_ms)
@@ -171,8 +195,8 @@ impl Db {
         .fetch_one(&mut *tx)
         .await?;
         let stored = sqlx::query(
-            "INSERT INTO inbox (account_id, device_id, seq, server_id, sender_account, sender_device, sent_at, kind, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (account_id, device_id, server_id) DO NOTHING",
+            "INSERT INTO inbox (account_id, device_id, seq, server_id, sender_account, sender_device, sent_at, kind, body, group_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (account_id, device_id, server_id) DO NOTHING",
         )
         .bind(account)
         .bind(device)
@@ -183,6 +207,7 @@ impl Db {
         .bind(message.sent_at)
         .bind(message.kind)
         .bind(message.body)
+        .bind(message.group.unwrap_or_default())
         .execute(&mut *tx)
         .await?;
         if stored.rows_affected() == 0 {
@@ -202,7 +227,7 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<InboxRow>, DbError> {
         Ok(sqlx::query_as(
-            "SELECT seq, kind, server_id, sender_account, sender_device, sent_at, body FROM inbox \
+            "SELECT seq, kind, group_id, server_id, sender_account, sender_device, sent_at, body FROM inbox \
              WHERE account_id = $1 AND device_id = $2 AND seq > $3 AND acked = 0 \
              ORDER BY seq LIMIT $4",
         )

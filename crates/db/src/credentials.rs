@@ -63,20 +63,21 @@ impl Db {
         Ok(())
     }
 
-    /// The account and device a live token belongs to.
+    /// The account, device and expiry (Unix seconds) of a live token.
     pub async fn token_device(
         &self,
         token_hash: &str,
         now: i64,
-    ) -> Result<Option<(String, i64)>, DbError> {
+    ) -> Result<Option<(String, i64, i64)>, DbError> {
         let row = sqlx::query(
-            "SELECT account_id, device_id FROM tokens WHERE token_hash = $1 AND expires_at > $2",
+            "SELECT account_id, device_id, expires_at FROM tokens \
+             WHERE token_hash = $1 AND expires_at > $2",
         )
         .bind(token_hash)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| (r.get("account_id"), r.get("device_id"))))
+        Ok(row.map(|r| (r.get("account_id"), r.get("device_id"), r.get("expires_at"))))
     }
 
     /// Revokes a token; true when it existed.

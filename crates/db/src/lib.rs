@@ -7,6 +7,7 @@ mod chat;
 mod credentials;
 mod devices;
 mod error;
+mod groups;
 mod media;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
@@ -20,9 +21,10 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use accounts::AccountRow;
 pub use blobs::{BlobCompletion, BlobRow};
-pub use chat::{InboxRow, NewInboxMessage, SendRecord};
+pub use chat::{InboxRow, NewInboxMessage, NewSend, SendRecord};
 pub use devices::DeviceRow;
 pub use error::DbError;
+pub use groups::{GroupRow, MemberChange, MemberRow};
 pub use media::{MediaOutcome, MediaRow, RenditionRow};
 pub use uploads::{NewUpload, UploadRow, UploadUsage};
 

@@ -479,7 +479,7 @@ async fn devices_get_numbers_never_reused_up_to_a_limit_and_removal_revokes_toke
         .expect("token");
     assert_eq!(
         db.token_device("t3", 20).await.expect("token"),
-        Some(("a".into(), 3))
+        Some(("a".into(), 3, 1000))
     );
     assert!(db.remove_device("a", 3, 20).await.expect("remove"));
     assert!(!db.remove_device("a", 3, 21).await.expect("again"));
@@ -512,22 +512,52 @@ async fn devices_get_numbers_never_reused_up_to_a_limit_and_removal_revokes_toke
     assert_eq!(db.take_link_code("c").await.expect("again"), None);
 }
 
+/// A send of device 1 of account `a` under client id `c1`.
+fn new_send<'a>(
+    server_id: &'a str,
+    now_ms: i64,
+    payload: &'a [u8],
+    digest: &'a str,
+) -> NewSend<'a> {
+    NewSend {
+        account: "a",
+        device: 1,
+        client_id: "c1",
+        server_id,
+        now_ms,
+        payload,
+        digest,
+    }
+}
+
 #[tokio::test]
 async fn a_send_is_recorded_once_and_a_message_stored_once_per_device_in_order() {
     let (_dir, db) = fresh().await;
     let first = db
-        .record_send("a", 1, "c1", "s1", 100, b"p1")
+        .record_send(new_send("s1", 100, b"p1", "d1"))
         .await
         .expect("record");
-    assert_eq!((first.server_id.as_str(), first.published), ("s1", false));
+    assert_eq!(
+        (
+            first.server_id.as_str(),
+            first.published,
+            first.digest.as_str()
+        ),
+        ("s1", false, "d1")
+    );
     db.mark_send_published("a", 1, "c1").await.expect("mark");
     let again = db
-        .record_send("a", 1, "c1", "s2", 200, b"p2")
+        .record_send(new_send("s2", 200, b"p2", "d2"))
         .await
         .expect("again");
     assert_eq!(
-        (again.server_id.as_str(), again.created_at, again.published),
-        ("s1", 100, true),
+        (
+            again.server_id.as_str(),
+            again.created_at,
+            again.published,
+            again.digest.as_str()
+        ),
+        ("s1", 100, true, "d1"),
         "a retry finds the first record"
     );
     assert_eq!(
@@ -604,6 +634,7 @@ fn inbox_message<'a>(server_id: &'a str, sent_at: i64, body: &'a [u8]) -> NewInb
         sender_device: 1,
         sent_at,
         kind: "message",
+        group: None,
         body,
     }
 }

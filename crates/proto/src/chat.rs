@@ -1,6 +1,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::{GroupChange, GroupEnvelope, MemberDevice, MemberDeviceKey};
+
 /// One device's copy of a message: the sender's ciphertext for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +64,15 @@ pub enum ClientFrame {
         /// One copy per recipient device.
         envelopes: Vec<Envelope>,
     },
+    /// A message for every member device of a group (but the sending one).
+    SendGroup {
+        /// The client's own id for the message, 1 to 64 characters.
+        id: String,
+        /// The group.
+        group: String,
+        /// One copy per member device.
+        envelopes: Vec<GroupEnvelope>,
+    },
     /// This device has every message up to `seq`.
     Ack {
         /// The highest inbox sequence number received.
@@ -114,8 +125,30 @@ pub enum ServerFrame {
         from: Sender,
         /// When the server accepted it, Unix milliseconds.
         timestamp: i64,
+        /// The group it was sent to; absent for a message to this account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
         /// The sender's ciphertext for this device, standard base64.
         body: String,
+    },
+    /// A stored change of a group this account is (or was) in: acknowledge it by `seq`.
+    Group {
+        /// Its place in this device's inbox.
+        seq: u64,
+        /// The change's id.
+        server_id: String,
+        /// The member who made it.
+        from: Sender,
+        /// When the server made it, Unix milliseconds.
+        timestamp: i64,
+        /// The group.
+        group: String,
+        /// What changed.
+        change: GroupChange,
+        /// The accounts it changed.
+        members: Vec<String>,
+        /// The group's version after the change.
+        version: u64,
     },
     /// A stored receipt for this device: acknowledge it by `seq` like a message.
     Receipt {
@@ -158,6 +191,19 @@ pub enum ServerFrame {
         extra: Vec<u32>,
         /// The recipient's devices now.
         devices: Vec<DeviceKey>,
+    },
+    /// A group send's devices are not the members' devices: nothing was stored.
+    GroupMismatch {
+        /// The client's id of the send.
+        id: String,
+        /// The group.
+        group: String,
+        /// Member devices the send left out.
+        missing: Vec<MemberDevice>,
+        /// Devices the send named that are not member devices.
+        extra: Vec<MemberDevice>,
+        /// Every member device now (but the sending one).
+        devices: Vec<MemberDeviceKey>,
     },
     /// A frame was refused.
     Error {

@@ -5,6 +5,7 @@
 mod accounts;
 mod blobs;
 mod chat;
+mod groups;
 mod media;
 mod problem;
 mod processing;
@@ -16,6 +17,10 @@ pub use accounts::{
 };
 pub use blobs::{LinkRequest, SignedLink};
 pub use chat::{ClientFrame, DeviceKey, Envelope, ReceiptStatus, Sender, ServerFrame, TypingState};
+pub use groups::{
+    CreateGroup, Group, GroupChange, GroupEnvelope, GroupMember, GroupRole, MemberDevice,
+    MemberDeviceKey, SetGroupMember,
+};
 pub use media::{InvalidMediaRef, MediaRef, Thumbnail, ThumbnailBlob};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use processing::{MediaState, MediaStatus, Rendition};

@@ -1,0 +1,339 @@
+//! Groups (docs/protocol.md): admins manage members, members leave; every change reaches the
+//! member devices as a `group` frame; a group message reaches every other member device,
+//! checked against the member devices, in one order for every member; the size is capped.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::chat::{Socket, body, connect, frame, frame_within, put, second_device};
+use common::{TestApp, User, phone};
+use reqwest::Response;
+use serde_json::{Value, json};
+
+/// A `send_group` of `text` to each of `devices`.
+fn send_group(id: &str, group: &str, devices: &[(&str, u32)], text: &str) -> Value {
+    let envelopes: Vec<Value> = devices
+        .iter()
+        .map(|(a, d)| json!({"account_id": a, "device_id": d, "body": STANDARD.encode(format!("{text} for {d}"))}))
+        .collect();
+    json!({"type": "send_group", "id": id, "group": group, "envelopes": envelopes})
+}
+
+async fn create(app: &TestApp, user: &User, members: &[&str]) -> Response {
+    app.client
+        .post(app.url("/v1/groups"))
+        .bearer_auth(&user.token)
+        .json(&json!({ "members": members }))
+        .send()
+        .await
+        .expect("create")
+}
+
+async fn set_member(app: &TestApp, user: &User, group: &str, member: &str, role: &str) -> Response {
+    app.client
+        .put(app.url(&format!("/v1/groups/{group}/members/{member}")))
+        .bearer_auth(&user.token)
+        .json(&json!({ "role": role }))
+        .send()
+        .await
+        .expect("set member")
+}
+
+async fn remove(app: &TestApp, user: &User, group: &str, member: &str) -> Response {
+    app.client
+        .delete(app.url(&format!("/v1/groups/{group}/members/{member}")))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .expect("remove")
+}
+
+async fn code(res: Response) -> (u16, String) {
+    let status = res.status().as_u16();
+    let problem: Value = res.json().await.expect("problem");
+    (
+        status,
+        problem["code"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Connects and reads the hello.
+async fn online(app: &TestApp, token: &str) -> Socket {
+    let mut socket = connect(app, token).await;
+    assert_eq!(frame(&mut socket).await["type"], "hello");
+    socket
+}
+
+/// The next stored frame, acknowledged.
+async fn next(socket: &mut Socket) -> Value {
+    let frame = frame(socket).await;
+    if let Some(seq) = frame["seq"].as_u64() {
+        put(socket, json!({"type": "ack", "seq": seq})).await;
+    }
+    frame
+}
+
+#[tokio::test]
+async fn a_group_message_reaches_every_other_member_device_in_one_order() {
+    let app = TestApp::spawn().await;
+    let (alice, bob, carol) = (
+        app.user(&phone()).await,
+        app.user(&phone()).await,
+        app.user(&phone()).await,
+    );
+    let laptop = second_device(&app, &bob).await;
+    let res = create(&app, &alice, &[&bob.account_id, &carol.account_id]).await;
+    assert_eq!(res.status(), 201);
+    let group: Value = res.json().await.expect("group");
+    let id = group["group_id"].as_str().expect("id").to_owned();
+    let roles: Vec<(&str, &str)> = group["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| Some((m["account_id"].as_str()?, m["role"].as_str()?)))
+        .collect();
+    assert!(
+        roles.contains(&(alice.account_id.as_str(), "admin")),
+        "{roles:?}"
+    );
+    assert!(
+        roles.contains(&(bob.account_id.as_str(), "member")),
+        "{roles:?}"
+    );
+    assert_eq!(group["members"].as_array().map(Vec::len), Some(3));
+
+    let mut a = online(&app, &alice.token).await;
+    let (mut b1, mut b2, mut c) = (
+        online(&app, &bob.token).await,
+        online(&app, &laptop).await,
+        online(&app, &carol.token).await,
+    );
+    for socket in [&mut b1, &mut b2, &mut c] {
+        let created = next(socket).await;
+        assert_eq!(
+            (
+                created["type"].as_str(),
+                created["change"].as_str(),
+                created["group"].as_str()
+            ),
+            (Some("group"), Some("created"), Some(id.as_str())),
+            "{created}"
+        );
+        assert_eq!(created["from"]["account_id"], alice.account_id.as_str());
+    }
+
+    // A wrong device list is answered with the member devices.
+    let (b, cr) = (bob.account_id.as_str(), carol.account_id.as_str());
+    put(&mut a, send_group("g0", &id, &[(b, 1)], "x")).await;
+    let mismatch = frame(&mut a).await;
+    assert_eq!(mismatch["type"], "group_mismatch", "{mismatch}");
+    assert_eq!(
+        mismatch["missing"],
+        json!([{"account_id": b, "device_id": 2}, {"account_id": cr, "device_id": 1}])
+            .as_array()
+            .map(|m| {
+                let mut m = m.clone();
+                m.sort_by_key(|v| (v["account_id"].to_string(), v["device_id"].as_u64()));
+                Value::Array(m)
+            })
+            .expect("array")
+    );
+    assert_eq!(mismatch["devices"].as_array().map(Vec::len), Some(3));
+
+    // Alice and Carol both send; every member sees the group's messages in one order.
+    let everyone_but_alice = [(b, 1), (b, 2), (cr, 1)];
+    let everyone_but_carol = [(alice.account_id.as_str(), 1), (b, 1), (b, 2)];
+    put(&mut a, send_group("g1", &id, &everyone_but_alice, "one")).await;
+    put(&mut c, send_group("c1", &id, &everyone_but_carol, "two")).await;
+    put(&mut a, send_group("g2", &id, &everyone_but_alice, "three")).await;
+    assert_eq!(frame(&mut a).await["type"], "sent");
+    assert_eq!(frame(&mut a).await["type"], "sent");
+    let mut order = Vec::new();
+    for socket in [&mut b1, &mut b2] {
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            let message = next(socket).await;
+            if message["type"] == "message" {
+                assert_eq!(message["group"], id.as_str(), "{message}");
+                seen.push(message["server_id"].as_str().expect("id").to_owned());
+            }
+        }
+        order.push(seen);
+    }
+    assert_eq!(order[0], order[1], "both of Bob's devices see one order");
+    let mut carol_saw = Vec::new();
+    while carol_saw.len() < 2 {
+        let message = next(&mut c).await;
+        if message["type"] == "message" {
+            carol_saw.push(body(&message));
+        } else {
+            assert_eq!(message["type"], "sent", "{message}");
+        }
+    }
+    assert_eq!(carol_saw, ["one for 1", "three for 1"]);
+    let alice_got = next(&mut a).await;
+    assert_eq!(body(&alice_got), "two for 1");
+    assert_eq!(alice_got["group"], id.as_str());
+}
+
+#[tokio::test]
+async fn admins_manage_members_members_only_leave_and_everyone_is_told() {
+    let app = TestApp::spawn().await;
+    let (alice, bob, carol, dave) = (
+        app.user(&phone()).await,
+        app.user(&phone()).await,
+        app.user(&phone()).await,
+        app.user(&phone()).await,
+    );
+    let group: Value = create(&app, &alice, &[&bob.account_id, &carol.account_id])
+        .await
+        .json()
+        .await
+        .expect("group");
+    let id = group["group_id"].as_str().expect("id").to_owned();
+
+    // Members may not manage; outsiders do not see the group.
+    assert_eq!(
+        code(set_member(&app, &bob, &id, &dave.account_id, "member").await).await,
+        (403, "not-group-admin".to_owned())
+    );
+    assert_eq!(
+        code(remove(&app, &bob, &id, &carol.account_id).await).await,
+        (403, "not-group-admin".to_owned())
+    );
+    let outsider = app
+        .client
+        .get(app.url(&format!("/v1/groups/{id}")))
+        .bearer_auth(&dave.token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(code(outsider).await, (404, "no-such-group".to_owned()));
+    assert_eq!(
+        code(set_member(&app, &alice, &id, "nobody", "member").await).await,
+        (404, "no-such-account".to_owned())
+    );
+
+    // The admin adds Dave, who is told; then Bob leaves, and everyone left is told.
+    let added = set_member(&app, &alice, &id, &dave.account_id, "member").await;
+    assert_eq!(added.status(), 200);
+    let after: Value = added.json().await.expect("group");
+    assert_eq!(after["members"].as_array().map(Vec::len), Some(4));
+    let mut d = online(&app, &dave.token).await;
+    let told = next(&mut d).await;
+    assert_eq!(
+        (told["change"].as_str(), told["members"].clone()),
+        (Some("added"), json!([dave.account_id])),
+        "{told}"
+    );
+    assert_eq!(remove(&app, &bob, &id, &bob.account_id).await.status(), 204);
+    let left = next(&mut d).await;
+    assert_eq!(
+        (left["change"].as_str(), left["from"]["account_id"].as_str()),
+        (Some("left"), Some(bob.account_id.as_str()))
+    );
+    let mut b = online(&app, &bob.token).await;
+    put(
+        &mut b,
+        send_group("late", &id, &[(&alice.account_id, 1)], "x"),
+    )
+    .await;
+    let mut refused = next(&mut b).await;
+    while refused["type"] == "group" {
+        refused = next(&mut b).await;
+    }
+    assert_eq!(refused["code"], "no-such-group", "{refused}");
+
+    // The only admin cannot be demoted; when it leaves, the longest-standing member is admin.
+    assert_eq!(
+        code(set_member(&app, &alice, &id, &alice.account_id, "member").await).await,
+        (409, "last-admin".to_owned())
+    );
+    assert_eq!(
+        remove(&app, &alice, &id, &alice.account_id).await.status(),
+        204
+    );
+    let group: Value = app
+        .client
+        .get(app.url(&format!("/v1/groups/{id}")))
+        .bearer_auth(&carol.token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("group");
+    let roles: Vec<(String, String)> = group["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            (
+                m["account_id"].as_str().unwrap_or_default().to_owned(),
+                m["role"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            (carol.account_id.clone(), "admin".to_owned()),
+            (dave.account_id.clone(), "member".to_owned())
+        ]
+    );
+    let mut told = Vec::new();
+    while told.len() < 2 {
+        told.push(
+            next(&mut d).await["change"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    assert_eq!(told, ["left", "promoted"]);
+    let listed: Value = app
+        .client
+        .get(app.url("/v1/groups"))
+        .bearer_auth(&dave.token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("groups");
+    assert_eq!(listed[0]["group_id"], id.as_str());
+    assert_eq!(frame_within(&mut d, Duration::from_millis(300)).await, None);
+}
+
+#[tokio::test]
+async fn a_group_has_at_most_its_maximum_of_members() {
+    let app = TestApp::spawn_with(|s| s.chat.max_group_members = 3).await;
+    let users = [
+        app.user(&phone()).await,
+        app.user(&phone()).await,
+        app.user(&phone()).await,
+        app.user(&phone()).await,
+    ];
+    let ids: Vec<&str> = users.iter().map(|u| u.account_id.as_str()).collect();
+    assert_eq!(
+        code(create(&app, &users[0], &ids[1..]).await).await,
+        (409, "group-too-large".to_owned())
+    );
+    assert_eq!(
+        code(create(&app, &users[0], &[ids[1], ids[1]]).await).await,
+        (400, "invalid-group-request".to_owned())
+    );
+    let group: Value = create(&app, &users[0], &ids[1..3])
+        .await
+        .json()
+        .await
+        .expect("group");
+    let id = group["group_id"].as_str().expect("id");
+    assert_eq!(
+        code(set_member(&app, &users[0], id, ids[3], "member").await).await,
+        (409, "group-too-large".to_owned())
+    );
+}
