@@ -166,6 +166,14 @@ impl Application {
         let addr = listener.local_addr()?;
         let role = state.settings.role;
         tracing::info!(%addr, ?role, "sealpost listening on http://{addr}");
+        if role.runs_workers() {
+            // Before any new send, so that lost ones keep their place.
+            state
+                .chat
+                .recover()
+                .await
+                .context("cannot publish again the chat sends the last process lost")?;
+        }
         let mut tasks = Vec::new();
         if role.serves_api() {
             tasks.extend(api_sweeps(&state, &shutdown));

@@ -489,6 +489,8 @@ pub struct AuthSettings {
     /// How long a device-link code lives.
     #[serde(with = "humantime_serde")]
     pub link_code_ttl: Duration,
+    /// Phone-number lookups one account may make a minute.
+    pub lookups_per_account_per_minute: u32,
 }
 
 impl Default for Settings {
@@ -542,6 +544,7 @@ impl Default for AuthSettings {
             attempts_per_address_per_minute: auth.attempts_per_address_per_minute,
             max_devices_per_account: auth.max_devices_per_account,
             link_code_ttl: auth.link_code_ttl,
+            lookups_per_account_per_minute: auth.lookups_per_account_per_minute,
         }
     }
 }
@@ -626,6 +629,7 @@ impl Settings {
             attempts_per_address_per_minute: self.auth.attempts_per_address_per_minute,
             max_devices_per_account: self.auth.max_devices_per_account,
             link_code_ttl: self.auth.link_code_ttl,
+            lookups_per_account_per_minute: self.auth.lookups_per_account_per_minute,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::chat::{body, connect, frame, frame_within, put, second_device, send};
-use common::{TestApp, phone, settings_in};
+use common::{TestApp, node_and_gateway, phone, settings_in};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -195,14 +195,7 @@ async fn bad_frames_get_codes_and_a_newer_connection_replaces_the_older() {
 #[tokio::test]
 async fn a_device_on_one_node_reaches_a_device_on_another() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = |role| {
-        let mut s = settings_in(dir.path());
-        s.role = role;
-        s
-    };
-    // Two gateways and a worker sharing the database and the bus.
-    let one = TestApp::start(node(sealpost::Role::All)).await;
-    let two = TestApp::start(node(sealpost::Role::Chat)).await;
+    let (one, two) = node_and_gateway(dir.path()).await;
     let (alice, bob) = (one.user(&phone()).await, one.user(&phone()).await);
     let mut b = connect(&two, &bob.token).await;
     assert_eq!(frame(&mut b).await["type"], "hello");

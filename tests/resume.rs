@@ -2,11 +2,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::child::Server;
 use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -92,59 +91,6 @@ async fn graceful_shutdown_commits_in_flight_uploads() {
         .tus_patch(&user, &url, 25_000, data[25_000..].to_vec())
         .await;
     assert_eq!(header(&res, "sealpost-blob-id"), Some(sha256_hex(&data)));
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(data_dir: &std::path::Path) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sealpost"));
-        command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir);
-        let key = data_dir.display().to_string();
-        if let Some(url) = sealpost_db::testing::database_url(&key) {
-            command.args(["--database-url", &url]);
-        }
-        if let Some(url) = sealpost_store::testing::blob_store_url(&key) {
-            command.args(["--blob-store", &url]);
-        }
-        command.args(["--bus", &sealpost_bus::testing::bus_url(&key)]);
-        let mut child = command
-            .env("SEALPOST__UPLOADS__CHECKPOINT_BYTES", "65536")
-            .env("SEALPOST__LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sealpost");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("server exited before listening")
-                .expect("line");
-            if let Some(at) = line.find("http://127.0.0.1:") {
-                let rest = &line[at..];
-                let end = rest
-                    .find(|c: char| c == '"' || c.is_whitespace())
-                    .unwrap_or(rest.len());
-                break rest[..end].to_owned();
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child, base }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test]

@@ -235,3 +235,82 @@ async fn ctrl_c_during_an_upload_then_the_same_command_resumes() {
     )
     .await;
 }
+
+/// Registers `phone` with `seal register` (which logs in too).
+async fn register_as(server: &str, config: &Path, phone: &str) {
+    let mut register = seal(config, server);
+    register.args(["register", "--phone", phone, "--name", "Cli"]);
+    let out = run(register).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Runs `seal listen --count N --json` against `server`; the JSON lines it printed.
+async fn listen(config: &Path, server: &str, count: u32) -> Vec<serde_json::Value> {
+    let mut listen = seal(config, server);
+    listen.args(["listen", "--json", "--count", &count.to_string()]);
+    let out = tokio::time::timeout(Duration::from_secs(120), run(listen))
+        .await
+        .expect("seal listen took what it waited for");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+#[tokio::test]
+async fn two_cli_users_exchange_messages_with_receipts_across_two_nodes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (one, two) = node_and_gateway(dir.path()).await;
+    let (alice, bob) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let bob_phone = phone();
+    register_as(&one.base, alice.path(), &phone()).await;
+    register_as(&one.base, bob.path(), &bob_phone).await;
+
+    // Bob listens on the second node while Alice sends two messages through the first.
+    let bob_config = bob.path().to_owned();
+    let two_base = two.base.clone();
+    let bob_listens = tokio::spawn(async move { listen(&bob_config, &two_base, 2).await });
+    let mut sent = Vec::new();
+    for message in ["hello Bob", "and again"] {
+        let mut send = seal(alice.path(), &one.base);
+        send.args(["send", "--to", &bob_phone, "--text", message]);
+        let out = run(send).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        sent.push(text(&out.stdout).trim().to_owned());
+    }
+    let got = bob_listens.await.expect("listen");
+    let texts: Vec<&str> = got.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert_eq!(texts, ["hello Bob", "and again"], "in order: {got:?}");
+    let ids: Vec<&str> = got.iter().filter_map(|m| m["server_id"].as_str()).collect();
+    assert_eq!(ids, sent);
+
+    // Alice, offline meanwhile, finds Bob's delivered receipts waiting.
+    let receipts = listen(alice.path(), &one.base, 2).await;
+    let mut acknowledged = Vec::new();
+    for receipt in &receipts {
+        assert_eq!(
+            (receipt["type"].as_str(), receipt["status"].as_str()),
+            (Some("receipt"), Some("delivered")),
+            "{receipt}"
+        );
+        acknowledged.extend(receipt["ids"].as_array().expect("ids").iter().cloned());
+    }
+    assert_eq!(acknowledged, sent);
+
+    // Unknown recipients get a clear error.
+    let mut nobody = seal(alice.path(), &one.base);
+    nobody.args(["send", "--to", "+15550000000", "--text", "anyone?"]);
+    let out = run(nobody).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no-such-account"),
+        "{}",
+        text(&out.stderr)
+    );
+    two.shutdown().await;
+    one.shutdown().await;
+}

@@ -1,12 +1,12 @@
 //! Account registration and login.
 
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use sealpost_auth::Authenticated;
 use sealpost_proto::{
-    Account, ChallengeRequest, ChallengeResponse, Problem, RegisterAccount, TokenRequest,
-    TokenResponse,
+    Account, AccountKeys, ChallengeRequest, ChallengeResponse, Problem, RegisterAccount,
+    TokenRequest, TokenResponse,
 };
 
 use super::interim::ClientConn;
@@ -97,4 +97,26 @@ pub async fn revoke_token(
         .revoked(&auth.account_id, auth.device_id, Some(token_hash))
         .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The account with this phone number and its devices' identity keys, to write to it
+/// (rate-limited per asking account: `auth.lookups_per_account_per_minute`).
+#[utoipa::path(
+    get, path = "/v1/accounts/by-phone/{phone}", tag = "accounts",
+    params(("phone" = String, Path, description = "E.164 phone number, e.g. +15551234567")),
+    responses(
+        (status = 200, description = "The account", body = AccountKeys),
+        (status = 400, description = "`invalid-phone`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`no-such-account`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate-limited`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn lookup(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(phone): Path<String>,
+) -> ApiResult<Json<AccountKeys>> {
+    Ok(Json(state.auth.lookup(&auth.account_id, &phone).await?))
 }

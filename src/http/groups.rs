@@ -18,7 +18,7 @@ use crate::state::AppState;
     request_body = CreateGroup,
     responses(
         (status = 201, description = "Created", body = Group),
-        (status = 400, description = "`invalid-group-request`: a member listed twice, or the creator listed", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid-group-request`: a member listed twice, or the creator listed; `invalid-json`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`no-such-account`: a member has no account", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`group-too-large`: more than `chat.max_group_members`", body = Problem, content_type = "application/problem+json"),
@@ -84,6 +84,7 @@ pub async fn get_group(
     request_body = SetGroupMember,
     responses(
         (status = 200, description = "The group after the change", body = Group),
+        (status = 400, description = "`invalid-json`: the body is not a SetGroupMember", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`not-group-admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`no-such-group` or `no-such-account`", body = Problem, content_type = "application/problem+json"),

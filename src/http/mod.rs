@@ -47,6 +47,7 @@ fn media_routes() -> OpenApiRouter<AppState> {
         .layer(middleware::from_fn(uploads::tus_resumable_header));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(accounts::register))
+        .routes(routes!(accounts::lookup))
         .routes(routes!(accounts::challenge))
         .routes(routes!(accounts::issue_token, accounts::revoke_token))
         .routes(routes!(devices::link_device, devices::list_devices))

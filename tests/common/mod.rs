@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub, clippy::cast_possible_truncation)]
 
 pub mod chat;
+pub mod child;
 pub mod nginx;
 
 use std::net::SocketAddr;
@@ -52,6 +53,18 @@ pub fn settings_in(dir: &std::path::Path) -> Settings {
     s.media.transcoder = Some(env!("CARGO_BIN_EXE_sealpost").into());
     s.media.retry_backoff = std::time::Duration::from_millis(100);
     s
+}
+
+/// A node with every role, and a chat gateway (`--role chat`) sharing its database and bus.
+pub async fn node_and_gateway(dir: &std::path::Path) -> (TestApp, TestApp) {
+    let node = |role| {
+        let mut s = settings_in(dir);
+        s.role = role;
+        s
+    };
+    let one = TestApp::start(node(sealpost::Role::All)).await;
+    let two = TestApp::start(node(sealpost::Role::Chat)).await;
+    (one, two)
 }
 
 /// A `width`×`height` JPEG photo with detail everywhere (no EXIF).

@@ -33,6 +33,9 @@ pub enum AuthError {
     /// The account has as many devices as it may.
     #[error("the account has {0} devices, the most it may have; remove one first")]
     TooManyDevices(u32),
+    /// No account has this phone number.
+    #[error("no account has this phone number")]
+    NoSuchAccount,
     /// No such active device in the account.
     #[error("the account has no such device")]
     NoSuchDevice,
@@ -62,6 +65,7 @@ impl AuthError {
             Self::InvalidLinkCode => (403, "invalid-link-code"),
             Self::TooManyDevices(_) => (409, "too-many-devices"),
             Self::NoSuchDevice => (404, "no-such-device"),
+            Self::NoSuchAccount => (404, "no-such-account"),
             Self::DeviceForbidden(_) => (403, "device-forbidden"),
             Self::RateLimited(_) => (429, "rate-limited"),
             Self::Db(_) => (500, "internal"),

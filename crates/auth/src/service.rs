@@ -7,8 +7,8 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use rand::Rng;
 use sealpost_db::{AccountRow, Db, DbError};
 use sealpost_proto::{
-    Account, ChallengeRequest, ChallengeResponse, Device, LinkCode, LinkDevice, RegisterAccount,
-    TokenRequest, TokenResponse,
+    Account, AccountKeys, ChallengeRequest, ChallengeResponse, Device, DeviceKey, LinkCode,
+    LinkDevice, RegisterAccount, TokenRequest, TokenResponse,
 };
 use sha2::{Digest, Sha256};
 
@@ -33,6 +33,8 @@ pub struct AuthConfig {
     pub max_devices_per_account: u32,
     /// How long a device-link code lives.
     pub link_code_ttl: Duration,
+    /// Phone-number lookups one account may make a minute.
+    pub lookups_per_account_per_minute: u32,
 }
 
 impl Default for AuthConfig {
@@ -44,6 +46,7 @@ impl Default for AuthConfig {
             attempts_per_address_per_minute: 60,
             max_devices_per_account: 5,
             link_code_ttl: Duration::from_secs(600),
+            lookups_per_account_per_minute: 60,
         }
     }
 }
@@ -55,6 +58,7 @@ pub struct AuthService {
     config: AuthConfig,
     by_phone: RateLimiter,
     by_address: RateLimiter,
+    lookups: RateLimiter,
 }
 
 /// What a valid bearer token stands for.
@@ -100,11 +104,13 @@ impl AuthService {
     pub fn new(db: Db, config: AuthConfig) -> Self {
         let by_phone = RateLimiter::new(u64::from(config.attempts_per_phone_per_minute));
         let by_address = RateLimiter::new(u64::from(config.attempts_per_address_per_minute));
+        let lookups = RateLimiter::new(u64::from(config.lookups_per_account_per_minute));
         Self {
             db,
             config,
             by_phone,
             by_address,
+            lookups,
         }
     }
 
@@ -350,6 +356,32 @@ impl AuthService {
         }
         tracing::info!(account, device = target, "device removed");
         Ok(())
+    }
+
+    /// The account with phone number `phone` and its devices' identity keys, as `asking`
+    /// (an account, rate-limited) looks it up to write to it.
+    pub async fn lookup(&self, asking: &str, phone: &str) -> Result<AccountKeys, AuthError> {
+        validate_phone(phone)?;
+        self.lookups.check(asking).map_err(AuthError::RateLimited)?;
+        let account = self
+            .db
+            .account_by_phone(phone)
+            .await?
+            .ok_or(AuthError::NoSuchAccount)?;
+        let devices = self
+            .db
+            .devices(&account.id)
+            .await?
+            .into_iter()
+            .map(|d| DeviceKey {
+                device_id: device_number(d.device_id),
+                identity_key: STANDARD.encode(&d.identity_key),
+            })
+            .collect();
+        Ok(AccountKeys {
+            account_id: account.id,
+            devices,
+        })
     }
 
     /// Revokes a bearer token.

@@ -151,6 +151,10 @@ impl KafkaBus {
 
 #[async_trait::async_trait]
 impl Bus for KafkaBus {
+    fn outlives_process(&self) -> bool {
+        true
+    }
+
     async fn publish(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(), BusError> {
         let topic = format!("{}{topic}", self.prefix);
         self.ensure_topic(&topic).await?;

@@ -47,6 +47,10 @@ pub trait Bus: Send + Sync + Debug {
 
     /// Checks that the bus is usable (readiness).
     async fn check(&self) -> Result<(), BusError>;
+
+    /// Whether records outlive this process (Kafka: yes; the in-process bus: no, so what it
+    /// held when the process died is gone).
+    fn outlives_process(&self) -> bool;
 }
 
 /// A member of a consumer group.

@@ -131,6 +131,10 @@ impl MemoryBus {
 
 #[async_trait::async_trait]
 impl Bus for MemoryBus {
+    fn outlives_process(&self) -> bool {
+        false
+    }
+
     async fn publish(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(), BusError> {
         let topic = self.topic(topic);
         {

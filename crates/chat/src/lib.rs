@@ -124,12 +124,7 @@ impl Chat {
             )
             .await?;
         for payload in &lost {
-            let Ok(message) = serde_json::from_slice::<send::BusMessage>(payload) else {
-                continue;
-            };
-            self.bus
-                .publish(TOPIC_MESSAGES, message.key.as_bytes(), payload)
-                .await?;
+            self.republish(payload).await?;
         }
         if !lost.is_empty() {
             tracing::warn!(
@@ -144,6 +139,43 @@ impl Chat {
         }
         self.db.purge_sends(cutoff).await?;
         Ok(expired)
+    }
+
+    /// After a start on a bus that does not outlive its process, publishes again every send
+    /// not yet delivered, oldest first and before any new send: the bus lost them with the
+    /// process that held them, and published now they keep their place in each
+    /// conversation. Returns how many.
+    pub async fn recover(&self) -> anyhow::Result<u64> {
+        if self.bus.outlives_process() {
+            return Ok(0);
+        }
+        let mut republished = 0u64;
+        let mut after = 0i64;
+        loop {
+            let lost = self.db.undelivered_sends_after(after, 1_000).await?;
+            let Some((last, _)) = lost.last() else { break };
+            after = *last;
+            for (_, payload) in &lost {
+                self.republish(payload).await?;
+                republished += 1;
+            }
+        }
+        if republished > 0 {
+            tracing::warn!(
+                republished,
+                "chat sends lost with the last process were published again"
+            );
+        }
+        Ok(republished)
+    }
+
+    async fn republish(&self, payload: &[u8]) -> anyhow::Result<()> {
+        if let Ok(message) = serde_json::from_slice::<send::BusMessage>(payload) {
+            self.bus
+                .publish(TOPIC_MESSAGES, message.key.as_bytes(), payload)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Devices connected to this node now.

@@ -42,6 +42,20 @@ pub enum ClientError {
     /// A local file could not be read or written.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The chat server refused a frame, or ended the session.
+    #[error("chat: {code}: {message}")]
+    Chat {
+        /// The stable code (docs/protocol.md), or `replaced`, `revoked`, `token-expired`,
+        /// `session-ended` for a session that ended.
+        code: String,
+        /// What happened, for people.
+        message: String,
+        /// `rate-limited`: seconds to wait.
+        retry_after: Option<u64>,
+    },
+    /// The chat WebSocket failed.
+    #[error("chat connection: {0}")]
+    Socket(String),
     /// The server's answer made no sense.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
@@ -51,7 +65,8 @@ impl ClientError {
     /// Whether trying again later may succeed (network trouble, 5xx, a takeover race).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Network(_) => true,
+            Self::Network(_) | Self::Socket(_) => true,
+            Self::Chat { code, .. } => code == "rate-limited" || code == "internal",
             Self::Server { status, code, .. } => {
                 *status >= 500 || *status == 429 || code == "upload-superseded"
             }

@@ -4,10 +4,13 @@
 //! * [`Client::upload_encrypted`] seals a file under a fresh media key while it streams it to
 //!   the server (tus), resumable across process restarts, and returns the [`MediaRef`] to send
 //!   to the recipient;
+//! * [`Client::chat`] opens a chat session (docs/protocol.md) that reconnects by itself,
+//!   resumes from the server's inbox and hands over each stored message once;
 //! * [`Client::download_decrypted`] fetches a blob, checks it against its id, opens it and checks
 //!   the plaintext's SHA-256.
 
 mod auth;
+mod chat;
 mod download;
 mod error;
 mod retry;
@@ -16,6 +19,7 @@ mod upload;
 
 use reqwest::{Response, StatusCode};
 
+pub use chat::{Answer, ChatEvent, ChatOptions, ChatSession, Content, Stored};
 pub use error::ClientError;
 pub use retry::Retry;
 pub use sealpost_proto::MediaRef;

@@ -146,6 +146,23 @@ impl Db {
         Ok(rows.into_iter().map(|(p,)| p).collect())
     }
 
+    /// Sends no delivery worker has stored, recorded after `after_ms` (by record time), at most
+    /// `limit`, oldest first, with their record times.
+    pub async fn undelivered_sends_after(
+        &self,
+        after_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, DbError> {
+        Ok(sqlx::query_as(
+            "SELECT created_at, payload FROM chat_sends WHERE delivered = 0 \
+             AND created_at > $1 AND payload IS NOT NULL ORDER BY created_at LIMIT $2",
+        )
+        .bind(after_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Forgets delivered sends recorded before `cutoff_ms`; returns how many.
     pub async fn purge_sends(&self, cutoff_ms: i64) -> Result<u64, DbError> {
         Ok(

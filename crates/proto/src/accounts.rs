@@ -123,3 +123,12 @@ pub struct Device {
     /// When it was added, RFC 3339.
     pub created_at: String,
 }
+
+/// An account found by phone number, with the identity keys of its devices (to encrypt for).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccountKeys {
+    /// The account.
+    pub account_id: String,
+    /// Its devices.
+    pub devices: Vec<crate::DeviceKey>,
+}

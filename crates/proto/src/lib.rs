@@ -12,8 +12,8 @@ mod processing;
 mod uploads;
 
 pub use accounts::{
-    Account, ChallengeRequest, ChallengeResponse, Device, LinkCode, LinkDevice, RegisterAccount,
-    TokenRequest, TokenResponse,
+    Account, AccountKeys, ChallengeRequest, ChallengeResponse, Device, LinkCode, LinkDevice,
+    RegisterAccount, TokenRequest, TokenResponse,
 };
 pub use blobs::{LinkRequest, SignedLink};
 pub use chat::{ClientFrame, DeviceKey, Envelope, ReceiptStatus, Sender, ServerFrame, TypingState};

@@ -5,6 +5,8 @@
 //! seal login                                         # a fresh token
 //! seal upload photo.jpg > photo.ref.json             # seal + resumable upload; prints the MediaRef
 //! seal download photo.ref.json -o photo.jpg          # download, verify, open
+//! seal send --to +15557654321 --text "hi"            # a text to every device of an account
+//! seal listen                                        # print what arrives, send receipts
 //! ```
 //!
 //! Every command takes `--server URL` (or `SEAL_SERVER`, or `server = "…"` in
@@ -26,6 +28,8 @@ use clap::{Parser, Subcommand};
 use ed25519_dalek::SigningKey;
 use sealpost_client::{Client, ClientError, MediaRef, Progress, write_private_json};
 use serde::{Deserialize, Serialize};
+
+mod chat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -81,6 +85,26 @@ enum Command {
         /// fetches just the segments that hold them
         #[arg(long)]
         range: Option<String>,
+    },
+    /// Sends a text message to every device of the account with a phone number (not yet
+    /// end-to-end encrypted: that comes with the client's sessions); prints its server id
+    Send {
+        /// The recipient's phone number in E.164 form
+        #[arg(long)]
+        to: String,
+        /// The message
+        #[arg(long)]
+        text: String,
+    },
+    /// Prints messages, receipts and group changes as they arrive (the offline ones first),
+    /// answering each message with a `delivered` receipt
+    Listen {
+        /// Stop after this many (messages, receipts and group changes)
+        #[arg(long)]
+        count: Option<u64>,
+        /// One JSON object a line
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -378,8 +402,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         }
+        Command::Send { to, text } => {
+            chat::send(&logged_in(cli.server, &session_path)?, &to, &text).await?;
+        }
+        Command::Listen { count, json } => {
+            chat::listen(&logged_in(cli.server, &session_path)?, count, json).await?;
+        }
     }
     Ok(())
+}
+
+/// A client with the stored session's token.
+fn logged_in(server: Option<String>, session_path: &Path) -> Result<Client, Failure> {
+    let session: Session = read_json(session_path, "not logged in: run `seal login`")?;
+    Ok(Client::new(&server.unwrap_or(session.server)).with_token(session.token))
 }
 
 #[tokio::main]
