@@ -11,7 +11,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::chat::{body, connect, frame, frame_within, put, second_device, send};
 use common::{TestApp, node_and_gateway, phone, settings_in};
+use futures_util::StreamExt;
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 #[tokio::test]
@@ -437,4 +439,66 @@ async fn a_removed_device_a_revoked_token_and_an_expired_token_lose_their_connec
         frame_within(&mut c, Duration::from_secs(10)).await,
         Some(json!({"type": "closed", "code": 4004}))
     );
+}
+
+#[tokio::test]
+async fn the_window_holds_unacknowledged_messages_and_budgets_and_frame_sizes_are_enforced() {
+    let app = TestApp::spawn_with(|s| {
+        s.chat.window = 2;
+        s.chat.max_frame = 100 << 10;
+        s.chat.bytes_per_device_per_minute = 1_000;
+    })
+    .await;
+    let (alice, bob) = (app.user(&phone()).await, app.user(&phone()).await);
+    let mut a = connect(&app, &alice.token).await;
+    frame(&mut a).await;
+    let mut b = connect(&app, &bob.token).await;
+    frame(&mut b).await;
+    for i in 0..3 {
+        put(&mut a, send(&format!("w{i}"), &bob.account_id, &[1], "x")).await;
+        assert_eq!(frame(&mut a).await["type"], "sent");
+    }
+    // Two are pushed; the third waits for an ack.
+    let first = frame(&mut b).await;
+    let second = frame(&mut b).await;
+    assert_eq!(second["seq"], 2, "{second}");
+    assert_eq!(frame_within(&mut b, Duration::from_secs(1)).await, None);
+    put(&mut b, json!({"type": "ack", "seq": first["seq"]})).await;
+    assert_eq!(frame(&mut b).await["seq"], 3);
+
+    // 1,000 body bytes a minute from one device: the next send over it is refused.
+    let big = STANDARD.encode(vec![7u8; 900]);
+    let big_send = |id: &str| {
+        json!({"type": "send", "id": id, "to": bob.account_id,
+               "envelopes": [{"device_id": 1, "body": big}]})
+    };
+    put(&mut a, big_send("b1")).await;
+    assert_eq!(frame(&mut a).await["type"], "sent", "within the budget");
+    put(&mut a, big_send("b2")).await;
+    let refused = frame(&mut a).await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["retry_after"].is_u64()),
+        (Some("rate-limited"), true),
+        "{refused}"
+    );
+
+    // A frame over chat.max_frame ends the connection.
+    let huge = "x".repeat(200 << 10);
+    put(
+        &mut a,
+        json!({"type": "typing", "to": huge, "state": "started"}),
+    )
+    .await;
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match a.next().await {
+                Some(Ok(Message::Close(close))) => return close.map(|c| u16::from(c.code)),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the connection ends");
+    assert_ne!(end, Some(1000), "not a normal closure");
 }
