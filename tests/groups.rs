@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::chat::{Socket, body, connect, frame, frame_within, put, second_device};
-use common::{TestApp, User, phone};
+use common::{TestApp, User, assert_problem, phone};
 use reqwest::Response;
 use serde_json::{Value, json};
 
@@ -49,15 +49,6 @@ async fn remove(app: &TestApp, user: &User, group: &str, member: &str) -> Respon
         .send()
         .await
         .expect("remove")
-}
-
-async fn code(res: Response) -> (u16, String) {
-    let status = res.status().as_u16();
-    let problem: Value = res.json().await.expect("problem");
-    (
-        status,
-        problem["code"].as_str().unwrap_or_default().to_owned(),
-    )
 }
 
 /// Connects and reads the hello.
@@ -196,14 +187,18 @@ async fn admins_manage_members_members_only_leave_and_everyone_is_told() {
     let id = group["group_id"].as_str().expect("id").to_owned();
 
     // Members may not manage; outsiders do not see the group.
-    assert_eq!(
-        code(set_member(&app, &bob, &id, &dave.account_id, "member").await).await,
-        (403, "not-group-admin".to_owned())
-    );
-    assert_eq!(
-        code(remove(&app, &bob, &id, &carol.account_id).await).await,
-        (403, "not-group-admin".to_owned())
-    );
+    assert_problem(
+        set_member(&app, &bob, &id, &dave.account_id, "member").await,
+        403,
+        "not-group-admin",
+    )
+    .await;
+    assert_problem(
+        remove(&app, &bob, &id, &carol.account_id).await,
+        403,
+        "not-group-admin",
+    )
+    .await;
     let outsider = app
         .client
         .get(app.url(&format!("/v1/groups/{id}")))
@@ -211,11 +206,13 @@ async fn admins_manage_members_members_only_leave_and_everyone_is_told() {
         .send()
         .await
         .expect("get");
-    assert_eq!(code(outsider).await, (404, "no-such-group".to_owned()));
-    assert_eq!(
-        code(set_member(&app, &alice, &id, "nobody", "member").await).await,
-        (404, "no-such-account".to_owned())
-    );
+    assert_problem(outsider, 404, "no-such-group").await;
+    assert_problem(
+        set_member(&app, &alice, &id, "nobody", "member").await,
+        404,
+        "no-such-account",
+    )
+    .await;
 
     // The admin adds Dave, who is told; then Bob leaves, and everyone left is told.
     let added = set_member(&app, &alice, &id, &dave.account_id, "member").await;
@@ -248,10 +245,12 @@ async fn admins_manage_members_members_only_leave_and_everyone_is_told() {
     assert_eq!(refused["code"], "no-such-group", "{refused}");
 
     // The only admin cannot be demoted; when it leaves, the longest-standing member is admin.
-    assert_eq!(
-        code(set_member(&app, &alice, &id, &alice.account_id, "member").await).await,
-        (409, "last-admin".to_owned())
-    );
+    assert_problem(
+        set_member(&app, &alice, &id, &alice.account_id, "member").await,
+        409,
+        "last-admin",
+    )
+    .await;
     assert_eq!(
         remove(&app, &alice, &id, &alice.account_id).await.status(),
         204
@@ -318,22 +317,28 @@ async fn a_group_has_at_most_its_maximum_of_members() {
         app.user(&phone()).await,
     ];
     let ids: Vec<&str> = users.iter().map(|u| u.account_id.as_str()).collect();
-    assert_eq!(
-        code(create(&app, &users[0], &ids[1..]).await).await,
-        (409, "group-too-large".to_owned())
-    );
-    assert_eq!(
-        code(create(&app, &users[0], &[ids[1], ids[1]]).await).await,
-        (400, "invalid-group-request".to_owned())
-    );
+    assert_problem(
+        create(&app, &users[0], &ids[1..]).await,
+        409,
+        "group-too-large",
+    )
+    .await;
+    assert_problem(
+        create(&app, &users[0], &[ids[1], ids[1]]).await,
+        400,
+        "invalid-group-request",
+    )
+    .await;
     let group: Value = create(&app, &users[0], &ids[1..3])
         .await
         .json()
         .await
         .expect("group");
     let id = group["group_id"].as_str().expect("id");
-    assert_eq!(
-        code(set_member(&app, &users[0], id, ids[3], "member").await).await,
-        (409, "group-too-large".to_owned())
-    );
+    assert_problem(
+        set_member(&app, &users[0], id, ids[3], "member").await,
+        409,
+        "group-too-large",
+    )
+    .await;
 }

@@ -98,10 +98,8 @@ impl Chat {
         self.db
             .create_group(&group_id, account, &members, unix_millis())
             .await?;
-        let mut everyone = members.clone();
-        everyone.push(account.to_owned());
         let body = change_body(GroupChange::Created, members, 1);
-        self.announce(account, device, &group_id, &body, &everyone)
+        self.announce(account, device, &group_id, &body, None)
             .await?;
         self.group(account, &group_id).await
     }
@@ -174,9 +172,8 @@ impl Chat {
             (Some(_), GroupRole::Admin) => GroupChange::Promoted,
             (Some(_), GroupRole::Member) => GroupChange::Demoted,
         };
-        let everyone = self.member_ids(group_id).await?;
         let body = change_body(what, vec![member.to_owned()], version);
-        self.announce(account, device, group_id, &body, &everyone)
+        self.announce(account, device, group_id, &body, None)
             .await?;
         self.group(account, group_id).await
     }
@@ -202,20 +199,17 @@ impl Chat {
         else {
             return Err(self.refusal(change, member));
         };
-        let mut everyone = self.member_ids(group_id).await?;
-        everyone.push(member.to_owned());
         let what = if member == account {
             GroupChange::Left
         } else {
             GroupChange::Removed
         };
         let body = change_body(what, vec![member.to_owned()], version);
-        self.announce(account, device, group_id, &body, &everyone)
+        self.announce(account, device, group_id, &body, Some(member))
             .await?;
         if let Some(promoted) = promoted {
-            everyone.pop();
             let body = change_body(GroupChange::Promoted, vec![promoted], version);
-            self.announce(account, device, group_id, &body, &everyone)
+            self.announce(account, device, group_id, &body, None)
                 .await?;
         }
         Ok(())
@@ -226,16 +220,6 @@ impl Chat {
             return Err(GroupError::NoSuchAccount(account.to_owned()));
         }
         Ok(())
-    }
-
-    async fn member_ids(&self, group_id: &str) -> Result<Vec<String>, GroupError> {
-        Ok(self
-            .db
-            .group_members(group_id)
-            .await?
-            .into_iter()
-            .map(|m| m.account_id)
-            .collect())
     }
 
     fn refusal(&self, change: MemberChange, member: &str) -> GroupError {

@@ -119,11 +119,12 @@ impl Chat {
         let lost = self
             .db
             .undelivered_sends(
+                i64::MIN,
                 now.saturating_sub(millis(self.config.republish_after)),
                 1_000,
             )
             .await?;
-        for payload in &lost {
+        for (_, payload) in &lost {
             self.republish(payload).await?;
         }
         if !lost.is_empty() {
@@ -150,9 +151,11 @@ impl Chat {
             return Ok(0);
         }
         let mut republished = 0u64;
-        let mut after = 0i64;
+        let mut after = i64::MIN;
         loop {
-            let lost = self.db.undelivered_sends_after(after, 1_000).await?;
+            // Paged by record time: sends of one millisecond split across two pages are
+            // left to the sweep.
+            let lost = self.db.undelivered_sends(after, i64::MAX, 1_000).await?;
             let Some((last, _)) = lost.last() else { break };
             after = *last;
             for (_, payload) in &lost {

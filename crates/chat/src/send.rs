@@ -417,29 +417,31 @@ impl Chat {
         .await
     }
 
-    /// Tells every device of `recipients` (but the acting one) about a change of a group,
-    /// through the same pipeline as its messages (so it keeps its place among them).
+    /// Tells every member device of a group, and every device of `removed` (an account that
+    /// just left it), about a change of the group, but the acting device; through the same
+    /// pipeline as the group's messages, so it keeps its place among them.
     pub(crate) async fn announce(
         &self,
         account: &str,
         device: u32,
         group: &str,
         body: &GroupBody,
-        recipients: &[String],
+        removed: Option<&str>,
     ) -> anyhow::Result<()> {
         let encoded = STANDARD.encode(serde_json::to_vec(body)?);
-        let mut copies = Vec::new();
-        for member in recipients {
-            for d in self.db.devices(member).await? {
-                if !(member == account && d.device_id == i64::from(device)) {
-                    copies.push(Copy {
-                        account: member.clone(),
-                        device: device_number(&d),
-                        body: encoded.clone(),
-                    });
-                }
-            }
+        let mut devices = self.db.group_devices(group).await?;
+        if let Some(removed) = removed {
+            devices.extend(self.db.devices(removed).await?);
         }
+        let copies = devices
+            .iter()
+            .filter(|d| !(d.account_id == account && d.device_id == i64::from(device)))
+            .map(|d| Copy {
+                account: d.account_id.clone(),
+                device: device_number(d),
+                body: encoded.clone(),
+            })
+            .collect();
         let id = format!("group-{}", uuid::Uuid::new_v4().simple());
         self.commit(
             account,

@@ -456,22 +456,35 @@ impl Driver {
                         let _ = done.send(());
                         return Some(Ok(()));
                     }
-                    Some(command) => self.queue(command),
+                    // Sends wait for the next connection; typing indicators are dropped.
+                    Some(command) => drop(self.take(command)),
                 },
             }
         }
     }
 
-    /// Keeps a command for the next connection (typing indicators are dropped).
-    fn queue(&mut self, command: Command) {
+    /// Keeps what a command leaves for later connections (a send until it is answered, the
+    /// highest ack); returns the frame it sends now.
+    fn take(&mut self, command: Command) -> Option<String> {
         match command {
             Command::Request { id, frame, answer } => {
                 self.order += 1;
-                self.pending
-                    .insert(self.order, Pending { id, frame, answer });
+                self.pending.insert(
+                    self.order,
+                    Pending {
+                        id,
+                        frame: frame.clone(),
+                        answer,
+                    },
+                );
+                Some(frame)
             }
-            Command::Ack(seq) => self.acked = self.acked.max(seq),
-            Command::Typing(_) | Command::Close(_) => {}
+            Command::Ack(seq) => {
+                self.acked = self.acked.max(seq);
+                Some(ack_frame(seq))
+            }
+            Command::Typing(frame) => Some(frame),
+            Command::Close(_) => None,
         }
     }
 
@@ -500,24 +513,14 @@ impl Driver {
                         let _ = socket.close(None).await;
                         return Outcome::Closed;
                     };
-                    let frame = match command {
-                        Command::Close(done) => {
-                            let _ = socket.close(None).await;
-                            let _ = done.send(());
-                            return Outcome::Closed;
-                        }
-                        Command::Ack(seq) => {
-                            self.acked = self.acked.max(seq);
-                            ack_frame(seq)
-                        }
-                        Command::Typing(frame) => frame,
-                        Command::Request { id, frame, answer } => {
-                            self.order += 1;
-                            self.pending.insert(self.order, Pending { id, frame: frame.clone(), answer });
-                            frame
-                        }
-                    };
-                    if let Err(e) = socket.send(Message::Text(frame.into())).await {
+                    if let Command::Close(done) = command {
+                        let _ = socket.close(None).await;
+                        let _ = done.send(());
+                        return Outcome::Closed;
+                    }
+                    if let Some(frame) = self.take(command)
+                        && let Err(e) = socket.send(Message::Text(frame.into())).await
+                    {
                         return Outcome::Retry(e.to_string());
                     }
                 }

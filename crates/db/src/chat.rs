@@ -128,36 +128,22 @@ impl Db {
         Ok(())
     }
 
-    /// Payloads of sends recorded before `cutoff_ms` that no delivery worker has stored (the
-    /// bus lost them, or publishing failed and the client did not retry), oldest first.
+    /// Sends no delivery worker has stored (the bus lost them, or publishing failed and the
+    /// client did not retry) recorded after `after_ms` and before `before_ms`, at most
+    /// `limit`, oldest first, with their record times.
     pub async fn undelivered_sends(
         &self,
-        cutoff_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<Vec<u8>>, DbError> {
-        let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
-            "SELECT payload FROM chat_sends WHERE delivered = 0 \
-             AND created_at < $1 AND payload IS NOT NULL ORDER BY created_at LIMIT $2",
-        )
-        .bind(cutoff_ms)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(p,)| p).collect())
-    }
-
-    /// Sends no delivery worker has stored, recorded after `after_ms` (by record time), at most
-    /// `limit`, oldest first, with their record times.
-    pub async fn undelivered_sends_after(
-        &self,
         after_ms: i64,
+        before_ms: i64,
         limit: i64,
     ) -> Result<Vec<(i64, Vec<u8>)>, DbError> {
         Ok(sqlx::query_as(
             "SELECT created_at, payload FROM chat_sends WHERE delivered = 0 \
-             AND created_at > $1 AND payload IS NOT NULL ORDER BY created_at LIMIT $2",
+             AND created_at > $1 AND created_at < $2 AND payload IS NOT NULL \
+             ORDER BY created_at LIMIT $3",
         )
         .bind(after_ms)
+        .bind(before_ms)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)

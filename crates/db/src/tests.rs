@@ -608,18 +608,20 @@ async fn a_send_is_recorded_once_and_a_message_stored_once_per_device_in_order()
 
     // The outbox: a published send stays until a delivery worker stored it.
     assert_eq!(
-        db.undelivered_sends(150, 10).await.expect("undelivered"),
-        [b"p1".to_vec()]
+        db.undelivered_sends(i64::MIN, 150, 10)
+            .await
+            .expect("undelivered"),
+        [(100, b"p1".to_vec())]
     );
     assert!(
-        db.undelivered_sends(50, 10)
+        db.undelivered_sends(i64::MIN, 50, 10)
             .await
             .expect("too new")
             .is_empty()
     );
     db.mark_send_delivered("s1").await.expect("delivered");
     assert!(
-        db.undelivered_sends(150, 10)
+        db.undelivered_sends(i64::MIN, 150, 10)
             .await
             .expect("none")
             .is_empty()

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use sealpost_client::{
     Answer, ChatEvent, ChatOptions, ChatSession, Client, ClientError, Content, Stored,
 };
@@ -65,13 +67,13 @@ async fn answer(
 }
 
 fn envelopes(devices: &[DeviceKey], text: &str, skip: Option<u32>) -> Vec<Envelope> {
-    use base64::Engine;
+    let body = STANDARD.encode(text);
     devices
         .iter()
         .filter(|d| Some(d.device_id) != skip)
         .map(|d| Envelope {
             device_id: d.device_id,
-            body: base64::engine::general_purpose::STANDARD.encode(text),
+            body: body.clone(),
         })
         .collect()
 }
