@@ -114,7 +114,7 @@ async fn main() -> BenchResult<()> {
     let seconds = env("SEALPOST_BENCH_SECONDS", 10);
     let connections = env("SEALPOST_BENCH_CONNECTIONS", 32);
     let dir = tempfile::tempdir()?;
-    let server = start_server(dir.path(), &[])?;
+    let server = start_server(dir.path(), &[], &[])?;
     let base = server.base.clone();
     let client = reqwest::Client::new();
     let token = login(&client, &base).await?;

@@ -49,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(url) = &s3 {
         args.extend(["--blob-store", url.as_str()]);
     }
-    let server = start_server(dir.path(), &args)?;
+    let server = start_server(dir.path(), &args, &[])?;
     let base = server.base.clone();
     let client = reqwest::Client::new();
     let token = login(&client, &base).await?;

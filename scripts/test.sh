@@ -111,6 +111,17 @@ echo "python: $PYTHON ($("$PYTHON" --version 2>&1))"
 # for crates/transcode, and the ffmpeg/ffprobe CLI that tests check renditions with.
 bash "$ROOT/scripts/build-deps.sh" ffmpeg
 
+# tansu, a Kafka-protocol broker: tests/chat_crash.rs restarts one of its own in both cargo
+# test runs, and the second run shares one (start_tansu). Installed with cargo the first time
+# (about 15 minutes; the features give it storage engines that keep data), then reused from
+# ~/.cargo/bin.
+TANSU_VERSION=0.6.0
+if ! cargo install --list | grep -q "^tansu v$TANSU_VERSION:"; then
+    echo "installing tansu $TANSU_VERSION (cargo install, once per machine)"
+    cargo install "tansu@$TANSU_VERSION" --locked --features dynostore,libsql
+fi
+export SEALPOST_TEST_TANSU=${SEALPOST_TEST_TANSU:-$(command -v tansu || echo "$HOME/.cargo/bin/tansu")}
+
 # nginx for tests/nginx.rs (the caching proxy of deploy/nginx/sealpost.conf in front of a server).
 apt_install_missing nginx-light
 export SEALPOST_TEST_NGINX=${SEALPOST_TEST_NGINX:-/usr/sbin/nginx}
@@ -214,15 +225,8 @@ TOML
     echo "garage $GARAGE_VERSION (pid $GARAGE_PID) ready, S3 at 127.0.0.1:$GARAGE_S3_PORT"
 }
 
-# tansu, a Kafka-protocol broker, in memory on a free port; sets KAFKA_BROKERS. Installed with
-# cargo the first time (about 15 minutes; the features give it a storage engine that keeps
-# data), then reused from ~/.cargo/bin.
-TANSU_VERSION=0.6.0
+# tansu (installed under "tools"), in memory on a free port; sets KAFKA_BROKERS.
 start_tansu() {
-    if ! cargo install --list | grep -q "^tansu v$TANSU_VERSION:"; then
-        echo "installing tansu $TANSU_VERSION (cargo install, once per machine)"
-        cargo install "tansu@$TANSU_VERSION" --locked --features dynostore,libsql
-    fi
     local port log=$WORK/tansu.log
     port=$(free_port)
     tansu broker --listener-url "tcp://127.0.0.1:$port" \

@@ -502,3 +502,96 @@ async fn the_window_holds_unacknowledged_messages_and_budgets_and_frame_sizes_ar
     .expect("the connection ends");
     assert_ne!(end, Some(1000), "not a normal closure");
 }
+
+/// Reads `socket` until it ends; returns the text frames read and the close code, if a close
+/// frame came.
+async fn read_to_end(socket: &mut common::chat::Socket) -> (usize, Option<u16>) {
+    let mut texts = 0;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Text(_))) => texts += 1,
+                Some(Ok(Message::Close(close))) => return close.map(|c| u16::from(c.code)),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await
+    .map(|code| (texts, code))
+    .expect("the connection ends")
+}
+
+#[tokio::test]
+async fn a_device_that_stops_reading_is_disconnected_and_resumes_from_its_inbox() {
+    const MESSAGES: usize = 300;
+    let app = TestApp::spawn_with(|s| {
+        s.chat.window = 1_000;
+        s.chat.write_timeout = Duration::from_millis(500);
+        s.chat.messages_per_pair_per_minute = 10_000;
+        s.chat.bytes_per_device_per_minute = 1 << 30;
+    })
+    .await;
+    let (alice, bob) = (app.user(&phone()).await, app.user(&phone()).await);
+    let mut a = connect(&app, &alice.token).await;
+    frame(&mut a).await;
+    let mut b = connect(&app, &bob.token).await;
+    assert_eq!(frame(&mut b).await["type"], "hello");
+    // Bob reads no more while 300 messages of 64 KiB (about 26 MB of frames, more than the
+    // loopback socket buffers hold) are pushed to him.
+    let big = STANDARD.encode(vec![7u8; 64 << 10]);
+    for i in 0..MESSAGES {
+        put(
+            &mut a,
+            json!({"type": "send", "id": format!("s{i}"), "to": bob.account_id,
+                   "envelopes": [{"device_id": 1, "body": big}]}),
+        )
+        .await;
+        assert_eq!(frame(&mut a).await["type"], "sent");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // What the buffers held arrives, then the connection ends: the server gave up on it.
+    let (read, code) = read_to_end(&mut b).await;
+    assert!(
+        read < MESSAGES,
+        "only what the buffers held arrived: {read}"
+    );
+    // The close frame (4008) reaches a client only if its buffers had room for it.
+    assert!(matches!(code, None | Some(4008)), "{code:?}");
+    // Nothing was acknowledged, so the next connection gets every message, from the first.
+    let mut b = connect(&app, &bob.token).await;
+    let hello = frame(&mut b).await;
+    assert_eq!(hello["pending"], MESSAGES, "{hello}");
+    let first = frame(&mut b).await;
+    assert_eq!(
+        (first["seq"].as_u64(), body(&first).len()),
+        (Some(1), 64 << 10)
+    );
+}
+
+#[tokio::test]
+async fn a_connection_that_answers_no_ping_is_dropped_and_one_that_does_stays() {
+    let app = TestApp::spawn_with(|s| {
+        s.chat.ping_interval = Duration::from_millis(200);
+        s.chat.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let (alice, bob) = (app.user(&phone()).await, app.user(&phone()).await);
+    let mut reading = connect(&app, &alice.token).await;
+    frame(&mut reading).await;
+    let mut silent = connect(&app, &bob.token).await;
+    frame(&mut silent).await;
+    // Reading answers the server's pings; the silent socket reads (so answers) nothing.
+    assert_eq!(
+        frame_within(&mut reading, Duration::from_secs(3)).await,
+        None
+    );
+    let (_, code) = read_to_end(&mut silent).await;
+    assert_eq!(code, None, "dropped without a close frame");
+    put(&mut reading, json!({"type": "ack", "seq": 0})).await;
+    assert_eq!(
+        frame_within(&mut reading, Duration::from_millis(500)).await,
+        None,
+        "the reading connection is still open"
+    );
+}

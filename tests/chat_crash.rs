@@ -1,6 +1,7 @@
-//! The chat pipeline and the SDK's chat client when the server dies: a server killed with
-//! `kill -9` in the middle of a stream of messages, and started again on the same address,
-//! loses no message it answered `sent`, and the receiving app sees each message once, in order.
+//! The chat pipeline and the SDK's chat client when a component dies in the middle of a
+//! stream of messages: a server killed with `kill -9` and started again on the same address,
+//! or the Kafka broker killed and restarted. Either way no message answered `sent` is lost,
+//! and the receiving app sees each message once, in order.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::child::Server;
+use common::tansu::Broker;
 use common::{TestApp, phone};
 use sealpost_client::{Answer, ChatEvent, ChatOptions, Client, Content, Retry};
 use sealpost_proto::Envelope;
@@ -32,20 +34,14 @@ fn free_address() -> String {
     listener.local_addr().expect("addr").to_string()
 }
 
-#[tokio::test]
-async fn a_server_killed_mid_stream_loses_no_sent_message_and_the_app_sees_each_once_in_order() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let listen = free_address();
-    // Lost sends are looked for every second (a send the bus held when the server died).
-    let env = [
-        ("SEALPOST__CHAT__REPUBLISH_AFTER", "1s"),
-        ("SEALPOST__CHAT__SWEEP_INTERVAL", "1s"),
-    ];
-    let mut server = Server::start_with(dir.path(), &listen, &env);
-    let app = TestApp::external(&server.base);
+/// Alice streams `MESSAGES` messages to Bob through the server at `base`; when Bob has seen a
+/// quarter of them, `disrupt` runs. Asserts Bob sees every message Alice was answered `sent`
+/// for, once and in order, and nothing more; returns how often Bob's session was cut.
+async fn stream_through(base: &str, disrupt: impl FnOnce()) -> usize {
+    let app = TestApp::external(base);
     let (alice, bob) = (app.user(&phone()).await, app.user(&phone()).await);
-    let sender = Client::new(&server.base).with_token(&alice.token);
-    let receiver = Client::new(&server.base).with_token(&bob.token);
+    let sender = Client::new(base).with_token(&alice.token);
+    let receiver = Client::new(base).with_token(&bob.token);
     let alice_chat = sender.chat(options()).await.expect("alice connects");
     let mut bob_chat = receiver.chat(options()).await.expect("bob connects");
 
@@ -68,12 +64,12 @@ async fn a_server_killed_mid_stream_loses_no_sent_message_and_the_app_sees_each_
     });
 
     let mut seen = Vec::new();
-    let mut restarted = None;
+    let mut disrupt = Some(disrupt);
     let mut disconnects = 0;
     while seen.len() < MESSAGES {
-        let event = tokio::time::timeout(Duration::from_secs(60), bob_chat.next())
+        let event = tokio::time::timeout(Duration::from_secs(90), bob_chat.next())
             .await
-            .expect("an event within a minute")
+            .expect("an event within 90 s")
             .expect("the session goes on");
         match event {
             ChatEvent::Stored(stored) => {
@@ -88,15 +84,13 @@ async fn a_server_killed_mid_stream_loses_no_sent_message_and_the_app_sees_each_
             ChatEvent::Disconnected { .. } => disconnects += 1,
             ChatEvent::Connected { .. } | ChatEvent::Typing { .. } => {}
         }
-        if seen.len() == MESSAGES / 4 && restarted.is_none() {
-            server.child.kill().expect("kill -9");
-            server.child.wait().expect("reaped");
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            restarted = Some(Server::start_with(dir.path(), &listen, &env));
+        if seen.len() == MESSAGES / 4
+            && let Some(disrupt) = disrupt.take()
+        {
+            disrupt();
         }
     }
     let sent = sending.await.expect("alice sent everything");
-    assert!(disconnects > 0, "the clients noticed the crash");
     let texts: Vec<&str> = seen.iter().map(|(_, t)| t.as_str()).collect();
     let expected: Vec<String> = (0..MESSAGES).map(|i| format!("message {i}")).collect();
     assert_eq!(texts, expected, "each message once, in order");
@@ -115,5 +109,40 @@ async fn a_server_killed_mid_stream_loses_no_sent_message_and_the_app_sees_each_
         .is_err()
     );
     bob_chat.close().await.expect("bob closes");
+    disconnects
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_stream_loses_no_sent_message_and_the_app_sees_each_once_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listen = free_address();
+    // Lost sends are looked for every second (a send the bus held when the server died).
+    let env = [
+        ("SEALPOST__CHAT__REPUBLISH_AFTER", "1s"),
+        ("SEALPOST__CHAT__SWEEP_INTERVAL", "1s"),
+    ];
+    let mut server = Server::start_with(dir.path(), &listen, &env);
+    let base = server.base.clone();
+    let mut restarted = None;
+    let disconnects = stream_through(&base, || {
+        server.child.kill().expect("kill -9");
+        server.child.wait().expect("reaped");
+        std::thread::sleep(Duration::from_millis(300));
+        restarted = Some(Server::start_with(dir.path(), &listen, &env));
+    })
+    .await;
+    assert!(disconnects > 0, "the clients noticed the crash");
     drop(restarted);
+}
+
+/// On a broker of the test's own (whatever `SEALPOST_TEST_BUS` says), killed with `kill -9`
+/// and back a second later with the records and consumer offsets it had stored.
+#[tokio::test]
+async fn a_kafka_broker_restarted_mid_stream_loses_no_sent_message_and_the_app_sees_each_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker_dir = tempfile::tempdir().expect("tempdir");
+    let mut broker = Broker::start(broker_dir.path());
+    let bus = format!("kafka://{}?partitions=4&namespace=restart", broker.address);
+    let server = Server::start_on_bus(dir.path(), "127.0.0.1:0", &[], &bus);
+    stream_through(&server.base, || broker.restart(Duration::from_secs(1))).await;
 }

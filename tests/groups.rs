@@ -168,6 +168,62 @@ async fn a_group_message_reaches_every_other_member_device_in_one_order() {
     let alice_got = next(&mut a).await;
     assert_eq!(body(&alice_got), "two for 1");
     assert_eq!(alice_got["group"], id.as_str());
+
+    // Typing to the group reaches the other member devices connected now, never the typing
+    // one. (On Kafka the first indicators may go stale while the wake-up group forms: send
+    // until one lands.)
+    let typing = json!({"type": "typing_group", "group": id, "state": "started"});
+    for socket in [&mut a, &mut b2, &mut c] {
+        let typing = loop {
+            put(&mut b1, typing.clone()).await;
+            if let Some(frame) = frame_within(socket, Duration::from_secs(1)).await {
+                break frame;
+            }
+        };
+        assert_eq!(
+            (
+                typing["type"].as_str(),
+                typing["group"].as_str(),
+                typing["from"]["account_id"].as_str(),
+                typing["from"]["device_id"].as_u64()
+            ),
+            (Some("typing"), Some(id.as_str()), Some(b), Some(1)),
+            "{typing}"
+        );
+    }
+    assert_eq!(
+        frame_within(&mut b1, Duration::from_millis(500)).await,
+        None
+    );
+    // Someone outside the group types to it: no member hears of it.
+    let dave = app.user(&phone()).await;
+    let mut d = online(&app, &dave.token).await;
+    put(
+        &mut d,
+        json!({"type": "typing_group", "group": id, "state": "started"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    put(
+        &mut d,
+        json!({"type": "typing", "to": cr, "state": "stopped"}),
+    )
+    .await;
+    let heard = loop {
+        let next = frame(&mut c).await;
+        if next["from"]["account_id"] != b {
+            break next;
+        }
+    };
+    assert_eq!(
+        (
+            heard["from"]["account_id"].as_str(),
+            heard["state"].as_str(),
+            heard["group"].as_str()
+        ),
+        (Some(dave.account_id.as_str()), Some("stopped"), None),
+        "only Dave's typing to Carol herself: {heard}"
+    );
 }
 
 #[tokio::test]

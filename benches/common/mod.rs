@@ -1,5 +1,6 @@
 //! What the benches share: a release `sealpost serve` in a child process, an account with a
-//! token, and reading a process's CPU time and peak memory from /proc.
+//! token, and reading a process's CPU time and memory from /proc. Each bench uses some of them.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -25,12 +26,18 @@ impl Drop for Server {
     }
 }
 
-/// Starts the release binary on a free port with its data in `data_dir` and `args` added.
-pub(crate) fn start_server(data_dir: &Path, args: &[&str]) -> BenchResult<Server> {
+/// Starts the release binary on a free port with its data in `data_dir`, `args` added and
+/// the environment `env` (`SEALPOST__…` settings).
+pub(crate) fn start_server(
+    data_dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> BenchResult<Server> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sealpost"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(args)
+        .envs(env.iter().copied())
         .env("SEALPOST__LOG_FORMAT", "json")
         .env("RUST_LOG", "warn,sealpost::app=info")
         .stderr(Stdio::piped())
@@ -49,14 +56,25 @@ pub(crate) fn start_server(data_dir: &Path, args: &[&str]) -> BenchResult<Server
 
 /// Registers an account and logs in; returns its bearer token.
 pub(crate) async fn login(client: &reqwest::Client, base: &str) -> BenchResult<String> {
+    Ok(register(client, base, "+15550000001").await?.1)
+}
+
+/// Registers an account for `phone` and logs its first device in; returns the account's id
+/// and the bearer token.
+pub(crate) async fn register(
+    client: &reqwest::Client,
+    base: &str,
+    phone: &str,
+) -> BenchResult<(String, String)> {
     let key = SigningKey::from_bytes(&rand::random());
-    let phone = "+15550000001";
-    client
+    let account: Value = client
         .post(format!("{base}/v1/accounts"))
         .json(&json!({"phone": phone, "name": "bench", "identity_key": STANDARD.encode(key.verifying_key().as_bytes())}))
         .send()
         .await?
-        .error_for_status()?;
+        .error_for_status()?
+        .json()
+        .await?;
     let c: Value = client
         .post(format!("{base}/v1/auth/challenge"))
         .json(&json!({"phone": phone}))
@@ -73,7 +91,11 @@ pub(crate) async fn login(client: &reqwest::Client, base: &str) -> BenchResult<S
         .await?
         .json()
         .await?;
-    Ok(t["token"].as_str().ok_or("token")?.to_owned())
+    let token = t["token"].as_str().ok_or("token")?.to_owned();
+    Ok((
+        account["id"].as_str().ok_or("account id")?.to_owned(),
+        token,
+    ))
 }
 
 /// Creates a tus upload of `length` bytes; returns its URL path.
@@ -129,10 +151,19 @@ pub(crate) async fn patch_whole(
 
 /// Peak resident memory of a process (VmHWM), KiB.
 pub(crate) fn peak_rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmHWM:")
+}
+
+/// Resident memory of a process now (VmRSS), KiB.
+pub(crate) fn rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sealpost_auth::{secs, unix_now};
-use sealpost_bus::{Bus, BusError, Record, Subscription};
+use sealpost_bus::{Backoff, Bus, BusError, Record};
 use sealpost_db::{Db, MediaOutcome, RenditionRow};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -95,62 +95,12 @@ impl MediaWorker {
     }
 
     async fn member(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut failures = 0;
-        while !shutdown.is_cancelled() {
-            let subscription = tokio::select! {
-                () = shutdown.cancelled() => return,
-                s = self.bus.subscribe(TOPIC, GROUP) => s,
-            };
-            match subscription {
-                Ok(subscription) => {
-                    if self.consume(subscription, &shutdown).await {
-                        failures = 0;
-                        continue;
-                    }
-                    failures += 1;
-                }
-                Err(e) => {
-                    failures += 1;
-                    tracing::warn!(error = %e, "media worker cannot join {GROUP}");
-                }
-            }
-            // Rejoining at once would churn the group while the brokers are away.
-            if !self.pause(failures, &shutdown).await {
-                return;
-            }
-        }
-    }
-
-    /// Takes and finishes jobs until shutdown (true) or a bus error or a job that cannot be
-    /// finished now (false: the caller waits, then joins the group again).
-    async fn consume(
-        &self,
-        mut subscription: Box<dyn Subscription>,
-        shutdown: &CancellationToken,
-    ) -> bool {
-        let healthy = loop {
-            let record = tokio::select! {
-                () = shutdown.cancelled() => break true,
-                r = subscription.next() => r,
-            };
-            let record = match record {
-                Ok(record) => record,
-                Err(e) => {
-                    tracing::warn!(error = %e, "media worker lost its subscription");
-                    break false;
-                }
-            };
-            if !self.handle(&record, shutdown).await {
-                break shutdown.is_cancelled();
-            }
-            if let Err(e) = subscription.commit(&record).await {
-                // Harmless: the job is done, and doing it again finds it finished.
-                tracing::warn!(error = %e, "cannot commit a media job");
-                break false;
-            }
-        };
-        subscription.close().await;
-        healthy
+        let backoff = self.backoff();
+        sealpost_bus::consume(&*self.bus, TOPIC, GROUP, backoff, &shutdown, |record| {
+            let (worker, shutdown) = (&self, &shutdown);
+            async move { worker.handle(&record, shutdown).await }
+        })
+        .await;
     }
 
     /// Works on one record until its outcome is durable (true), or shutdown, or until failures
@@ -173,7 +123,7 @@ impl MediaWorker {
                     self.count("retried", "");
                     tracing::warn!(blob = %job.blob_id, error = %format!("{e:#}"), "media job failed; retrying");
                     if failures > 2 * self.settings.max_attempts
-                        || !self.pause(failures, shutdown).await
+                        || !self.backoff().pause(failures, shutdown).await
                     {
                         return false;
                     }
@@ -182,16 +132,11 @@ impl MediaWorker {
         }
     }
 
-    /// Waits out the backoff after `failures` failures in a row; false on shutdown.
-    async fn pause(&self, failures: u32, shutdown: &CancellationToken) -> bool {
-        let backoff = self
-            .settings
-            .retry_backoff
-            .saturating_mul(1 << failures.saturating_sub(1).min(16))
-            .min(MAX_BACKOFF);
-        tokio::select! {
-            () = shutdown.cancelled() => false,
-            () = tokio::time::sleep(backoff) => true,
+    /// The waits between retries.
+    fn backoff(&self) -> Backoff {
+        Backoff {
+            base: self.settings.retry_backoff,
+            max: MAX_BACKOFF,
         }
     }
 

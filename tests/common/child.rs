@@ -18,6 +18,17 @@ impl Server {
     /// Starts a server with `data_dir` listening on `listen`, with extra environment `env`
     /// (`SEALPOST__…` settings).
     pub fn start_with(data_dir: &std::path::Path, listen: &str, env: &[(&str, &str)]) -> Self {
+        let bus = sealpost_bus::testing::bus_url(&data_dir.display().to_string());
+        Self::start_on_bus(data_dir, listen, env, &bus)
+    }
+
+    /// Like `start_with`, on the bus at `bus` instead of the test's own.
+    pub fn start_on_bus(
+        data_dir: &std::path::Path,
+        listen: &str,
+        env: &[(&str, &str)],
+        bus: &str,
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sealpost"));
         command
             .args(["serve", "--listen", listen, "--data-dir"])
@@ -30,7 +41,7 @@ impl Server {
         if let Some(url) = sealpost_store::testing::blob_store_url(&key) {
             command.args(["--blob-store", &url]);
         }
-        command.args(["--bus", &sealpost_bus::testing::bus_url(&key)]);
+        command.args(["--bus", bus]);
         let mut child = command
             .env("SEALPOST__UPLOADS__CHECKPOINT_BYTES", "65536")
             .env("SEALPOST__LOG_FORMAT", "json")

@@ -2,6 +2,7 @@
 //! delivery, behind one trait. `memory://` keeps everything in this process (the embedded
 //! default); `kafka://HOST:PORT` talks to Apache Kafka or any Kafka-protocol broker.
 
+mod consume;
 mod error;
 mod kafka;
 mod memory;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub use consume::{Backoff, consume};
 pub use error::BusError;
 pub use kafka::KafkaBus;
 pub use memory::MemoryBus;

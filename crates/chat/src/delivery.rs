@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sealpost_bus::{Record, Subscription};
+use sealpost_bus::{Backoff, Record};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use sealpost_db::NewInboxMessage;
+use sealpost_db::{InboxCopy, NewInboxMessage};
 use sealpost_proto::{Sender, ServerFrame, TypingState};
 
 use crate::send::BusMessage;
@@ -20,8 +20,11 @@ use crate::{Chat, TOPIC_MESSAGES, TOPIC_WAKEUPS, unix_millis};
 
 /// The consumer group of the delivery workers.
 pub const DELIVERY_GROUP: &str = "chat-delivery";
-/// The longest wait between two attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The waits between attempts.
+const BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(100),
+    max: Duration::from_secs(30),
+};
 
 /// How long a typing indicator stays worth showing: older ones are dropped.
 const TYPING_FRESH_MS: i64 = 5_000;
@@ -54,6 +57,37 @@ enum Signal {
         state: TypingState,
         at: i64,
     },
+    /// Someone is typing to `group`, whose members are `members`.
+    TypingGroup {
+        group: String,
+        members: Vec<String>,
+        from_account: String,
+        from_device: u32,
+        state: TypingState,
+        at: i64,
+    },
+}
+
+/// Runs `attempt` until it succeeds (true) or shutdown (false), waiting out the backoff
+/// between failures: a record is retried until the database takes it, never skipped.
+async fn retrying<F, Fut>(shutdown: &CancellationToken, mut attempt: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let mut failures = 0;
+    loop {
+        match attempt().await {
+            Ok(()) => return true,
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %format!("{e:#}"), "cannot deliver a chat message; retrying");
+                if !BACKOFF.pause(failures, shutdown).await {
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 impl Chat {
@@ -65,11 +99,17 @@ impl Chat {
         let chat = self.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            chat.consume(
+            let bus = chat.bus.clone();
+            sealpost_bus::consume(
+                &*bus,
                 TOPIC_MESSAGES,
-                DELIVERY_GROUP.to_owned(),
+                DELIVERY_GROUP,
+                BACKOFF,
                 &shutdown,
-                |chat, record| Box::pin(async move { chat.deliver(&record).await }),
+                |record| {
+                    let (chat, shutdown) = (chat.clone(), shutdown.clone());
+                    async move { retrying(&shutdown, || chat.deliver(&record)).await }
+                },
             )
             .await;
         })
@@ -84,86 +124,13 @@ impl Chat {
         let shutdown = shutdown.clone();
         let group = format!("gateway-{}", self.node);
         tokio::spawn(async move {
-            chat.consume(TOPIC_WAKEUPS, group, &shutdown, |chat, record| {
-                Box::pin(async move {
-                    chat.on_signal(&record.payload);
-                    Ok(())
-                })
+            let bus = chat.bus.clone();
+            sealpost_bus::consume(&*bus, TOPIC_WAKEUPS, &group, BACKOFF, &shutdown, |record| {
+                chat.on_signal(&record.payload);
+                std::future::ready(true)
             })
             .await;
         })
-    }
-
-    /// Runs `handle` on every record of `topic` for `group`, committing after each; a failure
-    /// is retried with backoff (the record stays uncommitted), a lost subscription rejoined.
-    async fn consume<F>(
-        self: Arc<Self>,
-        topic: &'static str,
-        group: String,
-        shutdown: &CancellationToken,
-        handle: F,
-    ) where
-        F: Fn(
-                Arc<Self>,
-                Record,
-            ) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>
-            + Send,
-    {
-        let mut failures = 0u32;
-        'join: while !shutdown.is_cancelled() {
-            let subscription = tokio::select! {
-                () = shutdown.cancelled() => return,
-                s = self.bus.subscribe(topic, &group) => s,
-            };
-            let mut subscription: Box<dyn Subscription> = match subscription {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, topic, "cannot join {group}");
-                    failures += 1;
-                    if !pause(failures, shutdown).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            loop {
-                let record = tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    r = subscription.next() => r,
-                };
-                let record = match record {
-                    Ok(record) => record,
-                    Err(e) => {
-                        tracing::warn!(error = %e, topic, "lost the subscription");
-                        subscription.close().await;
-                        failures += 1;
-                        if !pause(failures, shutdown).await {
-                            return;
-                        }
-                        continue 'join;
-                    }
-                };
-                loop {
-                    match handle(self.clone(), record.clone()).await {
-                        Ok(()) => break,
-                        Err(e) => {
-                            failures += 1;
-                            tracing::warn!(error = %format!("{e:#}"), topic, "cannot handle a record; retrying");
-                            if !pause(failures, shutdown).await {
-                                subscription.close().await;
-                                return;
-                            }
-                        }
-                    }
-                }
-                failures = 0;
-                if let Err(e) = subscription.commit(&record).await {
-                    // Harmless: doing it again stores nothing twice.
-                    tracing::warn!(error = %e, topic, "cannot commit");
-                }
-            }
-            subscription.close().await;
-        }
     }
 
     /// Stores one copy of a message per device, then wakes the devices.
@@ -172,24 +139,29 @@ impl Chat {
             tracing::warn!(offset = record.offset, "skipping a malformed chat message");
             return Ok(());
         };
-        for copy in &message.copies {
-            let Ok(body) = STANDARD.decode(&copy.body) else {
-                continue;
-            };
-            let stored = NewInboxMessage {
-                server_id: &message.server_id,
-                sender_account: &message.from_account,
-                sender_device: i64::from(message.from_device),
-                sent_at: message.sent_at,
-                kind: &message.kind,
-                group: message.group.as_deref(),
-                body: &body,
-            };
-            self.db
-                .deliver(&copy.account, i64::from(copy.device), stored)
-                .await?;
-        }
-        self.db.mark_send_delivered(&message.server_id).await?;
+        let bodies: Vec<(_, Vec<u8>)> = message
+            .copies
+            .iter()
+            .filter_map(|copy| Some((copy, STANDARD.decode(&copy.body).ok()?)))
+            .collect();
+        let copies: Vec<InboxCopy<'_>> = bodies
+            .iter()
+            .map(|(copy, body)| InboxCopy {
+                account: &copy.account,
+                device: i64::from(copy.device),
+                body,
+            })
+            .collect();
+        let stored = NewInboxMessage {
+            server_id: &message.server_id,
+            sender_account: &message.from_account,
+            sender_device: i64::from(message.from_device),
+            sent_at: message.sent_at,
+            kind: &message.kind,
+            group: message.group.as_deref(),
+        };
+        // One transaction for every copy (a group message's fan-out included).
+        self.db.deliver(stored, &copies).await?;
         if message.copies.is_empty() {
             return Ok(());
         }
@@ -213,6 +185,30 @@ impl Chat {
             to,
             &Signal::Typing {
                 account: to.to_owned(),
+                from_account: account.to_owned(),
+                from_device: device,
+                state,
+                at: unix_millis(),
+            },
+        )
+        .await;
+    }
+
+    /// Tells the connected devices of `members` of `group` (but the typing one) that `device`
+    /// of `account` started or stopped typing to the group; never stored.
+    pub(crate) async fn typing_group(
+        &self,
+        account: &str,
+        device: u32,
+        group: &str,
+        members: Vec<String>,
+        state: TypingState,
+    ) {
+        self.signal(
+            group,
+            &Signal::TypingGroup {
+                group: group.to_owned(),
+                members,
                 from_account: account.to_owned(),
                 from_device: device,
                 state,
@@ -304,22 +300,33 @@ impl Chat {
                         account_id: from_account,
                         device_id: from_device,
                     },
+                    group: None,
                     state,
                 };
                 self.registry.ephemeral(&account, skip, &frame);
             }
+            Ok(Signal::TypingGroup {
+                group,
+                members,
+                from_account,
+                from_device,
+                state,
+                at,
+            }) if unix_millis() - at <= TYPING_FRESH_MS => {
+                let frame = ServerFrame::Typing {
+                    from: Sender {
+                        account_id: from_account.clone(),
+                        device_id: from_device,
+                    },
+                    group: Some(group),
+                    state,
+                };
+                for member in &members {
+                    let skip = (*member == from_account).then_some(from_device);
+                    self.registry.ephemeral(member, skip, &frame);
+                }
+            }
             _ => {}
         }
-    }
-}
-
-/// Waits out the backoff after `failures` failures in a row; false on shutdown.
-async fn pause(failures: u32, shutdown: &CancellationToken) -> bool {
-    let backoff = Duration::from_millis(100)
-        .saturating_mul(1 << failures.saturating_sub(1).min(10))
-        .min(MAX_BACKOFF);
-    tokio::select! {
-        () = shutdown.cancelled() => false,
-        () = tokio::time::sleep(backoff) => true,
     }
 }

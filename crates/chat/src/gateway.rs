@@ -283,6 +283,13 @@ impl Chat {
                 }
                 Ok(None)
             }
+            ClientFrame::TypingGroup { group, state } => {
+                if let Some(members) = self.typing_audience(&c.account, &group).await? {
+                    self.typing_group(&c.account, c.device, &group, members, state)
+                        .await;
+                }
+                Ok(None)
+            }
             ClientFrame::Ack { seq } => {
                 // Only what this connection pushed can be acknowledged.
                 let seq = i64::try_from(seq.min(c.pushed)).unwrap_or(i64::MAX);

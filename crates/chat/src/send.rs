@@ -227,7 +227,7 @@ impl Chat {
         if !valid_id(group) || self.db.member_role(group, account).await?.is_none() {
             return Ok(no_such_group(id));
         }
-        let conversation = pair(account, &format!("group:{group}"));
+        let conversation = pair(account, &group_conversation(group));
         if let Some(refusal) = self.take_budgets(account, device, id, &conversation, bytes) {
             return Ok(refusal);
         }
@@ -380,6 +380,28 @@ impl Chat {
     /// nonsense, are dropped).
     pub(crate) fn may_signal(&self, account: &str, to: &str) -> bool {
         valid_id(to) && self.per_pair.check(&pair(account, to)).is_ok()
+    }
+
+    /// The members of `group` when `account` may signal them now: typing indicators over the
+    /// group's limit, to a group `account` is not in, or to nonsense, are dropped.
+    pub(crate) async fn typing_audience(
+        &self,
+        account: &str,
+        group: &str,
+    ) -> anyhow::Result<Option<Vec<String>>> {
+        if !valid_id(group) {
+            return Ok(None);
+        }
+        let members = self.db.group_members(group).await?;
+        if !members.iter().any(|m| m.account_id == account)
+            || self
+                .per_pair
+                .check(&pair(account, &group_conversation(group)))
+                .is_err()
+        {
+            return Ok(None);
+        }
+        Ok(Some(members.into_iter().map(|m| m.account_id).collect()))
     }
 
     async fn try_receipt(
@@ -556,4 +578,9 @@ fn member_device(device: &DeviceRow) -> MemberDevice {
 /// The rate-limit key of messages from one account to a conversation.
 fn pair(from: &str, to: &str) -> String {
     format!("{from}>{to}")
+}
+
+/// A group as a conversation, for `pair`.
+fn group_conversation(group: &str) -> String {
+    format!("group:{group}")
 }

@@ -70,6 +70,8 @@ pub enum ChatEvent {
     Typing {
         /// Who.
         from: Sender,
+        /// The group typed to; `None` when typing to this account.
+        group: Option<String>,
         /// Started or stopped.
         state: TypingState,
     },
@@ -293,10 +295,23 @@ impl ChatSession {
     /// Tells the connected devices of `to` that this one started or stopped typing (dropped
     /// while disconnected).
     pub fn typing(&self, to: &str, state: TypingState) {
-        if let Ok(frame) = serde_json::to_string(&ClientFrame::Typing {
+        self.ephemeral(&ClientFrame::Typing {
             to: to.to_owned(),
             state,
-        }) {
+        });
+    }
+
+    /// Tells the connected member devices of `group` that this one started or stopped
+    /// typing (dropped while disconnected).
+    pub fn typing_group(&self, group: &str, state: TypingState) {
+        self.ephemeral(&ClientFrame::TypingGroup {
+            group: group.to_owned(),
+            state,
+        });
+    }
+
+    fn ephemeral(&self, frame: &ClientFrame) {
+        if let Ok(frame) = serde_json::to_string(frame) {
             let _ = self.commands.send(Command::Typing(frame));
         }
     }
@@ -604,7 +619,7 @@ impl Driver {
                 };
                 return self.stored(seq, server_id, from, timestamp, content).await;
             }
-            ServerFrame::Typing { from, state } => ChatEvent::Typing { from, state },
+            ServerFrame::Typing { from, group, state } => ChatEvent::Typing { from, group, state },
             ServerFrame::Sent {
                 id,
                 server_id,

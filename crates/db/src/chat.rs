@@ -36,7 +36,7 @@ pub struct NewSend<'a> {
     pub digest: &'a str,
 }
 
-/// A message to store in a device's inbox.
+/// A message to store in its devices' inboxes.
 #[derive(Debug, Clone, Copy)]
 pub struct NewInboxMessage<'a> {
     /// The message's id.
@@ -51,6 +51,15 @@ pub struct NewInboxMessage<'a> {
     pub kind: &'a str,
     /// The group it was sent to.
     pub group: Option<&'a str>,
+}
+
+/// One device's copy of a message.
+#[derive(Debug, Clone, Copy)]
+pub struct InboxCopy<'a> {
+    /// The device's account.
+    pub account: &'a str,
+    /// The device.
+    pub device: i64,
     /// The ciphertext for this device (a receipt or group change: its JSON).
     pub body: &'a [u8],
 }
@@ -119,15 +128,6 @@ impl Db {
         })
     }
 
-    /// Records that a delivery worker stored send `server_id`: its payload is no longer kept.
-    pub async fn mark_send_delivered(&self, server_id: &str) -> Result<(), DbError> {
-        sqlx::query("UPDATE chat_sends SET delivered = 1, payload = NULL WHERE server_id = $1")
-            .bind(server_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Sends no delivery worker has stored (the bus lost them, or publishing failed and the
     /// client did not retry) recorded after `after_ms` and before `before_ms`, at most
     /// `limit`, oldest first, with their record times.
@@ -179,46 +179,68 @@ impl Db {
         Ok(())
     }
 
-    /// Stores a message in a device's inbox under the device's next sequence number; `None`
-    /// when the device has this `server_id` already (a redelivery).
+    /// Stores `message` in the inbox of each device of `copies`, under the device's next
+    /// sequence number, and records send `message.server_id` delivered, in one transaction.
+    /// Returns each copy's sequence number, in the order of `copies`: `None` where the device
+    /// has this `server_id` already (a redelivery). Devices are taken in (account, device)
+    /// order, so deliveries to overlapping devices cannot deadlock.
     pub async fn deliver(
         &self,
-        account: &str,
-        device: i64,
         message: NewInboxMessage<'_>,
-    ) -> Result<Option<i64>, DbError> {
+        copies: &[InboxCopy<'_>],
+    ) -> Result<Vec<Option<i64>>, DbError> {
+        let mut order: Vec<usize> = (0..copies.len()).collect();
+        order.sort_by_key(|&i| (copies[i].account, copies[i].device));
+        let mut seqs = vec![None; copies.len()];
         let mut tx = self.pool.begin().await?;
-        let (seq,): (i64,) = sqlx::query_as(
-            "INSERT INTO inbox_cursors (account_id, device_id, next_seq) VALUES ($1, $2, 1) \
-             ON CONFLICT (account_id, device_id) DO UPDATE SET next_seq = inbox_cursors.next_seq + 1 \
-             RETURNING next_seq",
-        )
-        .bind(account)
-        .bind(device)
-        .fetch_one(&mut *tx)
-        .await?;
-        let stored = sqlx::query(
-            "INSERT INTO inbox (account_id, device_id, seq, server_id, sender_account, sender_device, sent_at, kind, body, group_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (account_id, device_id, server_id) DO NOTHING",
-        )
-        .bind(account)
-        .bind(device)
-        .bind(seq)
-        .bind(message.server_id)
-        .bind(message.sender_account)
-        .bind(message.sender_device)
-        .bind(message.sent_at)
-        .bind(message.kind)
-        .bind(message.body)
-        .bind(message.group.unwrap_or_default())
-        .execute(&mut *tx)
-        .await?;
-        if stored.rows_affected() == 0 {
-            // Rolled back: the sequence number is not used up.
-            return Ok(None);
+        for i in order {
+            let copy = copies[i];
+            let (seq,): (i64,) = sqlx::query_as(
+                "INSERT INTO inbox_cursors (account_id, device_id, next_seq) VALUES ($1, $2, 1) \
+                 ON CONFLICT (account_id, device_id) DO UPDATE SET next_seq = inbox_cursors.next_seq + 1 \
+                 RETURNING next_seq",
+            )
+            .bind(copy.account)
+            .bind(copy.device)
+            .fetch_one(&mut *tx)
+            .await?;
+            let stored = sqlx::query(
+                "INSERT INTO inbox (account_id, device_id, seq, server_id, sender_account, sender_device, sent_at, kind, body, group_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (account_id, device_id, server_id) DO NOTHING",
+            )
+            .bind(copy.account)
+            .bind(copy.device)
+            .bind(seq)
+            .bind(message.server_id)
+            .bind(message.sender_account)
+            .bind(message.sender_device)
+            .bind(message.sent_at)
+            .bind(message.kind)
+            .bind(copy.body)
+            .bind(message.group.unwrap_or_default())
+            .execute(&mut *tx)
+            .await?;
+            if stored.rows_affected() == 0 {
+                // A redelivery: the sequence number (its row locked by this transaction) is
+                // given back.
+                sqlx::query(
+                    "UPDATE inbox_cursors SET next_seq = next_seq - 1 \
+                     WHERE account_id = $1 AND device_id = $2",
+                )
+                .bind(copy.account)
+                .bind(copy.device)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                seqs[i] = Some(seq);
+            }
         }
+        sqlx::query("UPDATE chat_sends SET delivered = 1, payload = NULL WHERE server_id = $1")
+            .bind(message.server_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(Some(seq))
+        Ok(seqs)
     }
 
     /// A device's inbox messages after `after` (by sequence number), at most `limit`.

@@ -21,7 +21,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use accounts::AccountRow;
 pub use blobs::{BlobCompletion, BlobRow};
-pub use chat::{InboxRow, NewInboxMessage, NewSend, SendRecord};
+pub use chat::{InboxCopy, InboxRow, NewInboxMessage, NewSend, SendRecord};
 pub use devices::DeviceRow;
 pub use error::DbError;
 pub use groups::{GroupRow, MemberChange, MemberRow};

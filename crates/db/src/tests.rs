@@ -560,30 +560,51 @@ async fn a_send_is_recorded_once_and_a_message_stored_once_per_device_in_order()
         ("s1", 100, true, "d1"),
         "a retry finds the first record"
     );
+    // The outbox: a published send stays until a delivery worker stored it.
     assert_eq!(
-        db.deliver("b", 1, inbox_message("s1", 100, b"x"))
+        db.undelivered_sends(i64::MIN, 150, 10)
             .await
-            .expect("deliver"),
-        Some(1)
+            .expect("undelivered"),
+        [(100, b"p1".to_vec())]
+    );
+    assert!(
+        db.undelivered_sends(i64::MIN, 50, 10)
+            .await
+            .expect("too new")
+            .is_empty()
     );
     assert_eq!(
-        db.deliver("b", 1, inbox_message("s1", 100, b"x"))
-            .await
-            .expect("again"),
-        None,
-        "a redelivery stores nothing"
-    );
-    assert_eq!(
-        db.deliver("b", 1, inbox_message("s2", 101, b"y"))
+        db.deliver(inbox_message("s1", 100), &[copy("b", 1, b"x")])
             .await
             .expect("deliver"),
-        Some(2)
+        [Some(1)]
+    );
+    assert!(
+        db.undelivered_sends(i64::MIN, 150, 10)
+            .await
+            .expect("none")
+            .is_empty(),
+        "delivered with its copies"
     );
     assert_eq!(
-        db.deliver("b", 2, inbox_message("s2", 101, b"z"))
-            .await
-            .expect("deliver"),
-        Some(1)
+        db.deliver(
+            inbox_message("s1", 100),
+            &[copy("b", 1, b"x"), copy("b", 2, b"x2")]
+        )
+        .await
+        .expect("again"),
+        [None, Some(1)],
+        "a redelivery stores only what was missing, and uses up no sequence number"
+    );
+    // Copies are stored whatever order they come in; each device counts on its own.
+    assert_eq!(
+        db.deliver(
+            inbox_message("s2", 101),
+            &[copy("b", 2, b"z"), copy("b", 1, b"y")]
+        )
+        .await
+        .expect("deliver"),
+        [Some(2), Some(2)]
     );
     let rows = db.inbox_after("b", 1, 0, 10).await.expect("inbox");
     assert_eq!(
@@ -599,37 +620,16 @@ async fn a_send_is_recorded_once_and_a_message_stored_once_per_device_in_order()
         2
     );
     assert_eq!(
-        db.deliver("b", 1, inbox_message("s1", 100, b"x"))
+        db.deliver(inbox_message("s1", 100), &[copy("b", 1, b"x")])
             .await
             .expect("late"),
-        None,
+        [None],
         "an acknowledged message redelivered late is not stored again"
-    );
-
-    // The outbox: a published send stays until a delivery worker stored it.
-    assert_eq!(
-        db.undelivered_sends(i64::MIN, 150, 10)
-            .await
-            .expect("undelivered"),
-        [(100, b"p1".to_vec())]
-    );
-    assert!(
-        db.undelivered_sends(i64::MIN, 50, 10)
-            .await
-            .expect("too new")
-            .is_empty()
-    );
-    db.mark_send_delivered("s1").await.expect("delivered");
-    assert!(
-        db.undelivered_sends(i64::MIN, 150, 10)
-            .await
-            .expect("none")
-            .is_empty()
     );
     assert_eq!(db.purge_sends(150).await.expect("purge"), 1);
 }
 
-fn inbox_message<'a>(server_id: &'a str, sent_at: i64, body: &'a [u8]) -> NewInboxMessage<'a> {
+fn inbox_message(server_id: &str, sent_at: i64) -> NewInboxMessage<'_> {
     NewInboxMessage {
         server_id,
         sender_account: "a",
@@ -637,6 +637,13 @@ fn inbox_message<'a>(server_id: &'a str, sent_at: i64, body: &'a [u8]) -> NewInb
         sent_at,
         kind: "message",
         group: None,
+    }
+}
+
+fn copy<'a>(account: &'a str, device: i64, body: &'a [u8]) -> InboxCopy<'a> {
+    InboxCopy {
+        account,
+        device,
         body,
     }
 }

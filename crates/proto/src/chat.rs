@@ -98,6 +98,14 @@ pub enum ClientFrame {
         /// Started or stopped.
         state: TypingState,
     },
+    /// An ephemeral typing indicator for the member devices of `group` connected now; never
+    /// stored, never answered.
+    TypingGroup {
+        /// The group being typed to.
+        group: String,
+        /// Started or stopped.
+        state: TypingState,
+    },
 }
 
 /// A frame from the server (docs/protocol.md).
@@ -165,10 +173,13 @@ pub enum ServerFrame {
         /// The messages it is about.
         ids: Vec<String>,
     },
-    /// Someone is typing to this account (ephemeral).
+    /// Someone is typing to this account, or to a group it is in (ephemeral).
     Typing {
         /// Who.
         from: Sender,
+        /// The group typed to; absent when typing to this account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
         /// Started or stopped.
         state: TypingState,
     },

@@ -125,9 +125,10 @@ pub(crate) async fn listen(client: &Client, count: Option<u64>, json: bool) -> R
                     eprintln!("{dropped} messages expired unread while this device was away");
                 }
             }
-            ChatEvent::Typing { from, state } => {
-                eprintln!("{} is typing: {state:?}", from.account_id);
-            }
+            ChatEvent::Typing { from, group, state } => match group {
+                Some(group) => eprintln!("{} is typing in {group}: {state:?}", from.account_id),
+                None => eprintln!("{} is typing: {state:?}", from.account_id),
+            },
             ChatEvent::Disconnected { reason, retry_in } => {
                 eprintln!("disconnected ({reason}); connecting again in {retry_in:.1?}");
             }

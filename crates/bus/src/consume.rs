@@ -1,0 +1,118 @@
+//! The loop every consumer of the bus runs: join a group, hand each record to a handler,
+//! commit what it finished, and join again, after a backoff, when the subscription fails or
+//! the handler gives a record back.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{Bus, Record};
+
+/// Waits between failures in a row: `base`, doubled for each further failure, at most `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The wait after the first failure.
+    pub base: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The wait after `failures` failures in a row.
+    pub fn delay(&self, failures: u32) -> Duration {
+        self.base
+            .saturating_mul(1 << failures.saturating_sub(1).min(16))
+            .min(self.max)
+    }
+
+    /// Waits out the delay after `failures` failures in a row; false on shutdown.
+    pub async fn pause(&self, failures: u32, shutdown: &CancellationToken) -> bool {
+        tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = tokio::time::sleep(self.delay(failures)) => true,
+        }
+    }
+}
+
+/// Runs `handle` on every record of `topic` for consumer group `group` until `shutdown`.
+/// A record the handler finished (`true`) is committed; one it gives back (`false`) stays
+/// uncommitted: the subscription is closed, and joined again after a backoff, so the record
+/// comes again (to this member or another). A subscription that fails is joined again the
+/// same way. At shutdown the record in hand stays uncommitted.
+pub async fn consume<F, Fut>(
+    bus: &dyn Bus,
+    topic: &str,
+    group: &str,
+    backoff: Backoff,
+    shutdown: &CancellationToken,
+    mut handle: F,
+) where
+    F: FnMut(Record) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        let subscription = tokio::select! {
+            () = shutdown.cancelled() => return,
+            s = bus.subscribe(topic, group) => s,
+        };
+        let mut subscription = match subscription {
+            Ok(subscription) => subscription,
+            Err(e) => {
+                tracing::warn!(error = %e, topic, group, "cannot join the consumer group");
+                failures += 1;
+                if !backoff.pause(failures, shutdown).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let healthy = loop {
+            let record = tokio::select! {
+                () = shutdown.cancelled() => break true,
+                r = subscription.next() => r,
+            };
+            let record = match record {
+                Ok(record) => record,
+                Err(e) => {
+                    tracing::warn!(error = %e, topic, group, "lost the subscription");
+                    break false;
+                }
+            };
+            if !handle(record.clone()).await {
+                break shutdown.is_cancelled();
+            }
+            failures = 0;
+            if let Err(e) = subscription.commit(&record).await {
+                // Harmless to consumers, which must be idempotent: the record comes again.
+                tracing::warn!(error = %e, topic, group, "cannot commit");
+                break false;
+            }
+        };
+        subscription.close().await;
+        if !healthy {
+            failures += 1;
+            // Joining again at once would churn the group while the brokers are away.
+            if !backoff.pause(failures, shutdown).await {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_up_to_its_maximum() {
+        let backoff = Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        let delays: Vec<u128> = (1..=6).map(|n| backoff.delay(n).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(backoff.delay(u32::MAX), Duration::from_secs(1));
+    }
+}
