@@ -146,11 +146,11 @@ async fn idle_connections(base: &str, pid: u32, accounts: &[Account]) -> BenchRe
     Ok(())
 }
 
-/// Connects every account, 64 at a time.
+/// Connects every account, 64 at a time; the sockets in the accounts' order.
 async fn connect_all(base: &str, accounts: &[Account]) -> BenchResult<Vec<Socket>> {
     stream::iter(accounts)
         .map(|account| connect(base, &account.token))
-        .buffer_unordered(64)
+        .buffered(64)
         .collect::<Vec<_>>()
         .await
         .into_iter()
@@ -187,8 +187,8 @@ struct Samples {
     sent: Vec<u64>,
     /// Sends due in the measured window.
     due: u64,
-    /// Answers other than `sent`.
-    refused: u64,
+    /// Answers other than `sent`, by code.
+    refused: std::collections::BTreeMap<String, u64>,
 }
 
 /// Part 2: latency and throughput with `accounts.len()` clients sending `rate` messages a
@@ -274,7 +274,7 @@ async fn messages(
     let measured = (window.1 - window.0).as_secs_f64();
     println!(
         "messages: {} clients, {rate}/s offered for {seconds} s: {} due, {} answered sent, {} \
-         delivered ({:.0}/s), {} refused, {} not delivered within {} s",
+         delivered ({:.0}/s), refused {:?}, {} not delivered within {} s",
         accounts.len(),
         s.due,
         sent.len(),
@@ -351,7 +351,13 @@ async fn read(
             ServerFrame::Group { seq, .. } | ServerFrame::Receipt { seq, .. } => {
                 let _ = out.send(ClientFrame::Ack { seq });
             }
-            _ => samples.lock().await.refused += 1,
+            other => {
+                let code = match other {
+                    ServerFrame::Error { code, .. } => code,
+                    _ => format!("{other:?}").chars().take(40).collect(),
+                };
+                *samples.lock().await.refused.entry(code).or_default() += 1;
+            }
         }
     }
 }

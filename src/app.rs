@@ -182,7 +182,7 @@ impl Application {
             tasks.push(state.chat.spawn_wakeups(&shutdown));
         }
         if role.runs_workers() {
-            tasks.push(state.chat.spawn_delivery(&shutdown));
+            tasks.extend(state.chat.spawn_delivery(&shutdown));
             let chat = state.chat.clone();
             tasks.push(every(
                 state.settings.chat.sweep_interval,

@@ -97,6 +97,8 @@ pub struct ChatSettings {
     pub sweep_interval: Duration,
     /// Most members a group may have.
     pub max_group_members: usize,
+    /// Delivery workers per worker node (members of the `chat-delivery` consumer group).
+    pub delivery_workers: usize,
 }
 
 impl Default for ChatSettings {
@@ -115,6 +117,7 @@ impl Default for ChatSettings {
             republish_after: chat.republish_after,
             sweep_interval: Duration::from_secs(30),
             max_group_members: chat.max_group_members,
+            delivery_workers: chat.delivery_workers,
         }
     }
 }
@@ -134,6 +137,7 @@ impl ChatSettings {
             inbox_retention: self.inbox_retention,
             republish_after: self.republish_after,
             max_group_members: self.max_group_members,
+            delivery_workers: self.delivery_workers,
         }
     }
 
@@ -141,6 +145,10 @@ impl ChatSettings {
     pub fn validate(&self) -> anyhow::Result<()> {
         let zero = Duration::ZERO;
         anyhow::ensure!(self.window > 0, "chat.window must be at least 1");
+        anyhow::ensure!(
+            self.delivery_workers > 0,
+            "chat.delivery_workers must be at least 1"
+        );
         anyhow::ensure!(
             self.max_group_members >= 2,
             "chat.max_group_members must be at least 2"

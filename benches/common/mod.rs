@@ -2,7 +2,7 @@
 //! token, and reading a process's CPU time and memory from /proc. Each bench uses some of them.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -50,7 +50,16 @@ pub(crate) fn start_server(
             break rest[..rest.find('"').unwrap_or(rest.len())].to_owned();
         }
     };
-    std::thread::spawn(move || lines.for_each(drop));
+    // The server's log goes to `SEALPOST_BENCH_LOG` (a file) if set.
+    let mut log =
+        std::env::var_os("SEALPOST_BENCH_LOG").and_then(|path| std::fs::File::create(path).ok());
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Some(file) = log.as_mut() {
+                let _ = writeln!(file, "{line}");
+            }
+        }
+    });
     Ok(Server { child, base })
 }
 

@@ -34,6 +34,8 @@ pub struct KafkaBus {
     prefix: String,
     partitions: i32,
     replication: i32,
+    /// The longest a consumer's fetch waits for records, milliseconds.
+    fetch_wait_ms: i32,
     producer: FutureProducer,
     admin: AdminClient<DefaultClientContext>,
     /// Topics known to exist.
@@ -70,6 +72,7 @@ impl KafkaBus {
             ));
         }
         let (mut partitions, mut replication, mut prefix) = (8, 1, String::new());
+        let mut fetch_wait_ms = 10;
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             let n = || {
                 v.parse::<i32>()
@@ -80,6 +83,7 @@ impl KafkaBus {
             match k.as_ref() {
                 "partitions" => partitions = n()?,
                 "replication" => replication = n()?,
+                "fetch_wait_ms" => fetch_wait_ms = n()?,
                 "namespace" => {
                     let legal = !v.is_empty()
                         && v.len() <= 100
@@ -110,6 +114,7 @@ impl KafkaBus {
             prefix,
             partitions,
             replication,
+            fetch_wait_ms,
             producer,
             admin,
             topics: Mutex::default(),
@@ -179,6 +184,9 @@ impl Bus for KafkaBus {
             // A member works on a record before it asks for the next (a media job may take
             // minutes, with retries): only this long without asking gets it replaced.
             .set("max.poll.interval.ms", MAX_POLL_INTERVAL_MS)
+            // A broker answers a fetch when records arrive or after this long, whichever
+            // comes first; brokers that wait it out (tansu) add up to this much latency.
+            .set("fetch.wait.max.ms", self.fetch_wait_ms.to_string())
             .create()?;
         consumer.subscribe(&[&topic])?;
         Ok(Box::new(KafkaSubscription {
@@ -239,10 +247,10 @@ impl Subscription for KafkaSubscription {
             record.partition,
             Offset::Offset(record.offset + 1),
         )?;
-        let consumer = self.consumer()?.clone();
-        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
-            .await
-            .map_err(|_| BusError::Closed)?
+        // Asynchronous: the offset goes out with the next request, and a commit lost in a
+        // crash only means the record comes again (consumers are idempotent).
+        self.consumer()?
+            .commit(&offsets, CommitMode::Async)
             .map_err(|e| match e {
                 KafkaError::ConsumerCommit(
                     RDKafkaErrorCode::IllegalGeneration

@@ -62,7 +62,8 @@ pub trait Subscription: Send {
     async fn next(&mut self) -> Result<Record, BusError>;
 
     /// Marks `record`, and every earlier record of its partition, done for the group. Call it
-    /// only once the work the record asked for is durable.
+    /// only once the work the record asked for is durable. Kafka sends the mark in the
+    /// background: one lost in a crash only means the record comes again.
     async fn commit(&mut self, record: &Record) -> Result<(), BusError>;
 
     /// Leaves the group, so that its partitions (and their uncommitted records) go to the
@@ -73,7 +74,8 @@ pub trait Subscription: Send {
 /// Opens the bus a URL names: `memory://` (this process's own), `memory://NAME` (shared by
 /// everything in this process that opens the same name), or `kafka://HOST:PORT[,HOST:PORT…]`
 /// with optional `?partitions=N` (for topics it creates; default 8), `replication=N` (default
-/// 1) and `namespace=NAME` (a prefix for topic and group names).
+/// 1), `namespace=NAME` (a prefix for topic and group names) and `fetch_wait_ms=N` (the
+/// longest a consumer's fetch waits for records; default 10).
 pub async fn open(url: &str) -> Result<Arc<dyn Bus>, BusError> {
     match url.split_once("://") {
         Some(("memory", name)) => Ok(MemoryBus::named(name)?),

@@ -91,8 +91,17 @@ where
 }
 
 impl Chat {
-    /// Starts the delivery worker; it stops at `shutdown`.
+    /// Starts `delivery_workers` members of the delivery group; they stop at `shutdown`.
     pub fn spawn_delivery(
+        self: &Arc<Self>,
+        shutdown: &CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..self.config.delivery_workers)
+            .map(|_| self.spawn_delivery_worker(shutdown))
+            .collect()
+    }
+
+    fn spawn_delivery_worker(
         self: &Arc<Self>,
         shutdown: &CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
@@ -173,8 +182,9 @@ impl Chat {
         for (account, device) in &devices {
             self.registry.wake(account, *device);
         }
-        // A lost wake-up only delays the message until the next one or a reconnect.
-        self.signal(&message.key, &Signal::Inbox { devices }).await;
+        // A lost wake-up only delays the message until the next one or a reconnect, so the
+        // worker goes on without waiting for the bus to take it.
+        self.signal_soon(&message.key, &Signal::Inbox { devices });
         Ok(())
     }
 
@@ -248,6 +258,20 @@ impl Chat {
             },
         )
         .await;
+    }
+
+    /// Publishes a signal to every gateway node, keyed by `key`, in the background (best
+    /// effort).
+    fn signal_soon(&self, key: &str, signal: &Signal) {
+        let Ok(payload) = serde_json::to_vec(signal) else {
+            return;
+        };
+        let (bus, key) = (self.bus.clone(), key.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = bus.publish(TOPIC_WAKEUPS, key.as_bytes(), &payload).await {
+                tracing::warn!(error = %e, "cannot publish a chat signal");
+            }
+        });
     }
 
     /// Publishes a signal to every gateway node, keyed by `key` (best effort).

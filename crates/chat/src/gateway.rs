@@ -31,6 +31,10 @@ const CLOSE_TOKEN_EXPIRED: u16 = 4004;
 const CLOSE_TOO_SLOW: u16 = 4008;
 const CLOSE_RESTARTING: u16 = 1012;
 const CLOSE_UNSUPPORTED: u16 = 1003;
+/// What a connection reads from its socket at a time. The WebSocket library's default
+/// (128 KiB, zero-filled on the first read) would make every idle connection cost that much;
+/// a larger frame grows the buffer as it arrives.
+const READ_BUFFER: usize = 4 << 10;
 
 /// `?token=` for clients that can set neither a header nor a subprotocol.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -81,6 +85,7 @@ pub async fn upgrade(
         ws
     };
     ws.max_message_size(chat.config.max_frame)
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move { chat.serve(socket, session).await })
 }
 

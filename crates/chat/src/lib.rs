@@ -51,6 +51,9 @@ pub struct ChatConfig {
     pub republish_after: Duration,
     /// Most members a group may have.
     pub max_group_members: usize,
+    /// Members of the delivery group each worker node runs (each takes its own partitions of
+    /// `chat.messages`, so up to the topic's partition count work at once).
+    pub delivery_workers: usize,
 }
 
 impl Default for ChatConfig {
@@ -67,6 +70,7 @@ impl Default for ChatConfig {
             inbox_retention: Duration::from_secs(30 * 24 * 3600),
             republish_after: Duration::from_secs(30),
             max_group_members: 256,
+            delivery_workers: 4,
         }
     }
 }
