@@ -2,9 +2,11 @@
 //! commit what it finished, and join again, after a backoff, when the subscription fails or
 //! the handler gives a record back.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Bus, Record};
@@ -51,6 +53,27 @@ pub async fn consume<F, Fut>(
     F: FnMut(Record) -> Fut,
     Fut: Future<Output = bool>,
 {
+    consume_batches(bus, topic, group, 1, backoff, shutdown, |mut records| {
+        handle(records.swap_remove(0))
+    })
+    .await;
+}
+
+/// Like [`consume`], handing the handler up to `max` records at a time: the first that comes,
+/// and those the subscription holds already (in order), so a busy topic is worked in batches
+/// and a quiet one without waiting. The batch is committed, or given back, as a whole.
+pub async fn consume_batches<F, Fut>(
+    bus: &dyn Bus,
+    topic: &str,
+    group: &str,
+    max: usize,
+    backoff: Backoff,
+    shutdown: &CancellationToken,
+    mut handle: F,
+) where
+    F: FnMut(Vec<Record>) -> Fut,
+    Fut: Future<Output = bool>,
+{
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         let subscription = tokio::select! {
@@ -73,20 +96,39 @@ pub async fn consume<F, Fut>(
                 () = shutdown.cancelled() => break true,
                 r = subscription.next() => r,
             };
-            let record = match record {
-                Ok(record) => record,
+            let mut batch = match record {
+                Ok(record) => vec![record],
                 Err(e) => {
                     tracing::warn!(error = %e, topic, group, "lost the subscription");
                     break false;
                 }
             };
-            if !handle(record.clone()).await {
+            // What is there already joins the batch (an error shows again on the next wait).
+            while batch.len() < max {
+                match subscription.next().now_or_never() {
+                    Some(Ok(record)) => batch.push(record),
+                    Some(Err(_)) | None => break,
+                }
+            }
+            // Committing a record commits every earlier one of its partition.
+            let last: BTreeMap<i32, Record> = batch
+                .iter()
+                .map(|record| (record.partition, record.clone()))
+                .collect();
+            if !handle(batch).await {
                 break shutdown.is_cancelled();
             }
             failures = 0;
-            if let Err(e) = subscription.commit(&record).await {
-                // Harmless to consumers, which must be idempotent: the record comes again.
-                tracing::warn!(error = %e, topic, group, "cannot commit");
+            let mut committed = true;
+            for record in last.values() {
+                if let Err(e) = subscription.commit(record).await {
+                    // Harmless to consumers, which must be idempotent: the records come again.
+                    tracing::warn!(error = %e, topic, group, "cannot commit");
+                    committed = false;
+                    break;
+                }
+            }
+            if !committed {
                 break false;
             }
         };

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub use consume::{Backoff, consume};
+pub use consume::{Backoff, consume, consume_batches};
 pub use error::BusError;
 pub use kafka::KafkaBus;
 pub use memory::MemoryBus;

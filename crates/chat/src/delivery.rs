@@ -15,11 +15,13 @@ use tokio_util::sync::CancellationToken;
 use sealpost_db::{InboxCopy, NewInboxMessage};
 use sealpost_proto::{Sender, ServerFrame, TypingState};
 
-use crate::send::BusMessage;
+use crate::send::{BusMessage, Copy as BusCopy};
 use crate::{Chat, TOPIC_MESSAGES, TOPIC_WAKEUPS, unix_millis};
 
 /// The consumer group of the delivery workers.
 pub const DELIVERY_GROUP: &str = "chat-delivery";
+/// Messages a delivery worker stores in one transaction at most.
+const DELIVERY_BATCH: usize = 64;
 /// The waits between attempts.
 const BACKOFF: Backoff = Backoff {
     base: Duration::from_millis(100),
@@ -109,15 +111,16 @@ impl Chat {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let bus = chat.bus.clone();
-            sealpost_bus::consume(
+            sealpost_bus::consume_batches(
                 &*bus,
                 TOPIC_MESSAGES,
                 DELIVERY_GROUP,
+                DELIVERY_BATCH,
                 BACKOFF,
                 &shutdown,
-                |record| {
+                |records| {
                     let (chat, shutdown) = (chat.clone(), shutdown.clone());
-                    async move { retrying(&shutdown, || chat.deliver(&record)).await }
+                    async move { retrying(&shutdown, || chat.deliver(&records)).await }
                 },
             )
             .await;
@@ -142,49 +145,70 @@ impl Chat {
         })
     }
 
-    /// Stores one copy of a message per device, then wakes the devices.
-    async fn deliver(&self, record: &Record) -> anyhow::Result<()> {
-        let Ok(message) = serde_json::from_slice::<BusMessage>(&record.payload) else {
-            tracing::warn!(offset = record.offset, "skipping a malformed chat message");
-            return Ok(());
-        };
-        let bodies: Vec<(_, Vec<u8>)> = message
-            .copies
+    /// Stores a batch of messages (one copy per device each, all in one transaction), then
+    /// wakes the devices.
+    async fn deliver(&self, records: &[Record]) -> anyhow::Result<()> {
+        let messages: Vec<BusMessage> = records
             .iter()
-            .filter_map(|copy| Some((copy, STANDARD.decode(&copy.body).ok()?)))
-            .collect();
-        let copies: Vec<InboxCopy<'_>> = bodies
-            .iter()
-            .map(|(copy, body)| InboxCopy {
-                account: &copy.account,
-                device: i64::from(copy.device),
-                body,
+            .filter_map(|record| {
+                let message = serde_json::from_slice::<BusMessage>(&record.payload).ok();
+                if message.is_none() {
+                    tracing::warn!(offset = record.offset, "skipping a malformed chat message");
+                }
+                message
             })
             .collect();
-        let stored = NewInboxMessage {
-            server_id: &message.server_id,
-            sender_account: &message.from_account,
-            sender_device: i64::from(message.from_device),
-            sent_at: message.sent_at,
-            kind: &message.kind,
-            group: message.group.as_deref(),
-        };
-        // One transaction for every copy (a group message's fan-out included).
-        self.db.deliver(stored, &copies).await?;
-        if message.copies.is_empty() {
-            return Ok(());
-        }
-        let devices: Vec<(String, u32)> = message
-            .copies
-            .into_iter()
-            .map(|c| (c.account, c.device))
+        let bodies: Vec<Vec<(&BusCopy, Vec<u8>)>> = messages
+            .iter()
+            .map(|message| {
+                message
+                    .copies
+                    .iter()
+                    .filter_map(|copy| Some((copy, STANDARD.decode(&copy.body).ok()?)))
+                    .collect()
+            })
             .collect();
-        for (account, device) in &devices {
-            self.registry.wake(account, *device);
+        let batch: Vec<(NewInboxMessage<'_>, Vec<InboxCopy<'_>>)> = messages
+            .iter()
+            .zip(&bodies)
+            .map(|(message, bodies)| {
+                let stored = NewInboxMessage {
+                    server_id: &message.server_id,
+                    sender_account: &message.from_account,
+                    sender_device: i64::from(message.from_device),
+                    sent_at: message.sent_at,
+                    kind: &message.kind,
+                    group: message.group.as_deref(),
+                };
+                let copies = bodies
+                    .iter()
+                    .map(|(copy, body)| InboxCopy {
+                        account: &copy.account,
+                        device: i64::from(copy.device),
+                        body,
+                    })
+                    .collect();
+                (stored, copies)
+            })
+            .collect();
+        // One transaction for the batch (a group message's fan-out included).
+        self.db.deliver(&batch).await?;
+        for message in &messages {
+            let devices: Vec<(String, u32)> = message
+                .copies
+                .iter()
+                .map(|c| (c.account.clone(), c.device))
+                .collect();
+            if devices.is_empty() {
+                continue;
+            }
+            for (account, device) in &devices {
+                self.registry.wake(account, *device);
+            }
+            // A lost wake-up only delays the message until the next one or a reconnect, so
+            // the worker goes on without waiting for the bus to take it.
+            self.signal_soon(&message.key, &Signal::Inbox { devices });
         }
-        // A lost wake-up only delays the message until the next one or a reconnect, so the
-        // worker goes on without waiting for the bus to take it.
-        self.signal_soon(&message.key, &Signal::Inbox { devices });
         Ok(())
     }
 

@@ -179,20 +179,33 @@ impl Db {
         Ok(())
     }
 
-    /// Stores `message` in the inbox of each device of `copies`, under the device's next
-    /// sequence number, and records send `message.server_id` delivered, in one transaction.
-    /// Returns each copy's sequence number, in the order of `copies`: `None` where the device
-    /// has this `server_id` already (a redelivery). Devices are taken in (account, device)
-    /// order, so deliveries to overlapping devices cannot deadlock.
+    /// Stores messages, in order, each in the inbox of every device of its copies under the
+    /// device's next sequence number, and records their sends delivered, all in one
+    /// transaction. Returns each copy's sequence number, in the order given: `None` where the
+    /// device has that `server_id` already (a redelivery). A message's devices are taken in
+    /// (account, device) order; two batches that still lock devices in opposite orders make
+    /// PostgreSQL abort one of them, which the caller retries.
     pub async fn deliver(
         &self,
-        message: NewInboxMessage<'_>,
+        messages: &[(NewInboxMessage<'_>, Vec<InboxCopy<'_>>)],
+    ) -> Result<Vec<Vec<Option<i64>>>, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let mut all = Vec::with_capacity(messages.len());
+        for (message, copies) in messages {
+            all.push(Self::deliver_one(&mut tx, message, copies).await?);
+        }
+        tx.commit().await?;
+        Ok(all)
+    }
+
+    async fn deliver_one(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        message: &NewInboxMessage<'_>,
         copies: &[InboxCopy<'_>],
     ) -> Result<Vec<Option<i64>>, DbError> {
         let mut order: Vec<usize> = (0..copies.len()).collect();
         order.sort_by_key(|&i| (copies[i].account, copies[i].device));
         let mut seqs = vec![None; copies.len()];
-        let mut tx = self.pool.begin().await?;
         for i in order {
             let copy = copies[i];
             let (seq,): (i64,) = sqlx::query_as(
@@ -202,7 +215,7 @@ impl Db {
             )
             .bind(copy.account)
             .bind(copy.device)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
             let stored = sqlx::query(
                 "INSERT INTO inbox (account_id, device_id, seq, server_id, sender_account, sender_device, sent_at, kind, body, group_id) \
@@ -218,7 +231,7 @@ impl Db {
             .bind(message.kind)
             .bind(copy.body)
             .bind(message.group.unwrap_or_default())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             if stored.rows_affected() == 0 {
                 // A redelivery: the sequence number (its row locked by this transaction) is
@@ -229,7 +242,7 @@ impl Db {
                 )
                 .bind(copy.account)
                 .bind(copy.device)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             } else {
                 seqs[i] = Some(seq);
@@ -237,9 +250,8 @@ impl Db {
         }
         sqlx::query("UPDATE chat_sends SET delivered = 1, payload = NULL WHERE server_id = $1")
             .bind(message.server_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        tx.commit().await?;
         Ok(seqs)
     }
 

@@ -574,10 +574,10 @@ async fn a_send_is_recorded_once_and_a_message_stored_once_per_device_in_order()
             .is_empty()
     );
     assert_eq!(
-        db.deliver(inbox_message("s1", 100), &[copy("b", 1, b"x")])
+        db.deliver(&[(inbox_message("s1", 100), vec![copy("b", 1, b"x")])])
             .await
             .expect("deliver"),
-        [Some(1)]
+        [[Some(1)]]
     );
     assert!(
         db.undelivered_sends(i64::MIN, 150, 10)
@@ -587,24 +587,24 @@ async fn a_send_is_recorded_once_and_a_message_stored_once_per_device_in_order()
         "delivered with its copies"
     );
     assert_eq!(
-        db.deliver(
+        db.deliver(&[(
             inbox_message("s1", 100),
-            &[copy("b", 1, b"x"), copy("b", 2, b"x2")]
-        )
+            vec![copy("b", 1, b"x"), copy("b", 2, b"x2")]
+        )])
         .await
         .expect("again"),
-        [None, Some(1)],
+        [[None, Some(1)]],
         "a redelivery stores only what was missing, and uses up no sequence number"
     );
     // Copies are stored whatever order they come in; each device counts on its own.
     assert_eq!(
-        db.deliver(
+        db.deliver(&[(
             inbox_message("s2", 101),
-            &[copy("b", 2, b"z"), copy("b", 1, b"y")]
-        )
+            vec![copy("b", 2, b"z"), copy("b", 1, b"y")]
+        )])
         .await
         .expect("deliver"),
-        [Some(2), Some(2)]
+        [[Some(2), Some(2)]]
     );
     let rows = db.inbox_after("b", 1, 0, 10).await.expect("inbox");
     assert_eq!(
@@ -620,10 +620,10 @@ async fn a_send_is_recorded_once_and_a_message_stored_once_per_device_in_order()
         2
     );
     assert_eq!(
-        db.deliver(inbox_message("s1", 100), &[copy("b", 1, b"x")])
+        db.deliver(&[(inbox_message("s1", 100), vec![copy("b", 1, b"x")])])
             .await
             .expect("late"),
-        [None],
+        [[None]],
         "an acknowledged message redelivered late is not stored again"
     );
     assert_eq!(db.purge_sends(150).await.expect("purge"), 1);
