@@ -698,6 +698,36 @@ mod tests {
     }
 
     #[test]
+    fn chat_settings_that_would_stop_delivery_or_pinging_are_refused() {
+        assert!(ChatSettings::default().validate().is_ok());
+        let defaults = ChatSettings::default;
+        for bad in [
+            ChatSettings {
+                window: 0,
+                ..defaults()
+            },
+            ChatSettings {
+                delivery_workers: 0,
+                ..defaults()
+            },
+            ChatSettings {
+                max_group_members: 1,
+                ..defaults()
+            },
+            ChatSettings {
+                max_frame: defaults().max_body,
+                ..defaults()
+            },
+            ChatSettings {
+                idle_timeout: defaults().ping_interval,
+                ..defaults()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn media_settings_that_would_stop_processing_or_requeue_running_jobs_are_refused() {
         assert!(MediaSettings::default().validate().is_ok());
         let defaults = MediaSettings::default;

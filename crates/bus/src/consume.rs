@@ -91,7 +91,7 @@ pub async fn consume_batches<F, Fut>(
                 continue;
             }
         };
-        let healthy = loop {
+        let healthy = 'serve: loop {
             let record = tokio::select! {
                 () = shutdown.cancelled() => break true,
                 r = subscription.next() => r,
@@ -119,17 +119,12 @@ pub async fn consume_batches<F, Fut>(
                 break shutdown.is_cancelled();
             }
             failures = 0;
-            let mut committed = true;
             for record in last.values() {
                 if let Err(e) = subscription.commit(record).await {
                     // Harmless to consumers, which must be idempotent: the records come again.
                     tracing::warn!(error = %e, topic, group, "cannot commit");
-                    committed = false;
-                    break;
+                    break 'serve false;
                 }
-            }
-            if !committed {
-                break false;
             }
         };
         subscription.close().await;

@@ -56,7 +56,7 @@ fn config_err(url: &str, why: impl std::fmt::Display) -> BusError {
 }
 
 impl KafkaBus {
-    /// Connects to `kafka://HOST:PORT[,HOST:PORT…][?partitions=N&replication=N&namespace=NAME]`
+    /// Connects to `kafka://HOST:PORT[,HOST:PORT…][?partitions=N&replication=N&namespace=NAME&fetch_wait_ms=N]`
     /// (lazily: the first request reaches the brokers). With a namespace, topic `T` is the
     /// Kafka topic `NAME.T` and group `G` the Kafka group `NAME.G`.
     pub fn open(url: &str) -> Result<Self, BusError> {

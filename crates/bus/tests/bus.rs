@@ -115,6 +115,7 @@ async fn bad_bus_urls_are_refused_with_a_reason() {
         "nats://localhost:4222",
         "kafka://",
         "kafka://localhost:9092?partitions=0",
+        "kafka://localhost:9092?fetch_wait_ms=0",
         "kafka://localhost:9092?compression=zstd",
         "kafka://localhost:9092?namespace=",
         "kafka://localhost:9092?namespace=a/b",

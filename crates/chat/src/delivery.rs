@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sealpost_bus::{Backoff, Record};
+use sealpost_bus::{Backoff, Bus, Record};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -89,6 +89,17 @@ where
                 }
             }
         }
+    }
+}
+
+/// Publishes a signal on `chat.wakeups`, keyed by `key` (best effort: a failure is logged).
+async fn publish_signal(bus: &dyn Bus, key: &str, signal: &Signal) {
+    let published = match serde_json::to_vec(signal) {
+        Ok(payload) => bus.publish(TOPIC_WAKEUPS, key.as_bytes(), &payload).await,
+        Err(e) => Err(sealpost_bus::BusError::Config(e.to_string())),
+    };
+    if let Err(e) = published {
+        tracing::warn!(error = %e, "cannot publish a chat signal");
     }
 }
 
@@ -207,7 +218,10 @@ impl Chat {
             }
             // A lost wake-up only delays the message until the next one or a reconnect, so
             // the worker goes on without waiting for the bus to take it.
-            self.signal_soon(&message.key, &Signal::Inbox { devices });
+            let (bus, key) = (self.bus.clone(), message.key.clone());
+            tokio::spawn(async move {
+                publish_signal(&*bus, &key, &Signal::Inbox { devices }).await;
+            });
         }
         Ok(())
     }
@@ -284,33 +298,9 @@ impl Chat {
         .await;
     }
 
-    /// Publishes a signal to every gateway node, keyed by `key`, in the background (best
-    /// effort).
-    fn signal_soon(&self, key: &str, signal: &Signal) {
-        let Ok(payload) = serde_json::to_vec(signal) else {
-            return;
-        };
-        let (bus, key) = (self.bus.clone(), key.to_owned());
-        tokio::spawn(async move {
-            if let Err(e) = bus.publish(TOPIC_WAKEUPS, key.as_bytes(), &payload).await {
-                tracing::warn!(error = %e, "cannot publish a chat signal");
-            }
-        });
-    }
-
     /// Publishes a signal to every gateway node, keyed by `key` (best effort).
     async fn signal(&self, key: &str, signal: &Signal) {
-        let published = match serde_json::to_vec(signal) {
-            Ok(payload) => {
-                self.bus
-                    .publish(TOPIC_WAKEUPS, key.as_bytes(), &payload)
-                    .await
-            }
-            Err(e) => Err(sealpost_bus::BusError::Config(e.to_string())),
-        };
-        if let Err(e) = published {
-            tracing::warn!(error = %e, "cannot publish a chat signal");
-        }
+        publish_signal(&*self.bus, key, signal).await;
     }
 
     /// Acts on a signal from `chat.wakeups`: wakes a connection, or hands a fresh typing
