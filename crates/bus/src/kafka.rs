@@ -278,11 +278,15 @@ async fn leave(consumer: Arc<StreamConsumer>) {
 }
 
 impl Drop for KafkaSubscription {
+    /// Destroys the consumer on a thread of its own: a task spawned for it could be dropped
+    /// at once by a runtime that is shutting down, destroying the consumer (which can block,
+    /// see `leave`) on the dropping thread, which then hangs.
     fn drop(&mut self) {
-        if let Some(consumer) = self.consumer.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(leave(consumer));
+        if let Some(consumer) = self.consumer.take() {
+            std::thread::spawn(move || {
+                consumer.unsubscribe();
+                drop(consumer);
+            });
         }
     }
 }
