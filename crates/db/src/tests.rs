@@ -626,6 +626,33 @@ async fn a_send_is_recorded_once_and_a_message_stored_once_per_device_in_order()
         [[None]],
         "an acknowledged message redelivered late is not stored again"
     );
+    // One batch: two messages for one device take consecutive numbers in batch order, and a
+    // message repeated inside the batch is stored once.
+    assert_eq!(
+        db.deliver(&[
+            (inbox_message("s3", 102), vec![copy("b", 1, b"m3")]),
+            (
+                inbox_message("s4", 103),
+                vec![copy("b", 1, b"m4"), copy("b", 2, b"m4")]
+            ),
+            (inbox_message("s3", 102), vec![copy("b", 1, b"m3")]),
+        ])
+        .await
+        .expect("batch"),
+        [vec![Some(3)], vec![Some(4), Some(3)], vec![None]]
+    );
+    assert_eq!(
+        db.inbox_after("b", 1, 2, 10)
+            .await
+            .expect("inbox")
+            .iter()
+            .map(|r| (r.seq, r.server_id.clone(), r.body.clone()))
+            .collect::<Vec<_>>(),
+        [
+            (3, "s3".to_owned(), b"m3".to_vec()),
+            (4, "s4".to_owned(), b"m4".to_vec())
+        ]
+    );
     assert_eq!(db.purge_sends(150).await.expect("purge"), 1);
 }
 
