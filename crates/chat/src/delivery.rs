@@ -70,6 +70,9 @@ enum Signal {
     },
 }
 
+/// Devices one wake-up record names at most (it stays well under Kafka's 1 MB record limit).
+const WAKEUP_DEVICES: usize = 4096;
+
 /// Runs `attempt` until it succeeds (true) or shutdown (false), waiting out the backoff
 /// between failures: a record is retried until the database takes it, never skipped.
 async fn retrying<F, Fut>(shutdown: &CancellationToken, mut attempt: F) -> bool
@@ -204,25 +207,31 @@ impl Chat {
             .collect();
         // One transaction for the batch (a group message's fan-out included).
         self.db.deliver(&batch).await?;
-        for message in &messages {
-            let devices: Vec<(String, u32)> = message
-                .copies
-                .iter()
-                .map(|c| (c.account.clone(), c.device))
-                .collect();
-            if devices.is_empty() {
-                continue;
-            }
-            for (account, device) in &devices {
-                self.registry.wake(account, *device);
-            }
-            // A lost wake-up only delays the message until the next one or a reconnect, so
-            // the worker goes on without waiting for the bus to take it.
-            let (bus, key) = (self.bus.clone(), message.key.clone());
-            tokio::spawn(async move {
-                publish_signal(&*bus, &key, &Signal::Inbox { devices }).await;
-            });
+        let mut devices: Vec<(String, u32)> = messages
+            .iter()
+            .flat_map(|m| m.copies.iter().map(|c| (c.account.clone(), c.device)))
+            .collect();
+        devices.sort_unstable();
+        devices.dedup();
+        let Some(key) = messages.first().map(|m| m.key.clone()) else {
+            return Ok(());
+        };
+        if devices.is_empty() {
+            return Ok(());
         }
+        for (account, device) in &devices {
+            self.registry.wake(account, *device);
+        }
+        // One wake-up for the batch (in records of a bounded size). A lost one only delays its
+        // messages until the next one or a reconnect, so the worker goes on without waiting
+        // for the bus to take it.
+        let bus = self.bus.clone();
+        tokio::spawn(async move {
+            for devices in devices.chunks(WAKEUP_DEVICES) {
+                let devices = devices.to_vec();
+                publish_signal(&*bus, &key, &Signal::Inbox { devices }).await;
+            }
+        });
         Ok(())
     }
 

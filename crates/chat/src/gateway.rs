@@ -117,6 +117,8 @@ struct Connection {
     in_flight: VecDeque<u64>,
     /// The highest sequence number pushed on this connection.
     pushed: u64,
+    /// The window filled before the inbox was pushed to its end: an ack pushes on.
+    stalled: bool,
 }
 
 impl Chat {
@@ -137,6 +139,7 @@ impl Chat {
             sink,
             in_flight: VecDeque::new(),
             pushed: 0,
+            stalled: false,
         };
         tracing::debug!(account, device, "chat connected");
         let expiry = tokio::time::Instant::now()
@@ -240,7 +243,9 @@ impl Chat {
                     {
                         return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
                     }
-                    if !self.push(c).await? {
+                    // New messages come with a wake-up; only an ack that opened a full
+                    // window needs the inbox read here.
+                    if c.stalled && !self.push(c).await? {
                         return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
                     }
                 }
@@ -318,7 +323,8 @@ impl Chat {
     async fn push(&self, c: &mut Connection) -> anyhow::Result<bool> {
         loop {
             let room = self.config.window.saturating_sub(c.in_flight.len());
-            if room == 0 {
+            c.stalled = room == 0;
+            if c.stalled {
                 return Ok(true);
             }
             let rows = self

@@ -499,8 +499,8 @@ impl Chat {
         Ok(Some(devices))
     }
 
-    /// Records a send under the client's id, publishes it unless that happened before, and
-    /// answers `sent`. The record keeps the payload until a delivery worker has stored it, so
+    /// Records a send under the client's id, publishes it unless it was delivered before,
+    /// and answers `sent`. The record keeps the payload until a delivery worker has stored it, so
     /// a message the bus loses is published again (`Chat::sweep`).
     async fn commit(
         &self,
@@ -539,14 +539,12 @@ impl Chat {
                 "this id was used for a different message; give each message its own id",
             ));
         }
-        if !record.published {
-            // A retry of a send recorded but not published publishes the first record's
-            // payload, under its first server id: the inbox stores a server id once a device.
+        if !record.delivered {
+            // A retry of a send not yet delivered publishes the first record's payload again,
+            // under its first server id: the inbox stores a server id once per device, so
+            // whether the first publish got through need not be written down.
             self.bus
                 .publish(TOPIC_MESSAGES, out.key.as_bytes(), &record.payload)
-                .await?;
-            self.db
-                .mark_send_published(account, i64::from(device), out.id)
                 .await?;
         }
         Ok(ServerFrame::Sent {

@@ -21,7 +21,7 @@ impl Db {
     /// Inserts an account and its first device (number 1, "primary");
     /// [`DbError::Conflict`] when the phone number is taken.
     pub async fn insert_account(&self, row: &AccountRow) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO accounts (id, phone, name, identity_key, created_at) VALUES ($1, $2, $3, $4, $5)",
         )

@@ -53,7 +53,7 @@ impl Db {
     /// Restarts a live blob's retention at `now` (a link was minted), and that of its
     /// renditions if it is a processed preview. False if the blob is not live.
     pub async fn touch_blob(&self, id: &str, now: i64) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query("UPDATE blobs SET touched_at = $2 WHERE id = $1 AND state = 'live'")
             .bind(id)
             .bind(now)
@@ -98,7 +98,7 @@ impl Db {
     /// A preview's processing record goes with it, so that uploading it again processes it
     /// again (its renditions expire on their own).
     pub async fn expire_blob(&self, id: &str, key: &str, cutoff: i64) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE blobs SET state = 'expired' \
              WHERE id = $1 AND storage_key = $2 AND state = 'live' AND touched_at < $3",

@@ -1,21 +1,26 @@
-use sqlx::FromRow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sqlx::{AssertSqlSafe, FromRow};
 
 use crate::{Db, DbError};
 
 /// A send as recorded under the sender's own id.
-#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendRecord {
     /// The message's id.
     pub server_id: String,
     /// When the server accepted it, Unix milliseconds.
     pub created_at: i64,
-    /// Whether it reached the bus.
-    pub published: bool,
+    /// Whether a delivery worker stored it.
+    pub delivered: bool,
     /// What was (or is to be) published, until a delivery worker stored it.
     pub payload: Vec<u8>,
     /// What the send said (a digest the chat server makes), to recognise a reused id.
     pub digest: String,
 }
+
+/// A `chat_sends` row: server id, created at, delivered, payload, digest.
+type SendRow = (String, i64, i64, Option<Vec<u8>>, String);
 
 /// A send to record under the sender's own id.
 #[derive(Debug, Clone, Copy)]
@@ -89,11 +94,12 @@ impl Db {
     /// Records a send under `(account, device, client_id)`, unless one is recorded there
     /// already; returns the record that stands.
     pub async fn record_send(&self, send: NewSend<'_>) -> Result<SendRecord, DbError> {
-        sqlx::query(
+        let inserted: Option<SendRow> = sqlx::query_as(
             "INSERT INTO chat_sends \
-             (account_id, device_id, client_id, server_id, created_at, published, payload, digest) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6, $7) \
-             ON CONFLICT (account_id, device_id, client_id) DO NOTHING",
+             (account_id, device_id, client_id, server_id, created_at, payload, digest) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (account_id, device_id, client_id) DO NOTHING \
+             RETURNING server_id, created_at, delivered, payload, digest",
         )
         .bind(send.account)
         .bind(send.device)
@@ -102,27 +108,26 @@ impl Db {
         .bind(send.now_ms)
         .bind(send.payload)
         .bind(send.digest)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        let (server_id, created_at, published, payload, digest): (
-            String,
-            i64,
-            i64,
-            Option<Vec<u8>>,
-            String,
-        ) = sqlx::query_as(
-            "SELECT server_id, created_at, published, payload, digest FROM chat_sends \
-             WHERE account_id = $1 AND device_id = $2 AND client_id = $3",
-        )
-        .bind(send.account)
-        .bind(send.device)
-        .bind(send.client_id)
-        .fetch_one(&self.pool)
-        .await?;
+        let (server_id, created_at, delivered, payload, digest) = match inserted {
+            Some(row) => row,
+            None => {
+                sqlx::query_as(
+                    "SELECT server_id, created_at, delivered, payload, digest FROM chat_sends \
+                     WHERE account_id = $1 AND device_id = $2 AND client_id = $3",
+                )
+                .bind(send.account)
+                .bind(send.device)
+                .bind(send.client_id)
+                .fetch_one(&self.pool)
+                .await?
+            }
+        };
         Ok(SendRecord {
             server_id,
             created_at,
-            published: published != 0,
+            delivered: delivered != 0,
             payload: payload.unwrap_or_default(),
             digest,
         })
@@ -160,98 +165,100 @@ impl Db {
         )
     }
 
-    /// Records that a send reached the bus.
-    pub async fn mark_send_published(
-        &self,
-        account: &str,
-        device: i64,
-        client_id: &str,
-    ) -> Result<(), DbError> {
-        sqlx::query(
-            "UPDATE chat_sends SET published = 1 \
-             WHERE account_id = $1 AND device_id = $2 AND client_id = $3",
-        )
-        .bind(account)
-        .bind(device)
-        .bind(client_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// Stores messages, in order, each in the inbox of every device of its copies under the
-    /// device's next sequence number, and records their sends delivered, all in one
-    /// transaction. Returns each copy's sequence number, in the order given: `None` where the
-    /// device has that `server_id` already (a redelivery). A message's devices are taken in
-    /// (account, device) order; two batches that still lock devices in opposite orders make
-    /// PostgreSQL abort one of them, which the caller retries.
+    /// device's next sequence numbers, and records their sends delivered, all in one
+    /// transaction of a few statements whatever the batch holds. Returns each copy's sequence
+    /// number, in the order given: `None` where the device has that `server_id` already (a
+    /// redelivery, or a repeat inside the batch), which uses up no number. Devices are locked
+    /// in (account, device) order. Another transaction storing one of the same copies at once
+    /// makes this one fail with [`DbError::Conflict`] before it commits; the caller retries.
     pub async fn deliver(
         &self,
         messages: &[(NewInboxMessage<'_>, Vec<InboxCopy<'_>>)],
     ) -> Result<Vec<Vec<Option<i64>>>, DbError> {
-        let mut tx = self.pool.begin().await?;
-        let mut all = Vec::with_capacity(messages.len());
-        for (message, copies) in messages {
-            all.push(Self::deliver_one(&mut tx, message, copies).await?);
+        let mut tx = self.begin().await?;
+        let keys: Vec<(&str, i64, &str)> = messages
+            .iter()
+            .flat_map(|(m, copies)| copies.iter().map(|c| (c.account, c.device, m.server_id)))
+            .collect();
+        let mut stored = stored_copies(&mut tx, &keys).await?;
+        // The new copies, counted per device in (account, device) order.
+        let mut counts: BTreeMap<(&str, i64), i64> = BTreeMap::new();
+        let fresh: Vec<Vec<bool>> = messages
+            .iter()
+            .map(|(m, copies)| {
+                copies
+                    .iter()
+                    .map(|c| {
+                        let new =
+                            stored.insert((c.account.to_owned(), c.device, m.server_id.to_owned()));
+                        if new {
+                            *counts.entry((c.account, c.device)).or_default() += 1;
+                        }
+                        new
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut next = reserve_seqs(&mut tx, &counts).await?;
+        let mut seqs = Vec::with_capacity(messages.len());
+        let mut rows = Vec::new();
+        for ((message, copies), fresh) in messages.iter().zip(&fresh) {
+            let mut message_seqs = Vec::with_capacity(copies.len());
+            for (copy, &new) in copies.iter().zip(fresh) {
+                let seq = match next.get_mut(&(copy.account, copy.device)) {
+                    Some(seq) if new => {
+                        *seq += 1;
+                        rows.push((message, copy, *seq - 1));
+                        Some(*seq - 1)
+                    }
+                    _ => None,
+                };
+                message_seqs.push(seq);
+            }
+            seqs.push(message_seqs);
         }
-        tx.commit().await?;
-        Ok(all)
-    }
-
-    async fn deliver_one(
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        message: &NewInboxMessage<'_>,
-        copies: &[InboxCopy<'_>],
-    ) -> Result<Vec<Option<i64>>, DbError> {
-        let mut order: Vec<usize> = (0..copies.len()).collect();
-        order.sort_by_key(|&i| (copies[i].account, copies[i].device));
-        let mut seqs = vec![None; copies.len()];
-        for i in order {
-            let copy = copies[i];
-            let (seq,): (i64,) = sqlx::query_as(
-                "INSERT INTO inbox_cursors (account_id, device_id, next_seq) VALUES ($1, $2, 1) \
-                 ON CONFLICT (account_id, device_id) DO UPDATE SET next_seq = inbox_cursors.next_seq + 1 \
-                 RETURNING next_seq",
-            )
-            .bind(copy.account)
-            .bind(copy.device)
-            .fetch_one(&mut **tx)
-            .await?;
-            let stored = sqlx::query(
-                "INSERT INTO inbox (account_id, device_id, seq, server_id, sender_account, sender_device, sent_at, kind, body, group_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (account_id, device_id, server_id) DO NOTHING",
-            )
-            .bind(copy.account)
-            .bind(copy.device)
-            .bind(seq)
-            .bind(message.server_id)
-            .bind(message.sender_account)
-            .bind(message.sender_device)
-            .bind(message.sent_at)
-            .bind(message.kind)
-            .bind(copy.body)
-            .bind(message.group.unwrap_or_default())
-            .execute(&mut **tx)
-            .await?;
-            if stored.rows_affected() == 0 {
-                // A redelivery: the sequence number (its row locked by this transaction) is
-                // given back.
-                sqlx::query(
-                    "UPDATE inbox_cursors SET next_seq = next_seq - 1 \
-                     WHERE account_id = $1 AND device_id = $2",
-                )
-                .bind(copy.account)
-                .bind(copy.device)
-                .execute(&mut **tx)
-                .await?;
-            } else {
-                seqs[i] = Some(seq);
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO inbox (account_id, device_id, seq, server_id, sender_account, \
+                 sender_device, sent_at, kind, body, group_id) VALUES {} \
+                 ON CONFLICT (account_id, device_id, server_id) DO NOTHING",
+                placeholders(chunk.len(), 10)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+            for (message, copy, seq) in chunk {
+                query = query
+                    .bind(copy.account)
+                    .bind(copy.device)
+                    .bind(*seq)
+                    .bind(message.server_id)
+                    .bind(message.sender_account)
+                    .bind(message.sender_device)
+                    .bind(message.sent_at)
+                    .bind(message.kind)
+                    .bind(copy.body)
+                    .bind(message.group.unwrap_or_default());
+            }
+            let done = query.execute(&mut *tx).await?;
+            if done.rows_affected() != chunk.len() as u64 {
+                // A concurrent delivery stored some of them first; their numbers would be
+                // lost, so none of this is kept.
+                return Err(DbError::Conflict);
             }
         }
-        sqlx::query("UPDATE chat_sends SET delivered = 1, payload = NULL WHERE server_id = $1")
-            .bind(message.server_id)
-            .execute(&mut **tx)
-            .await?;
+        let server_ids: Vec<&str> = messages.iter().map(|(m, _)| m.server_id).collect();
+        for chunk in server_ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE chat_sends SET delivered = 1, payload = NULL WHERE server_id IN {}",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(seqs)
     }
 
@@ -319,7 +326,7 @@ impl Db {
         .await?;
         let mut expired = 0;
         for (account, device) in due {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin().await?;
             let (unread,): (i64,) = sqlx::query_as(
                 "SELECT COUNT(*) FROM inbox \
                  WHERE account_id = $1 AND device_id = $2 AND sent_at < $3 AND acked = 0",
@@ -376,4 +383,78 @@ impl Db {
         }
         Ok(dropped)
     }
+}
+
+/// Rows a multi-row statement carries at most (10 parameters each: well under SQLite's limit).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` parameters.
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let params: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", row * columns + c))
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Which of these (account, device, server id) copies an inbox holds already.
+async fn stored_copies(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    keys: &[(&str, i64, &str)],
+) -> Result<HashSet<(String, i64, String)>, DbError> {
+    let mut stored = HashSet::new();
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT account_id, device_id, server_id FROM inbox \
+             WHERE (account_id, device_id, server_id) IN (VALUES {})",
+            placeholders(chunk.len(), 3)
+        );
+        let mut query =
+            sqlx::query_as::<_, (String, i64, String)>(AssertSqlSafe(sql)).persistent(false);
+        for (account, device, server_id) in chunk {
+            query = query.bind(*account).bind(*device).bind(*server_id);
+        }
+        stored.extend(query.fetch_all(&mut **tx).await?);
+    }
+    Ok(stored)
+}
+
+/// Moves each device's cursor on by its count, in (account, device) order; returns the first
+/// sequence number reserved for each.
+async fn reserve_seqs<'a>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    counts: &BTreeMap<(&'a str, i64), i64>,
+) -> Result<HashMap<(&'a str, i64), i64>, DbError> {
+    let counts: Vec<(&(&'a str, i64), &i64)> = counts.iter().collect();
+    let mut first = HashMap::with_capacity(counts.len());
+    for chunk in counts.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO inbox_cursors (account_id, device_id, next_seq) VALUES {} \
+             ON CONFLICT (account_id, device_id) \
+             DO UPDATE SET next_seq = inbox_cursors.next_seq + excluded.next_seq \
+             RETURNING account_id, device_id, next_seq",
+            placeholders(chunk.len(), 3)
+        );
+        let mut query =
+            sqlx::query_as::<_, (String, i64, i64)>(AssertSqlSafe(sql)).persistent(false);
+        for ((account, device), count) in chunk {
+            query = query.bind(*account).bind(*device).bind(**count);
+        }
+        let last: HashMap<(String, i64), i64> = query
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .map(|(account, device, last)| ((account, device), last))
+            .collect();
+        for &(&(account, device), &count) in chunk {
+            if let Some(last) = last.get(&(account.to_owned(), device)) {
+                first.insert((account, device), last - count + 1);
+            }
+        }
+    }
+    Ok(first)
 }

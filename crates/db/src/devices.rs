@@ -57,7 +57,7 @@ impl Db {
         now: i64,
         max_devices: i64,
     ) -> Result<Option<i64>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // Serialises concurrent links of one account (PostgreSQL); SQLite writers are serial.
         sqlx::query("UPDATE accounts SET name = name WHERE id = $1")
             .bind(account_id)
@@ -86,7 +86,7 @@ impl Db {
         device_id: i64,
         now: i64,
     ) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE devices SET removed_at = $3 \
              WHERE account_id = $1 AND device_id = $2 AND removed_at IS NULL",

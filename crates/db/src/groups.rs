@@ -62,7 +62,7 @@ impl Db {
         members: &[String],
         now_ms: i64,
     ) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO chat_groups (group_id, created_by, created_at, version) \
              VALUES ($1, $2, $3, 1)",
@@ -152,7 +152,7 @@ impl Db {
         now_ms: i64,
         max_members: i64,
     ) -> Result<MemberChange, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let version = match authorize(&mut tx, group_id, actor, None).await? {
             Ok(version) => version,
             Err(refusal) => return Ok(refusal),
@@ -202,7 +202,7 @@ impl Db {
         actor: &str,
         account: &str,
     ) -> Result<MemberChange, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let version = match authorize(&mut tx, group_id, actor, Some(account)).await? {
             Ok(version) => version,
             Err(refusal) => return Ok(refusal),

@@ -96,6 +96,16 @@ impl Db {
         Ok(Self { pool, backend })
     }
 
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`, waiting out the busy timeout): a transaction that read first could
+    /// not write after another connection did (`SQLITE_BUSY_SNAPSHOT`, failing at once).
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Applies pending migrations for this backend.
     pub async fn migrate(&self) -> Result<(), DbError> {
         let migrator = match self.backend {

@@ -132,7 +132,7 @@ impl Db {
         outcome: &MediaOutcome,
         now: i64,
     ) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done =
             match outcome {
                 MediaOutcome::Ready {
@@ -241,7 +241,7 @@ impl Db {
         storage_key: &str,
         now: i64,
     ) -> Result<BlobCompletion, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let completion =
             crate::blobs::record_copy(&mut tx, blob_id, size, storage_key, now).await?;
         tx.commit().await?;

@@ -540,12 +540,11 @@ async fn a_send_is_recorded_once_and_a_message_stored_once_per_device_in_order()
     assert_eq!(
         (
             first.server_id.as_str(),
-            first.published,
+            first.delivered,
             first.digest.as_str()
         ),
         ("s1", false, "d1")
     );
-    db.mark_send_published("a", 1, "c1").await.expect("mark");
     let again = db
         .record_send(new_send("s2", 200, b"p2", "d2"))
         .await
@@ -554,10 +553,10 @@ async fn a_send_is_recorded_once_and_a_message_stored_once_per_device_in_order()
         (
             again.server_id.as_str(),
             again.created_at,
-            again.published,
+            again.delivered,
             again.digest.as_str()
         ),
-        ("s1", 100, true, "d1"),
+        ("s1", 100, false, "d1"),
         "a retry finds the first record"
     );
     // The outbox: a published send stays until a delivery worker stored it.
@@ -585,6 +584,13 @@ async fn a_send_is_recorded_once_and_a_message_stored_once_per_device_in_order()
             .expect("none")
             .is_empty(),
         "delivered with its copies"
+    );
+    assert!(
+        db.record_send(new_send("s3", 300, b"p3", "d1"))
+            .await
+            .expect("retry")
+            .delivered,
+        "a retry after delivery sees it delivered (and is not published again)"
     );
     assert_eq!(
         db.deliver(&[(
@@ -654,6 +660,47 @@ async fn a_send_is_recorded_once_and_a_message_stored_once_per_device_in_order()
         ]
     );
     assert_eq!(db.purge_sends(150).await.expect("purge"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_deliveries_number_each_device_without_gaps() {
+    let (_dir, db) = fresh().await;
+    let ids: Vec<Vec<String>> = (0..4)
+        .map(|w| (0..25).map(|i| format!("w{w}-{i}")).collect())
+        .collect();
+    let workers = ids.iter().map(|ids| {
+        let db = db.clone();
+        let ids = ids.clone();
+        tokio::spawn(async move {
+            for pair in ids.chunks(2) {
+                let batch: Vec<_> = pair
+                    .iter()
+                    .map(|id| {
+                        (
+                            inbox_message(id, 100),
+                            vec![copy("b", 1, b"x"), copy("c", 1, b"x")],
+                        )
+                    })
+                    .collect();
+                db.deliver(&batch)
+                    .await
+                    .expect("a delivery waits for the others");
+            }
+        })
+    });
+    for worker in workers.collect::<Vec<_>>() {
+        worker.await.expect("worker");
+    }
+    for account in ["b", "c"] {
+        let seqs: Vec<i64> = db
+            .inbox_after(account, 1, 0, 1000)
+            .await
+            .expect("inbox")
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, (1..=100).collect::<Vec<_>>(), "{account}");
+    }
 }
 
 fn inbox_message(server_id: &str, sent_at: i64) -> NewInboxMessage<'_> {

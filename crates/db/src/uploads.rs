@@ -104,7 +104,7 @@ impl Db {
         now: i64,
         admit: impl FnOnce(&UploadUsage) -> bool,
     ) -> Result<(UploadUsage, bool), DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE accounts SET name = name WHERE id = $1")
             .bind(&u.account_id)
             .execute(&mut *tx)
@@ -204,7 +204,7 @@ impl Db {
         now: i64,
         expires_at: i64,
     ) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE uploads SET upload_offset = $3, hash_state = $4, length = COALESCE($5, length), \
              updated_at = $6, expires_at = $7 WHERE id = $1 AND lease = $2 AND state = 'active'",
@@ -261,7 +261,7 @@ impl Db {
         storage_key: &str,
         now: i64,
     ) -> Result<Option<BlobCompletion>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let kind: Option<(String,)> = sqlx::query_as(
             "UPDATE uploads SET state = 'complete', blob_id = $3, upload_offset = $4, length = $4, \
              updated_at = $5 WHERE id = $1 AND lease = $2 AND state = 'active' RETURNING kind",
