@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sealpost_auth::{secs, unix_now};
-use sealpost_bus::{Backoff, Bus, BusError, Record};
+use sealpost_bus::{Backoff, Bus, BusError, Membership, Record, Start};
 use sealpost_db::{Db, MediaOutcome, RenditionRow};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -96,7 +96,12 @@ impl MediaWorker {
 
     async fn member(self: Arc<Self>, shutdown: CancellationToken) {
         let backoff = self.backoff();
-        sealpost_bus::consume(&*self.bus, TOPIC, GROUP, backoff, &shutdown, |record| {
+        let membership = Membership {
+            topic: TOPIC,
+            group: GROUP,
+            start: Start::Oldest,
+        };
+        sealpost_bus::consume(&*self.bus, membership, backoff, &shutdown, |record| {
             let (worker, shutdown) = (&self, &shutdown);
             async move { worker.handle(&record, shutdown).await }
         })

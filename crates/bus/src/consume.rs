@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Bus, Record};
+use crate::{Bus, Record, Start};
 
 /// Waits between failures in a row: `base`, doubled for each further failure, at most `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,15 +37,25 @@ impl Backoff {
     }
 }
 
-/// Runs `handle` on every record of `topic` for consumer group `group` until `shutdown`.
+/// A consumer group on a topic, and where the group starts when it is new.
+#[derive(Debug, Clone, Copy)]
+pub struct Membership<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The consumer group.
+    pub group: &'a str,
+    /// Where a new group starts.
+    pub start: Start,
+}
+
+/// Runs `handle` on every record of a topic for a consumer group until `shutdown`.
 /// A record the handler finished (`true`) is committed; one it gives back (`false`) stays
 /// uncommitted: the subscription is closed, and joined again after a backoff, so the record
 /// comes again (to this member or another). A subscription that fails is joined again the
 /// same way. At shutdown the record in hand stays uncommitted.
 pub async fn consume<F, Fut>(
     bus: &dyn Bus,
-    topic: &str,
-    group: &str,
+    membership: Membership<'_>,
     backoff: Backoff,
     shutdown: &CancellationToken,
     mut handle: F,
@@ -53,7 +63,7 @@ pub async fn consume<F, Fut>(
     F: FnMut(Record) -> Fut,
     Fut: Future<Output = bool>,
 {
-    consume_batches(bus, topic, group, 1, backoff, shutdown, |mut records| {
+    consume_batches(bus, membership, 1, backoff, shutdown, |mut records| {
         handle(records.swap_remove(0))
     })
     .await;
@@ -64,8 +74,7 @@ pub async fn consume<F, Fut>(
 /// and a quiet one without waiting. The batch is committed, or given back, as a whole.
 pub async fn consume_batches<F, Fut>(
     bus: &dyn Bus,
-    topic: &str,
-    group: &str,
+    membership: Membership<'_>,
     max: usize,
     backoff: Backoff,
     shutdown: &CancellationToken,
@@ -74,11 +83,16 @@ pub async fn consume_batches<F, Fut>(
     F: FnMut(Vec<Record>) -> Fut,
     Fut: Future<Output = bool>,
 {
+    let Membership {
+        topic,
+        group,
+        start,
+    } = membership;
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         let subscription = tokio::select! {
             () = shutdown.cancelled() => return,
-            s = bus.subscribe(topic, group) => s,
+            s = bus.subscribe(topic, group, start) => s,
         };
         let mut subscription = match subscription {
             Ok(subscription) => subscription,

@@ -15,7 +15,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::{Bus, BusError, Record, Subscription};
+use crate::{Bus, BusError, Record, Start, Subscription};
 
 /// How long a publish may wait for room in the producer's queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -173,14 +173,25 @@ impl Bus for KafkaBus {
         Ok(())
     }
 
-    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
+    async fn subscribe(
+        &self,
+        topic: &str,
+        group: &str,
+        start: Start,
+    ) -> Result<Box<dyn Subscription>, BusError> {
         let topic = format!("{}{topic}", self.prefix);
         self.ensure_topic(&topic).await?;
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", format!("{}{group}", self.prefix))
             .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
+            .set(
+                "auto.offset.reset",
+                match start {
+                    Start::Oldest => "earliest",
+                    Start::Newest => "latest",
+                },
+            )
             // A member works on a record before it asks for the next (a media job may take
             // minutes, with retries): only this long without asking gets it replaced.
             .set("max.poll.interval.ms", MAX_POLL_INTERVAL_MS)

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub use consume::{Backoff, consume, consume_batches};
+pub use consume::{Backoff, Membership, consume, consume_batches};
 pub use error::BusError;
 pub use kafka::KafkaBus;
 pub use memory::MemoryBus;
@@ -41,11 +41,17 @@ pub trait Bus: Send + Sync + Debug {
     /// Returns once the record is durable (Kafka: acknowledged by every in-sync replica).
     async fn publish(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(), BusError>;
 
-    /// Joins consumer group `group` on `topic`. A group gets every record of the topic, each
-    /// handed to one member at a time, and handed out again (to whichever member then holds
-    /// its partition) until a member commits it: at-least-once, so consumers must be
-    /// idempotent. A new group starts at the oldest record the bus still holds.
-    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError>;
+    /// Joins consumer group `group` on `topic`. A group gets every record of the topic from
+    /// where it starts, each handed to one member at a time, and handed out again (to whichever
+    /// member then holds its partition) until a member commits it: at-least-once, so consumers
+    /// must be idempotent. A new group starts where `start` says; a known one goes on after
+    /// its last commit.
+    async fn subscribe(
+        &self,
+        topic: &str,
+        group: &str,
+        start: Start,
+    ) -> Result<Box<dyn Subscription>, BusError>;
 
     /// Checks that the bus is usable (readiness).
     async fn check(&self) -> Result<(), BusError>;
@@ -53,6 +59,17 @@ pub trait Bus: Send + Sync + Debug {
     /// Whether records outlive this process (Kafka: yes; the in-process bus: no, so what it
     /// held when the process died is gone).
     fn outlives_process(&self) -> bool;
+}
+
+/// Where a new consumer group starts reading a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// At the oldest record the bus still holds: the group sees everything published.
+    Oldest,
+    /// After the newest record: the group sees what is published from about now on (a record
+    /// published while it joins may be missed). For signals that matter only to whoever
+    /// listens at the time.
+    Newest,
 }
 
 /// A member of a consumer group.

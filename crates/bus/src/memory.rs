@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::{Bus, BusError, Record, Subscription};
+use crate::{Bus, BusError, Record, Start, Subscription};
 
 /// Records a topic keeps at most.
 const MAX_RECORDS: usize = 100_000;
@@ -149,14 +149,22 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
-    async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
+    async fn subscribe(
+        &self,
+        topic: &str,
+        group: &str,
+        start: Start,
+    ) -> Result<Box<dyn Subscription>, BusError> {
         let handle = self.topic(topic);
         {
             let mut state = lock(&handle);
-            let base = state.base;
+            let first = match start {
+                Start::Oldest => state.base,
+                Start::Newest => state.end(),
+            };
             state.groups.entry(group.to_owned()).or_insert(Group {
-                committed: base,
-                next: base,
+                committed: first,
+                next: first,
                 owner: None,
             });
         }

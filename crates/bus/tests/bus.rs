@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sealpost_bus::{Bus, BusError, Record, Subscription, testing};
+use sealpost_bus::{Bus, BusError, Record, Start, Subscription, testing};
 
 /// Generous: a Kafka consumer group takes a few seconds to form.
 const WAIT: Duration = Duration::from_secs(60);
@@ -45,7 +45,10 @@ async fn each_group_gets_every_record_and_one_key_keeps_its_order() {
             .expect("publish");
     }
     for group in [unique("g1"), unique("g2")] {
-        let mut sub = bus.subscribe(&topic, &group).await.expect("subscribe");
+        let mut sub = bus
+            .subscribe(&topic, &group, Start::Oldest)
+            .await
+            .expect("subscribe");
         let mut seen: HashMap<String, Vec<usize>> = HashMap::new();
         for _ in 0..30 {
             let record = next(&mut sub).await;
@@ -76,7 +79,10 @@ async fn uncommitted_records_are_delivered_again_and_committed_ones_are_not() {
             .await
             .expect("publish");
     }
-    let mut first = bus.subscribe(&topic, &group).await.expect("subscribe");
+    let mut first = bus
+        .subscribe(&topic, &group, Start::Oldest)
+        .await
+        .expect("subscribe");
     let mut taken = Vec::new();
     for _ in 0..4 {
         taken.push(next(&mut first).await);
@@ -88,7 +94,7 @@ async fn uncommitted_records_are_delivered_again_and_committed_ones_are_not() {
     first.close().await;
 
     let mut second = bus
-        .subscribe(&topic, &group)
+        .subscribe(&topic, &group, Start::Oldest)
         .await
         .expect("subscribe again");
     let mut rest = Vec::new();
@@ -104,9 +110,44 @@ async fn uncommitted_records_are_delivered_again_and_committed_ones_are_not() {
     bus.publish(&topic, b"one-key", b"6")
         .await
         .expect("publish");
-    let mut third = bus.subscribe(&topic, &group).await.expect("subscribe");
+    let mut third = bus
+        .subscribe(&topic, &group, Start::Oldest)
+        .await
+        .expect("subscribe");
     assert_eq!(text(&next(&mut third).await.payload), "6");
     third.close().await;
+}
+
+#[tokio::test]
+async fn a_new_group_starting_at_the_newest_record_skips_the_history() {
+    let bus = bus().await;
+    let (topic, group) = (unique("signals"), unique("listener"));
+    bus.publish(&topic, b"k", b"old").await.expect("publish");
+    let mut sub = bus
+        .subscribe(&topic, &group, Start::Newest)
+        .await
+        .expect("subscribe");
+    // A record published while the group forms may be missed: publish until one arrives.
+    let first = tokio::time::timeout(WAIT, async {
+        let mut sent = 0;
+        loop {
+            bus.publish(&topic, b"k", format!("new-{sent}").as_bytes())
+                .await
+                .expect("publish");
+            sent += 1;
+            if let Ok(record) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+                break record.expect("next record");
+            }
+        }
+    })
+    .await
+    .expect("a new record within the wait");
+    assert!(
+        text(&first.payload).starts_with("new-"),
+        "got {:?}",
+        text(&first.payload)
+    );
+    sub.close().await;
 }
 
 #[tokio::test]
@@ -146,14 +187,20 @@ async fn servers_given_one_test_key_share_a_bus_and_others_do_not() {
         .publish(&topic, b"k", b"hello")
         .await
         .expect("publish");
-    let mut sub = second.subscribe(&topic, "g").await.expect("subscribe");
+    let mut sub = second
+        .subscribe(&topic, "g", Start::Oldest)
+        .await
+        .expect("subscribe");
     assert_eq!(text(&next(&mut sub).await.payload), "hello");
     sub.close().await;
     other
         .publish(&topic, b"k", b"elsewhere")
         .await
         .expect("publish");
-    let mut sub = first.subscribe(&topic, "g2").await.expect("subscribe");
+    let mut sub = first
+        .subscribe(&topic, "g2", Start::Oldest)
+        .await
+        .expect("subscribe");
     assert_eq!(text(&next(&mut sub).await.payload), "hello");
     other
         .publish(&topic, b"k", b"elsewhere")

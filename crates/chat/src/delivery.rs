@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sealpost_bus::{Backoff, Bus, Record};
+use sealpost_bus::{Backoff, Bus, Membership, Record, Start};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -127,8 +127,11 @@ impl Chat {
             let bus = chat.bus.clone();
             sealpost_bus::consume_batches(
                 &*bus,
-                TOPIC_MESSAGES,
-                DELIVERY_GROUP,
+                Membership {
+                    topic: TOPIC_MESSAGES,
+                    group: DELIVERY_GROUP,
+                    start: Start::Oldest,
+                },
                 DELIVERY_BATCH,
                 BACKOFF,
                 &shutdown,
@@ -151,7 +154,14 @@ impl Chat {
         let group = format!("gateway-{}", self.node);
         tokio::spawn(async move {
             let bus = chat.bus.clone();
-            sealpost_bus::consume(&*bus, TOPIC_WAKEUPS, &group, BACKOFF, &shutdown, |record| {
+            // A wake-up matters only to a gateway listening when it is sent: a node's new
+            // group starts at the newest record, not at the topic's whole history.
+            let membership = Membership {
+                topic: TOPIC_WAKEUPS,
+                group: &group,
+                start: Start::Newest,
+            };
+            sealpost_bus::consume(&*bus, membership, BACKOFF, &shutdown, |record| {
                 chat.on_signal(&record.payload);
                 std::future::ready(true)
             })
