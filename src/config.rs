@@ -99,6 +99,12 @@ pub struct ChatSettings {
     pub max_group_members: usize,
     /// Delivery workers per worker node (members of the `chat-delivery` consumer group).
     pub delivery_workers: usize,
+    /// Most one-time keys a device may hold in the key directory (and publish at once).
+    pub max_one_time_keys: usize,
+    /// Under this many one-time keys a device is told to publish more (`keys_low`).
+    pub one_time_keys_low: usize,
+    /// Key-directory claims (`GET /v1/keys/{account}`) one account may make a minute.
+    pub key_claims_per_minute: u64,
 }
 
 impl Default for ChatSettings {
@@ -118,6 +124,9 @@ impl Default for ChatSettings {
             sweep_interval: Duration::from_secs(30),
             max_group_members: chat.max_group_members,
             delivery_workers: chat.delivery_workers,
+            max_one_time_keys: chat.max_one_time_keys,
+            one_time_keys_low: chat.one_time_keys_low,
+            key_claims_per_minute: chat.key_claims_per_minute,
         }
     }
 }
@@ -138,6 +147,9 @@ impl ChatSettings {
             republish_after: self.republish_after,
             max_group_members: self.max_group_members,
             delivery_workers: self.delivery_workers,
+            max_one_time_keys: self.max_one_time_keys,
+            one_time_keys_low: self.one_time_keys_low,
+            key_claims_per_minute: self.key_claims_per_minute,
         }
     }
 
@@ -148,6 +160,10 @@ impl ChatSettings {
         anyhow::ensure!(
             self.delivery_workers > 0,
             "chat.delivery_workers must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_one_time_keys > 0 && self.one_time_keys_low <= self.max_one_time_keys,
+            "chat.max_one_time_keys must be at least 1, and chat.one_time_keys_low at most that"
         );
         anyhow::ensure!(
             self.max_group_members >= 2,

@@ -17,6 +17,9 @@ pub enum ApiError {
     /// Group errors.
     #[error(transparent)]
     Group(#[from] sealpost_chat::GroupError),
+    /// Key-directory errors.
+    #[error(transparent)]
+    Keys(#[from] sealpost_chat::KeyError),
     /// A malformed header, body or parameter.
     #[error("{1}")]
     BadRequest(&'static str, String),
@@ -111,6 +114,7 @@ impl ApiError {
         match self {
             Self::Auth(e) => e.status_code(),
             Self::Group(e) => e.status_code(),
+            Self::Keys(e) => e.status_code(),
             Self::BadRequest(code, _) => (400, code),
             Self::NotFound(_) => (404, "not-found"),
             Self::MethodNotAllowed => (405, "method-not-allowed"),
@@ -142,6 +146,7 @@ impl ApiError {
         match self {
             Self::Auth(e) => return e.to_problem(),
             Self::Group(e) => return e.to_problem(),
+            Self::Keys(e) => return e.to_problem(),
             _ => {}
         }
         let (status, code) = self.status_code();
@@ -191,6 +196,11 @@ impl IntoResponse for ApiError {
                     HeaderName::from_static("tus-version"),
                     HeaderValue::from_static("1.0.0"),
                 );
+            }
+            Self::Keys(e) => {
+                if let Some(seconds) = e.retry_after() {
+                    headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds));
+                }
             }
             Self::Unavailable(..) => {
                 headers.insert(

@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         (name = "devices", description = "An account's devices: linking, listing, removing"),
         (name = "chat", description = "The chat WebSocket; frames in docs/protocol.md"),
         (name = "groups", description = "Groups: members and admins; messages go over the chat WebSocket"),
+        (name = "keys", description = "The key directory: Olm identity, fallback and one-time keys (docs/e2e.md)"),
         (name = "uploads", description = "Resumable uploads: tus 1.0.0 and the IETF draft"),
         (name = "blobs", description = "Content-addressed downloads"),
         (name = "media", description = "Processing of plaintext previews: thumbnails and their status"),

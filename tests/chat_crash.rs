@@ -82,7 +82,7 @@ async fn stream_through(base: &str, disrupt: impl FnOnce()) -> usize {
                 bob_chat.ack(stored.seq);
             }
             ChatEvent::Disconnected { .. } => disconnects += 1,
-            ChatEvent::Connected { .. } | ChatEvent::Typing { .. } => {}
+            ChatEvent::Connected { .. } | ChatEvent::Typing { .. } | ChatEvent::KeysLow { .. } => {}
         }
         if seen.len() == MESSAGES / 4
             && let Some(disrupt) = disrupt.take()

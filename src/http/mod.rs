@@ -6,6 +6,7 @@ pub mod devices;
 pub mod groups;
 pub mod interim;
 pub mod json;
+pub mod keys;
 pub mod media;
 pub mod ops;
 pub mod range;
@@ -67,6 +68,8 @@ fn chat_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(groups::create_group, groups::list_groups))
         .routes(routes!(groups::get_group))
         .routes(routes!(groups::set_member, groups::remove_member))
+        .routes(routes!(keys::publish_keys))
+        .routes(routes!(keys::claim_keys))
 }
 
 /// What every role serves: health, readiness, metrics.

@@ -34,7 +34,7 @@ const TYPING_FRESH_MS: i64 = 5_000;
 /// What travels on `chat.wakeups` to every gateway node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "signal", rename_all = "snake_case")]
-enum Signal {
+pub(crate) enum Signal {
     /// These devices' inboxes have something new.
     Inbox { devices: Vec<(String, u32)> },
     /// A device connected to `node` at `at`: its connections elsewhere, older, close.
@@ -50,6 +50,13 @@ enum Signal {
         account: String,
         device: u32,
         token_hash: Option<String>,
+    },
+    /// A claim on `node` left `device` of `account` with few one-time keys.
+    KeysLow {
+        account: String,
+        device: u32,
+        left: u64,
+        node: String,
     },
     /// Someone is typing to `account`.
     Typing {
@@ -318,7 +325,7 @@ impl Chat {
     }
 
     /// Publishes a signal to every gateway node, keyed by `key` (best effort).
-    async fn signal(&self, key: &str, signal: &Signal) {
+    pub(crate) async fn signal(&self, key: &str, signal: &Signal) {
         publish_signal(&*self.bus, key, signal).await;
     }
 
@@ -344,6 +351,18 @@ impl Chat {
             }) => self
                 .registry
                 .revoke(&account, device, token_hash.as_deref()),
+            Ok(Signal::KeysLow {
+                account,
+                device,
+                left,
+                node,
+            }) if node != self.node => self.registry.ephemeral_to(
+                &account,
+                device,
+                &ServerFrame::KeysLow {
+                    one_time_keys: left,
+                },
+            ),
             Ok(Signal::Typing {
                 account,
                 from_account,

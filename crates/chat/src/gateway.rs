@@ -193,6 +193,19 @@ impl Chat {
         if !self.write(c, &hello).await {
             return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
         }
+        if let Some(left) = self
+            .db
+            .one_time_key_count(&c.account, i64::from(c.device))
+            .await?
+            && left < i64::try_from(self.config.one_time_keys_low).unwrap_or(0)
+        {
+            let low = ServerFrame::KeysLow {
+                one_time_keys: u64::try_from(left).unwrap_or(0),
+            };
+            if !self.write(c, &low).await {
+                return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
+            }
+        }
         if !self.push(c).await? {
             return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
         }

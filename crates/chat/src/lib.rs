@@ -5,6 +5,7 @@
 mod delivery;
 mod gateway;
 mod groups;
+mod keys;
 mod registry;
 mod send;
 
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub use delivery::DELIVERY_GROUP;
 pub use gateway::{__path_upgrade, SUBPROTOCOL, TokenQuery, upgrade};
 pub use groups::GroupError;
+pub use keys::KeyError;
 
 /// The topic messages go to, keyed by recipient account.
 pub const TOPIC_MESSAGES: &str = "chat.messages";
@@ -54,6 +56,12 @@ pub struct ChatConfig {
     /// Members of the delivery group each worker node runs (each takes its own partitions of
     /// `chat.messages`, so up to the topic's partition count work at once).
     pub delivery_workers: usize,
+    /// Most one-time keys a device may hold (and publish at once).
+    pub max_one_time_keys: usize,
+    /// Under this many one-time keys a device is told to publish more.
+    pub one_time_keys_low: usize,
+    /// Key-directory claims (`GET /v1/keys/{account}`) one account may make a minute.
+    pub key_claims_per_minute: u64,
 }
 
 impl Default for ChatConfig {
@@ -71,6 +79,9 @@ impl Default for ChatConfig {
             republish_after: Duration::from_secs(30),
             max_group_members: 256,
             delivery_workers: 4,
+            max_one_time_keys: 100,
+            one_time_keys_low: 10,
+            key_claims_per_minute: 60,
         }
     }
 }
@@ -85,6 +96,7 @@ pub struct Chat {
     registry: registry::Registry,
     /// Sends per `sender>recipient` account pair.
     per_pair: RateLimiter,
+    key_claims: RateLimiter,
     /// Body bytes per sending device.
     per_device_bytes: RateLimiter,
     /// This node's name, for its wake-up group.
@@ -106,6 +118,7 @@ impl Chat {
             bus,
             auth,
             per_pair: RateLimiter::new(config.messages_per_pair_per_minute),
+            key_claims: RateLimiter::new(config.key_claims_per_minute),
             per_device_bytes: RateLimiter::new(config.bytes_per_device_per_minute),
             config,
             registry: registry::Registry::default(),

@@ -176,6 +176,13 @@ impl Registry {
         }
     }
 
+    /// Queues an ephemeral frame for `device` of `account`, if it is connected here.
+    pub(crate) fn ephemeral_to(&self, account: &str, device: u32, frame: &ServerFrame) {
+        if let Some(slot) = self.lock().get(account).and_then(|d| d.get(&device)) {
+            let _ = slot.ephemeral.try_send(frame.clone());
+        }
+    }
+
     /// Connections on this node.
     pub(crate) fn len(&self) -> usize {
         self.lock().values().map(HashMap::len).sum()

@@ -53,6 +53,11 @@ impl Default for ChatOptions {
 /// Something that happened on a chat session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatEvent {
+    /// The server holds few one-time keys for this device: publish more (`PUT /v1/keys`).
+    KeysLow {
+        /// How many it still holds.
+        one_time_keys: u64,
+    },
     /// Connected (again): `pending` stored frames follow; `dropped` expired unread.
     Connected {
         /// This account.
@@ -620,6 +625,7 @@ impl Driver {
                 return self.stored(seq, server_id, from, timestamp, content).await;
             }
             ServerFrame::Typing { from, group, state } => ChatEvent::Typing { from, group, state },
+            ServerFrame::KeysLow { one_time_keys } => ChatEvent::KeysLow { one_time_keys },
             ServerFrame::Sent {
                 id,
                 server_id,

@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::{AssertSqlSafe, FromRow};
 
-use crate::{Db, DbError};
+use crate::{Db, DbError, placeholders};
 
 /// A send as recorded under the sender's own id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -387,19 +387,6 @@ impl Db {
 
 /// Rows a multi-row statement carries at most (10 parameters each: well under SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 500;
-
-/// `($1, $2), ($3, $4)` for `rows` rows of `columns` parameters.
-fn placeholders(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|row| {
-            let params: Vec<String> = (1..=columns)
-                .map(|c| format!("${}", row * columns + c))
-                .collect();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// Which of these (account, device, server id) copies an inbox holds already.
 async fn stored_copies(

@@ -79,7 +79,8 @@ impl Db {
         Ok(Some(device_id))
     }
 
-    /// Removes an active device and revokes its tokens; false if there was none.
+    /// Removes an active device, revokes its tokens and forgets its published keys; false if
+    /// there was none.
     pub async fn remove_device(
         &self,
         account_id: &str,
@@ -96,11 +97,15 @@ impl Db {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND device_id = $2")
+        for table in ["tokens", "device_keys", "one_time_keys"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE account_id = $1 AND device_id = $2"
+            )))
             .bind(account_id)
             .bind(device_id)
             .execute(&mut *tx)
             .await?;
+        }
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }

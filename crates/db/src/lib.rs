@@ -8,6 +8,7 @@ mod credentials;
 mod devices;
 mod error;
 mod groups;
+mod keys;
 mod media;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
@@ -25,6 +26,7 @@ pub use chat::{InboxCopy, InboxRow, NewInboxMessage, NewSend, SendRecord};
 pub use devices::DeviceRow;
 pub use error::DbError;
 pub use groups::{GroupRow, MemberChange, MemberRow};
+pub use keys::{ClaimedKeys, DeviceKeysRow, NewDeviceKeys, Published};
 pub use media::{MediaOutcome, MediaRow, RenditionRow};
 pub use uploads::{NewUpload, UploadRow, UploadUsage};
 
@@ -131,6 +133,19 @@ impl Db {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` parameters.
+pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let params: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", row * columns + c))
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -721,3 +721,95 @@ fn copy<'a>(account: &'a str, device: i64, body: &'a [u8]) -> InboxCopy<'a> {
         body,
     }
 }
+
+fn device_keys<'a>(
+    curve25519: &'a str,
+    fallback: Option<(&'a str, &'a str, &'a str)>,
+    one_time_keys: &'a [(&'a str, &'a str)],
+) -> NewDeviceKeys<'a> {
+    NewDeviceKeys {
+        account: "a",
+        device: 1,
+        curve25519,
+        ed25519: "ed",
+        identity_signature: "sig",
+        fallback,
+        one_time_keys,
+        now_ms: 1,
+        max_one_time_keys: 3,
+    }
+}
+
+#[tokio::test]
+async fn one_time_keys_are_claimed_once_each_and_the_identity_stays_fixed() {
+    let (_dir, db) = fresh().await;
+    db.insert_account(&account("a", "+100"))
+        .await
+        .expect("account");
+    assert_eq!(db.one_time_key_count("a", 1).await.expect("count"), None);
+    assert!(db.claim_keys("a").await.expect("claim").is_empty());
+    assert_eq!(
+        db.publish_keys(device_keys("cv", None, &[("k1", "K1"), ("k2", "K2")]))
+            .await
+            .expect("publish"),
+        Published::Stored {
+            one_time_keys: 2,
+            fallback_key: false
+        }
+    );
+    assert_eq!(
+        db.publish_keys(device_keys("other", None, &[]))
+            .await
+            .expect("publish"),
+        Published::IdentityChanged
+    );
+    assert_eq!(
+        db.publish_keys(device_keys("cv", None, &[("k3", "K3"), ("k4", "K4")]))
+            .await
+            .expect("publish"),
+        Published::TooManyKeys { held: 2 },
+        "over the limit stores none of them"
+    );
+    assert_eq!(
+        db.publish_keys(device_keys(
+            "cv",
+            Some(("f1", "F1", "fs")),
+            &[("k2", "K2"), ("k3", "K3")]
+        ))
+        .await
+        .expect("publish"),
+        Published::Stored {
+            one_time_keys: 3,
+            fallback_key: true
+        },
+        "an id held already is kept once"
+    );
+    let mut claimed = Vec::new();
+    for _ in 0..4 {
+        let keys = db.claim_keys("a").await.expect("claim");
+        assert_eq!(keys.len(), 1);
+        assert_eq!(
+            (
+                keys[0].keys.login_key.clone(),
+                keys[0].keys.fallback_key.as_deref()
+            ),
+            (vec![7; 32], Some("F1"))
+        );
+        claimed.push((keys[0].one_time_key.clone(), keys[0].left));
+    }
+    assert_eq!(
+        claimed,
+        [
+            (Some(("k1".to_owned(), "K1".to_owned())), 2),
+            (Some(("k2".to_owned(), "K2".to_owned())), 1),
+            (Some(("k3".to_owned(), "K3".to_owned())), 0),
+            (None, 0)
+        ]
+    );
+    assert_eq!(db.one_time_key_count("a", 1).await.expect("count"), Some(0));
+    assert!(db.remove_device("a", 1, 5).await.expect("remove"));
+    assert!(
+        db.claim_keys("a").await.expect("claim").is_empty(),
+        "a removed device's keys are gone"
+    );
+}

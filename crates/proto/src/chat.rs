@@ -173,6 +173,12 @@ pub enum ServerFrame {
         /// The messages it is about.
         ids: Vec<String>,
     },
+    /// This device holds few one-time keys (after `hello`, and when a claim leaves it
+    /// under `chat.one_time_keys_low`): publish more with `PUT /v1/keys`.
+    KeysLow {
+        /// One-time keys the server still holds for this device.
+        one_time_keys: u64,
+    },
     /// Someone is typing to this account, or to a group it is in (ephemeral).
     Typing {
         /// Who.

@@ -6,6 +6,7 @@ mod accounts;
 mod blobs;
 mod chat;
 mod groups;
+mod keys;
 mod media;
 mod problem;
 mod processing;
@@ -20,6 +21,10 @@ pub use chat::{ClientFrame, DeviceKey, Envelope, ReceiptStatus, Sender, ServerFr
 pub use groups::{
     CreateGroup, Group, GroupChange, GroupEnvelope, GroupMember, GroupRole, MemberDevice,
     MemberDeviceKey, SetGroupMember,
+};
+pub use keys::{
+    DeviceKeyBundle, FallbackKey, KeyBundles, KeyStock, OlmIdentity, OneTimeKey, PublishKeys,
+    fallback_binding, identity_binding,
 };
 pub use media::{InvalidMediaRef, MediaRef, Thumbnail, ThumbnailBlob};
 pub use problem::{PROBLEM_JSON, Problem};

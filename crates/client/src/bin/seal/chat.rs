@@ -129,6 +129,9 @@ pub(crate) async fn listen(client: &Client, count: Option<u64>, json: bool) -> R
                 Some(group) => eprintln!("{} is typing in {group}: {state:?}", from.account_id),
                 None => eprintln!("{} is typing: {state:?}", from.account_id),
             },
+            ChatEvent::KeysLow { one_time_keys } => {
+                eprintln!("the server holds only {one_time_keys} one-time keys for this device");
+            }
             ChatEvent::Disconnected { reason, retry_in } => {
                 eprintln!("disconnected ({reason}); connecting again in {retry_in:.1?}");
             }
