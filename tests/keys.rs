@@ -103,6 +103,33 @@ async fn each_one_time_key_is_claimed_once_then_the_fallback_key_serves() {
         res.json::<Value>().await.expect("stock"),
         json!({"one_time_keys": 3, "fallback_key": true})
     );
+    let res = app
+        .client
+        .get(app.url(&format!("/v1/keys/{}?claim=false", alice.account_id)))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .expect("look up");
+    let looked: Value = res.json().await.expect("bundles");
+    assert_eq!(
+        (
+            &looked["devices"][0]["identity"],
+            &looked["devices"][0]["one_time_key"]
+        ),
+        (&olm.identity(), &Value::Null),
+        "a lookup without a claim"
+    );
+    let res = app
+        .client
+        .get(app.url(&format!("/v1/keys/{}?claim=maybe", alice.account_id)))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .expect("bad query");
+    assert_eq!(
+        code_of(res).await,
+        (StatusCode::BAD_REQUEST, "invalid-query".to_owned())
+    );
     let mut seen = Vec::new();
     for _ in 0..4 {
         let res = claim(&app, &bob, &alice.account_id).await;

@@ -223,9 +223,14 @@ impl Chat {
     }
 
     /// The keys of the devices of `target` for a sender in `account`, claiming one one-time
-    /// key per device (`GET /v1/keys/{account_id}`); rate limited per asking account. A device
-    /// left with few one-time keys is told so.
-    pub async fn claim_keys(&self, account: &str, target: &str) -> Result<KeyBundles, KeyError> {
+    /// key per device if `claim` (`GET /v1/keys/{account_id}`); rate limited per asking
+    /// account. A device left with few one-time keys is told so.
+    pub async fn claim_keys(
+        &self,
+        account: &str,
+        target: &str,
+        claim: bool,
+    ) -> Result<KeyBundles, KeyError> {
         if !valid_id(target) {
             return Err(KeyError::NoSuchAccount);
         }
@@ -235,7 +240,7 @@ impl Chat {
         if self.db.devices(target).await?.is_empty() {
             return Err(KeyError::NoSuchAccount);
         }
-        let claimed = self.db.claim_keys(target).await?;
+        let claimed = self.db.claim_keys(target, claim).await?;
         let low = i64::try_from(self.config.one_time_keys_low).unwrap_or(0);
         let mut devices = Vec::with_capacity(claimed.len());
         for ClaimedKeys {

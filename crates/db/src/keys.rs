@@ -176,9 +176,13 @@ impl Db {
     }
 
     /// The keys of every active device of `account` that published keys, by number, each
-    /// with one of its one-time keys claimed: removed as it is handed out, so no two senders
-    /// get the same one.
-    pub async fn claim_keys(&self, account: &str) -> Result<Vec<ClaimedKeys>, DbError> {
+    /// with one of its one-time keys claimed if `claim`: removed as it is handed out, so no
+    /// two senders get the same one.
+    pub async fn claim_keys(
+        &self,
+        account: &str,
+        claim: bool,
+    ) -> Result<Vec<ClaimedKeys>, DbError> {
         let mut tx = self.begin().await?;
         let devices: Vec<DeviceKeysRow> = sqlx::query_as(
             "SELECT k.device_id, k.curve25519, k.ed25519, k.identity_signature, \
@@ -196,19 +200,22 @@ impl Db {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let claim = format!(
+        let take = format!(
             "DELETE FROM one_time_keys WHERE account_id = $1 AND device_id = $2 AND key_id = \
              (SELECT key_id FROM one_time_keys WHERE account_id = $1 AND device_id = $2 \
              ORDER BY created_at, key_id LIMIT 1{lock}) RETURNING key_id, key"
         );
         let mut claimed = Vec::with_capacity(devices.len());
         for keys in devices {
-            let one_time_key: Option<(String, String)> =
-                sqlx::query_as(AssertSqlSafe(claim.clone()))
+            let one_time_key: Option<(String, String)> = if claim {
+                sqlx::query_as(AssertSqlSafe(take.clone()))
                     .bind(account)
                     .bind(keys.device_id)
                     .fetch_optional(&mut *tx)
-                    .await?;
+                    .await?
+            } else {
+                None
+            };
             let left = count_one_time_keys(&mut tx, account, keys.device_id).await?;
             claimed.push(ClaimedKeys {
                 keys,

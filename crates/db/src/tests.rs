@@ -747,7 +747,7 @@ async fn one_time_keys_are_claimed_once_each_and_the_identity_stays_fixed() {
         .await
         .expect("account");
     assert_eq!(db.one_time_key_count("a", 1).await.expect("count"), None);
-    assert!(db.claim_keys("a").await.expect("claim").is_empty());
+    assert!(db.claim_keys("a", true).await.expect("claim").is_empty());
     assert_eq!(
         db.publish_keys(device_keys("cv", None, &[("k1", "K1"), ("k2", "K2")]))
             .await
@@ -786,7 +786,7 @@ async fn one_time_keys_are_claimed_once_each_and_the_identity_stays_fixed() {
     );
     let mut claimed = Vec::new();
     for _ in 0..4 {
-        let keys = db.claim_keys("a").await.expect("claim");
+        let keys = db.claim_keys("a", true).await.expect("claim");
         assert_eq!(keys.len(), 1);
         assert_eq!(
             (
@@ -809,7 +809,7 @@ async fn one_time_keys_are_claimed_once_each_and_the_identity_stays_fixed() {
     assert_eq!(db.one_time_key_count("a", 1).await.expect("count"), Some(0));
     assert!(db.remove_device("a", 1, 5).await.expect("remove"));
     assert!(
-        db.claim_keys("a").await.expect("claim").is_empty(),
+        db.claim_keys("a", true).await.expect("claim").is_empty(),
         "a removed device's keys are gone"
     );
 }
