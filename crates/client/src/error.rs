@@ -59,6 +59,10 @@ pub enum ClientError {
     /// The server's answer made no sense.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
+    /// End-to-end encryption failed: a peer's keys do not check out, a message does not
+    /// decrypt, or this device's saved state does not open.
+    #[error("end-to-end encryption: {0}")]
+    E2e(String),
 }
 
 impl ClientError {

@@ -12,6 +12,7 @@
 mod auth;
 mod chat;
 mod download;
+mod e2e;
 mod error;
 mod retry;
 mod state;
@@ -20,6 +21,7 @@ mod upload;
 use reqwest::{Response, StatusCode};
 
 pub use chat::{Answer, ChatEvent, ChatOptions, ChatSession, Content, Stored};
+pub use e2e::E2e;
 pub use error::ClientError;
 pub use retry::Retry;
 pub use sealpost_proto::MediaRef;
