@@ -8,6 +8,7 @@ mod chat;
 mod groups;
 mod keys;
 mod media;
+mod message;
 mod problem;
 mod processing;
 mod uploads;
@@ -27,6 +28,7 @@ pub use keys::{
     fallback_binding, identity_binding,
 };
 pub use media::{InvalidMediaRef, MediaRef, Thumbnail, ThumbnailBlob};
+pub use message::Plaintext;
 pub use problem::{PROBLEM_JSON, Problem};
 pub use processing::{MediaState, MediaStatus, Rendition};
 pub use uploads::{UploadKind, UploadState, UploadStatus};

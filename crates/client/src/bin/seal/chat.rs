@@ -1,41 +1,63 @@
-//! `seal send` and `seal listen`: text messages over the chat server.
-//!
-//! Until end-to-end encryption lands in the client (issue 8), a text travels as its UTF-8
-//! bytes: the server neither reads nor interprets a body, but it is not yet encrypted.
+//! `seal send` and `seal listen`: end-to-end encrypted messages over the chat server. Each
+//! recipient device gets its own Olm-encrypted copy of the message's plaintext (docs/e2e.md);
+//! this device's keys are published (and topped up) whenever a session starts.
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use std::path::Path;
+
+use ed25519_dalek::SigningKey;
 use sealpost_client::{
-    Answer, ChatEvent, ChatOptions, ChatSession, Client, ClientError, Content, Stored,
+    Answer, ChatEvent, ChatOptions, ChatSession, Client, ClientError, Content, E2e, Stored,
 };
-use sealpost_proto::{DeviceKey, Envelope, ReceiptStatus};
+use sealpost_proto::{Envelope, Plaintext, ReceiptStatus};
 use serde_json::json;
 
 use super::Failure;
 
-/// Sends `text` to every device of the account with phone number `to`; prints its server id.
-pub(crate) async fn send(client: &Client, to: &str, text: &str) -> Result<(), Failure> {
+/// This device's end-to-end state (in `dir/e2e`), its keys published and topped up.
+async fn end_to_end(
+    client: &Client,
+    dir: &Path,
+    key: &SigningKey,
+    me: &str,
+    my_device: u32,
+) -> Result<E2e, Failure> {
+    let mut e2e = E2e::open(&dir.join("e2e"), me, my_device, key)?;
+    e2e.publish(client, None).await?;
+    Ok(e2e)
+}
+
+/// Sends `message`, end-to-end encrypted, to every device of the account with phone number
+/// `to`; prints its server id.
+pub(crate) async fn send(
+    client: &Client,
+    dir: &Path,
+    key: &SigningKey,
+    to: &str,
+    message: &Plaintext,
+) -> Result<(), Failure> {
     let recipient = client.lookup(to).await?;
     let mut chat = client.chat(ChatOptions::default()).await?;
     let (me, my_device) = connected(&mut chat).await?;
+    let mut e2e = end_to_end(client, dir, key, &me, my_device).await?;
+    let plaintext = serde_json::to_vec(message).map_err(std::io::Error::other)?;
     let id = format!("{:032x}", rand::random::<u128>());
-    let mut devices = recipient.devices;
+    let mut devices: Vec<u32> = recipient.devices.iter().map(|d| d.device_id).collect();
     // A mismatch names the devices to write to; a second one means they changed again.
     for _ in 0..3 {
-        let envelopes = envelopes(
-            &devices,
-            text,
-            (recipient.account_id == me).then_some(my_device),
-        );
+        let envelopes = e2e
+            .encrypt(client, &recipient.account_id, &devices, &plaintext)
+            .await?;
         match answer(&chat, &id, &recipient.account_id, envelopes).await? {
             Answer::Sent { server_id, .. } => {
                 println!("{server_id}");
                 eprintln!("sent to {to} ({} devices)", devices.len());
                 return Ok(chat.close().await?);
             }
-            Answer::Mismatch { devices: now } => devices = now,
+            Answer::Mismatch { devices: now } => {
+                devices = now.iter().map(|d| d.device_id).collect();
+            }
             Answer::GroupMismatch { .. } => break,
         }
     }
@@ -66,18 +88,6 @@ async fn answer(
     }
 }
 
-fn envelopes(devices: &[DeviceKey], text: &str, skip: Option<u32>) -> Vec<Envelope> {
-    let body = STANDARD.encode(text);
-    devices
-        .iter()
-        .filter(|d| Some(d.device_id) != skip)
-        .map(|d| Envelope {
-            device_id: d.device_id,
-            body: body.clone(),
-        })
-        .collect()
-}
-
 /// Waits for the session's first `hello`; this account and device.
 async fn connected(chat: &mut ChatSession) -> Result<(String, u32), Failure> {
     while let Some(event) = chat.next().await {
@@ -93,11 +103,18 @@ async fn connected(chat: &mut ChatSession) -> Result<(String, u32), Failure> {
     Err(Failure("the chat session ended at once".to_owned(), 1))
 }
 
-/// Prints what arrives (as JSON lines with `json`), answers each message with a `delivered`
-/// receipt and acknowledges it; stops after `count` stored frames, or at Ctrl-C.
-pub(crate) async fn listen(client: &Client, count: Option<u64>, json: bool) -> Result<(), Failure> {
+/// Prints what arrives (as JSON lines with `json`), decrypting each message, answers each with
+/// a `delivered` receipt and acknowledges it; stops after `count` stored frames, or at Ctrl-C.
+pub(crate) async fn listen(
+    client: &Client,
+    dir: &Path,
+    key: &SigningKey,
+    count: Option<u64>,
+    json: bool,
+) -> Result<(), Failure> {
     let mut chat = client.chat(ChatOptions::default()).await?;
-    let (me, _) = connected(&mut chat).await?;
+    let (me, my_device) = connected(&mut chat).await?;
+    let mut e2e = end_to_end(client, dir, key, &me, my_device).await?;
     eprintln!("listening as {me}; Ctrl-C to stop");
     let mut taken = 0u64;
     while count.is_none_or(|n| taken < n) {
@@ -110,11 +127,18 @@ pub(crate) async fn listen(client: &Client, count: Option<u64>, json: bool) -> R
             ChatEvent::Stored(stored) => {
                 let seq = stored.seq;
                 taken += 1;
-                if matches!(stored.content, Content::Message { .. }) && stored.from.account_id != me
-                {
+                let opened = match &stored.content {
+                    Content::Message { body, .. } => Some(
+                        open(client, &mut e2e, &stored, body)
+                            .await
+                            .map_err(|e| e.to_string()),
+                    ),
+                    _ => None,
+                };
+                if opened.as_ref().is_some_and(Result::is_ok) && stored.from.account_id != me {
                     deliver_receipt(&chat, &stored).await;
                 }
-                print_stored(&stored, json);
+                print_stored(&stored, opened.as_ref(), json);
                 chat.ack(seq);
             }
             ChatEvent::Connected {
@@ -130,7 +154,9 @@ pub(crate) async fn listen(client: &Client, count: Option<u64>, json: bool) -> R
                 None => eprintln!("{} is typing: {state:?}", from.account_id),
             },
             ChatEvent::KeysLow { one_time_keys } => {
-                eprintln!("the server holds only {one_time_keys} one-time keys for this device");
+                if let Err(e) = e2e.publish(client, Some(one_time_keys)).await {
+                    eprintln!("cannot publish more one-time keys: {e}");
+                }
             }
             ChatEvent::Disconnected { reason, retry_in } => {
                 eprintln!("disconnected ({reason}); connecting again in {retry_in:.1?}");
@@ -151,22 +177,54 @@ async fn deliver_receipt(chat: &ChatSession, stored: &Stored) {
     }
 }
 
-fn print_stored(stored: &Stored, as_json: bool) {
+/// A message's plaintext, decrypted.
+async fn open(
+    client: &Client,
+    e2e: &mut E2e,
+    stored: &Stored,
+    body: &[u8],
+) -> Result<Plaintext, ClientError> {
+    let from = &stored.from;
+    let bytes = e2e
+        .decrypt(client, &from.account_id, from.device_id, body)
+        .await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ClientError::E2e(format!("the decrypted message is not a message: {e}")))
+}
+
+/// Prints a stored frame; `opened` is a message's decrypted plaintext, or why it is not.
+fn print_stored(stored: &Stored, opened: Option<&Result<Plaintext, String>>, as_json: bool) {
     let from = &stored.from;
     let line = match &stored.content {
-        Content::Message { group, body } => {
-            let text = String::from_utf8_lossy(body);
+        Content::Message { group, .. } => {
+            let (text, attachments, error) = match opened {
+                Some(Ok(message)) => (message.text.clone(), message.attachments.clone(), None),
+                Some(Err(e)) => (None, Vec::new(), Some(e.clone())),
+                None => (None, Vec::new(), None),
+            };
             if as_json {
                 json!({"type": "message", "server_id": stored.server_id, "from": from.account_id,
                        "device": from.device_id, "timestamp": stored.timestamp, "group": group,
-                       "text": text})
+                       "text": text, "attachments": attachments, "error": error})
                 .to_string()
             } else {
                 let place = group
                     .as_ref()
                     .map(|g| format!(" in {g}"))
                     .unwrap_or_default();
-                format!("{}/{}{place}: {text}", from.account_id, from.device_id)
+                let said = match (&text, &error) {
+                    (_, Some(e)) => format!("[cannot decrypt: {e}]"),
+                    (Some(text), None) => text.clone(),
+                    (None, None) => String::new(),
+                };
+                let files = attachments
+                    .iter()
+                    .map(|a| format!(" [{} {} bytes]", a.mime, a.size))
+                    .collect::<String>();
+                format!(
+                    "{}/{}{place}: {said}{files}",
+                    from.account_id, from.device_id
+                )
             }
         }
         Content::Receipt { status, ids } => {

@@ -5,7 +5,7 @@
 //! seal login                                         # a fresh token
 //! seal upload photo.jpg > photo.ref.json             # seal + resumable upload; prints the MediaRef
 //! seal download photo.ref.json -o photo.jpg          # download, verify, open
-//! seal send --to +15557654321 --text "hi"            # a text to every device of an account
+//! seal send --to +15557654321 --text "hi"            # an end-to-end encrypted text
 //! seal listen                                        # print what arrives, send receipts
 //! ```
 //!
@@ -26,7 +26,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Parser, Subcommand};
 use ed25519_dalek::SigningKey;
-use sealpost_client::{Client, ClientError, MediaRef, Progress, write_private_json};
+use sealpost_client::{Client, ClientError, E2e, MediaRef, Progress, write_private_json};
+use sealpost_proto::Plaintext;
 use serde::{Deserialize, Serialize};
 
 mod chat;
@@ -86,8 +87,8 @@ enum Command {
         #[arg(long)]
         range: Option<String>,
     },
-    /// Sends a text message to every device of the account with a phone number (not yet
-    /// end-to-end encrypted: that comes with the client's sessions); prints its server id
+    /// Sends a text message, end-to-end encrypted, to every device of the account with a
+    /// phone number; prints its server id
     Send {
         /// The recipient's phone number in E.164 form
         #[arg(long)]
@@ -291,7 +292,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             let key = SigningKey::from_bytes(&rand::random());
             let mut client = Client::new(&server);
-            client.register(&phone, &name, &key).await?;
+            let account_id = client.register(&phone, &name, &key).await?;
             write_private(
                 &identity_path,
                 &Identity {
@@ -301,6 +302,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             )?;
             let token = client.login(&phone, &key).await?;
             write_private(&session_path, &Session { server, token })?;
+            // The first device's end-to-end keys, so others can write to it at once.
+            E2e::open(&dir.join("e2e"), &account_id, 1, &key)?
+                .publish(&client, None)
+                .await?;
             eprintln!(
                 "registered {phone}; key kept in {}",
                 identity_path.display()
@@ -308,19 +313,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Login => {
             let server = server(cli.server, &dir)?;
-            let identity: Identity =
-                read_json(&identity_path, "no identity yet: run `seal register` first")?;
-            let secret: [u8; 32] = STANDARD
-                .decode(&identity.secret_key)
-                .ok()
-                .and_then(|k| k.try_into().ok())
-                .ok_or_else(|| Failure(format!("{} is damaged", identity_path.display()), 2))?;
+            let (phone, key) = load_identity(&identity_path)?;
             let mut client = Client::new(&server);
-            let token = client
-                .login(&identity.phone, &SigningKey::from_bytes(&secret))
-                .await?;
+            let token = client.login(&phone, &key).await?;
             write_private(&session_path, &Session { server, token })?;
-            eprintln!("logged in as {}", identity.phone);
+            eprintln!("logged in as {phone}");
         }
         Command::Upload {
             file,
@@ -403,13 +400,28 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Send { to, text } => {
-            chat::send(&logged_in(cli.server, &session_path)?, &to, &text).await?;
+            let (_, key) = load_identity(&identity_path)?;
+            let client = logged_in(cli.server, &session_path)?;
+            chat::send(&client, &dir, &key, &to, &Plaintext::text(text)).await?;
         }
         Command::Listen { count, json } => {
-            chat::listen(&logged_in(cli.server, &session_path)?, count, json).await?;
+            let (_, key) = load_identity(&identity_path)?;
+            let client = logged_in(cli.server, &session_path)?;
+            chat::listen(&client, &dir, &key, count, json).await?;
         }
     }
     Ok(())
+}
+
+/// The stored phone number and identity key.
+fn load_identity(path: &Path) -> Result<(String, SigningKey), Failure> {
+    let identity: Identity = read_json(path, "no identity yet: run `seal register` first")?;
+    let secret: [u8; 32] = STANDARD
+        .decode(&identity.secret_key)
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| Failure(format!("{} is damaged", path.display()), 2))?;
+    Ok((identity.phone, SigningKey::from_bytes(&secret)))
 }
 
 /// A client with the stored session's token.
