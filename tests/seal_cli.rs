@@ -246,8 +246,19 @@ async fn register_as(server: &str, config: &Path, phone: &str) {
 
 /// Runs `seal listen --count N --json` against `server`; the JSON lines it printed.
 async fn listen(config: &Path, server: &str, count: u32) -> Vec<serde_json::Value> {
+    listen_with(config, server, count, &[]).await
+}
+
+/// `seal listen --count N --json` with more arguments.
+async fn listen_with(
+    config: &Path,
+    server: &str,
+    count: u32,
+    more: &[&str],
+) -> Vec<serde_json::Value> {
     let mut listen = seal(config, server);
     listen.args(["listen", "--json", "--count", &count.to_string()]);
+    listen.args(more);
     let out = tokio::time::timeout(Duration::from_secs(120), run(listen))
         .await
         .expect("seal listen took what it waited for");
@@ -313,4 +324,81 @@ async fn two_cli_users_exchange_messages_with_receipts_across_two_nodes() {
     );
     two.shutdown().await;
     one.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_photo_goes_end_to_end_to_an_offline_recipient_who_saves_it_and_says_read() {
+    let app = TestApp::spawn().await;
+    let (alice, bob) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let bob_phone = phone();
+    register_as(&app.base, alice.path(), &phone()).await;
+    register_as(&app.base, bob.path(), &bob_phone).await;
+    let photo = photo_jpeg(640, 480);
+    let path = alice.path().join("beach.jpg");
+    std::fs::write(&path, &photo).expect("photo");
+
+    // Bob is offline: the message waits for him.
+    let mut send = seal(alice.path(), &app.base);
+    send.args(["send", "--to", &bob_phone, "--caption", "the beach"]);
+    send.arg("--file").arg(&path);
+    let out = run(send).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let server_id = text(&out.stdout).trim().to_owned();
+
+    let saved = bob.path().join("received");
+    let got = listen_with(
+        bob.path(),
+        &app.base,
+        1,
+        &["--save-to", &saved.display().to_string()],
+    )
+    .await;
+    let message = got
+        .iter()
+        .find(|m| m["type"] == "message")
+        .expect("the message");
+    assert_eq!(
+        (message["server_id"].as_str(), message["text"].as_str()),
+        (Some(server_id.as_str()), Some("the beach"))
+    );
+    assert_eq!(message["attachments"][0]["mime"], "image/jpeg");
+    let file = saved.join("beach.jpg");
+    assert!(
+        std::fs::read(&file).expect("saved") == photo,
+        "the same bytes"
+    );
+    let reference = saved.join("beach.jpg.ref.json");
+    assert!(reference.exists(), "its MediaRef next to it");
+
+    // The saved reference serves `seal download --range`.
+    let mut part = seal(bob.path(), &app.base);
+    part.arg("download")
+        .arg(&reference)
+        .args(["--range", "100-199", "-o"])
+        .arg(bob.path().join("part"));
+    let out = run(part).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(std::fs::read(bob.path().join("part")).expect("part") == photo[100..200]);
+
+    // Alice hears it was delivered, then read.
+    let receipts = listen(alice.path(), &app.base, 2).await;
+    let statuses: Vec<(&str, &str)> = receipts
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap_or_default(),
+                r["ids"][0].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("delivered", server_id.as_str()),
+            ("read", server_id.as_str())
+        ]
+    );
 }

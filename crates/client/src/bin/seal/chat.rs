@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use sealpost_client::{
     Answer, ChatEvent, ChatOptions, ChatSession, Client, ClientError, Content, E2e, Stored,
 };
-use sealpost_proto::{Envelope, Plaintext, ReceiptStatus};
+use sealpost_proto::{Envelope, MediaRef, Plaintext, ReceiptStatus};
 use serde_json::json;
 
 use super::Failure;
@@ -103,15 +103,30 @@ async fn connected(chat: &mut ChatSession) -> Result<(String, u32), Failure> {
     Err(Failure("the chat session ended at once".to_owned(), 1))
 }
 
+/// How `seal listen` runs.
+pub(crate) struct Listening {
+    /// Stop after this many stored frames.
+    pub(crate) count: Option<u64>,
+    /// One JSON object a line.
+    pub(crate) json: bool,
+    /// Where to save attachments.
+    pub(crate) save_to: Option<PathBuf>,
+}
+
 /// Prints what arrives (as JSON lines with `json`), decrypting each message, answers each with
-/// a `delivered` receipt and acknowledges it; stops after `count` stored frames, or at Ctrl-C.
+/// a `delivered` receipt and acknowledges it; with `save_to`, saves each message's attachments
+/// there and then answers `read`. Stops after `count` stored frames, or at Ctrl-C.
 pub(crate) async fn listen(
     client: &Client,
     dir: &Path,
     key: &SigningKey,
-    count: Option<u64>,
-    json: bool,
+    listening: Listening,
 ) -> Result<(), Failure> {
+    let Listening {
+        count,
+        json,
+        save_to,
+    } = listening;
     let mut chat = client.chat(ChatOptions::default()).await?;
     let (me, my_device) = connected(&mut chat).await?;
     let mut e2e = end_to_end(client, dir, key, &me, my_device).await?;
@@ -135,10 +150,17 @@ pub(crate) async fn listen(
                     ),
                     _ => None,
                 };
-                if opened.as_ref().is_some_and(Result::is_ok) && stored.from.account_id != me {
-                    deliver_receipt(&chat, &stored).await;
+                let from_other = stored.from.account_id != me;
+                if opened.as_ref().is_some_and(Result::is_ok) && from_other {
+                    send_receipt(&chat, &stored, ReceiptStatus::Delivered).await;
                 }
                 print_stored(&stored, opened.as_ref(), json);
+                if let (Some(dir), Some(Ok(message))) = (&save_to, &opened)
+                    && save_all(client, dir, &message.attachments, json).await
+                    && from_other
+                {
+                    send_receipt(&chat, &stored, ReceiptStatus::Read).await;
+                }
                 chat.ack(seq);
             }
             ChatEvent::Connected {
@@ -166,15 +188,73 @@ pub(crate) async fn listen(
     Ok(chat.close().await?)
 }
 
-async fn deliver_receipt(chat: &ChatSession, stored: &Stored) {
-    let id = format!("r-{}", stored.server_id);
+async fn send_receipt(chat: &ChatSession, stored: &Stored, status: ReceiptStatus) {
+    let id = format!("{status:?}-{}", stored.server_id).to_lowercase();
     let ids = vec![stored.server_id.clone()];
     if let Err(e) = chat
-        .receipt(&id, &stored.from.account_id, ReceiptStatus::Delivered, ids)
+        .receipt(&id, &stored.from.account_id, status, ids)
         .await
     {
-        eprintln!("cannot send a delivered receipt: {e}");
+        eprintln!("cannot send a {status:?} receipt: {e}");
     }
+}
+
+/// Downloads, verifies and opens every attachment into `dir` (a MediaRef file next to each);
+/// true if all were saved.
+async fn save_all(client: &Client, dir: &Path, attachments: &[MediaRef], json: bool) -> bool {
+    let mut all = true;
+    for media in attachments {
+        match save(client, dir, media).await {
+            Ok(path) => {
+                if json {
+                    println!(
+                        "{}",
+                        json!({"type": "saved", "path": path, "blob_id": media.blob_id, "size": media.size})
+                    );
+                } else {
+                    eprintln!("saved {} ({} bytes, verified)", path.display(), media.size);
+                }
+            }
+            Err(e) => {
+                all = false;
+                eprintln!("cannot save attachment {}: {}", media.blob_id, e.0);
+            }
+        }
+    }
+    all
+}
+
+/// Saves one attachment under its sender's file name (made safe, never over another file).
+async fn save(client: &Client, dir: &Path, media: &MediaRef) -> Result<PathBuf, Failure> {
+    media.validate().map_err(|e| Failure(e.to_string(), 1))?;
+    std::fs::create_dir_all(dir)?;
+    let name = media
+        .filename
+        .as_deref()
+        .and_then(|n| Path::new(n).file_name())
+        .and_then(|n| n.to_str())
+        .filter(|n| !n.starts_with('.'))
+        .unwrap_or("attachment")
+        .to_owned();
+    let (stem, extension) = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => (stem.to_owned(), format!(".{ext}")),
+        _ => (name.clone(), String::new()),
+    };
+    let mut path = dir.join(&name);
+    let mut n = 1;
+    while path.exists() {
+        path = dir.join(format!("{stem}-{n}{extension}"));
+        n += 1;
+    }
+    client.download_decrypted(media, &path).await?;
+    let reference = path.with_file_name(format!(
+        "{}.ref.json",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("attachment")
+    ));
+    sealpost_client::write_private_json(&reference, media)?;
+    Ok(path)
 }
 
 /// A message's plaintext, decrypted.

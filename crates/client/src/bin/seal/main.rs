@@ -87,15 +87,25 @@ enum Command {
         #[arg(long)]
         range: Option<String>,
     },
-    /// Sends a text message, end-to-end encrypted, to every device of the account with a
-    /// phone number; prints its server id
+    /// Sends a message, end-to-end encrypted, to every device of the account with a phone
+    /// number: a text, or a file (sealed and uploaded first, resumably) with an optional
+    /// caption; prints its server id
     Send {
         /// The recipient's phone number in E.164 form
         #[arg(long)]
         to: String,
         /// The message
+        #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+        text: Option<String>,
+        /// A photo, video or any file to send
         #[arg(long)]
-        text: String,
+        file: Option<PathBuf>,
+        /// The file's caption
+        #[arg(long, requires = "file")]
+        caption: Option<String>,
+        /// Do not attach thumbnails to the file
+        #[arg(long, requires = "file")]
+        no_thumbnail: bool,
     },
     /// Prints messages, receipts and group changes as they arrive (the offline ones first),
     /// answering each message with a `delivered` receipt
@@ -106,6 +116,10 @@ enum Command {
         /// One JSON object a line
         #[arg(long)]
         json: bool,
+        /// Download, verify and open each attachment into this directory (with its MediaRef
+        /// next to it, for `seal download --range`), then send a `read` receipt
+        #[arg(long)]
+        save_to: Option<PathBuf>,
     },
 }
 
@@ -324,40 +338,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             limit_rate,
             no_thumbnail,
         } => {
-            let session: Session = read_json(&session_path, "not logged in: run `seal login`")?;
-            let server = cli.server.unwrap_or(session.server);
-            let client = Client::new(&server)
-                .with_token(session.token)
+            let client = logged_in(cli.server, &session_path)?
                 .with_rate_limit(limit_rate)
                 .with_thumbnails(!no_thumbnail);
-            let stop = Arc::new(AtomicBool::new(false));
-            let flag = stop.clone();
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    flag.store(true, Ordering::SeqCst);
-                }
-            });
-            let mut bar = Bar {
-                started: Instant::now(),
-                on: std::io::stderr().is_terminal(),
-            };
-            let mut announced = false;
-            let result = client
-                .upload_encrypted(&file, &dir.join("uploads"), |p| {
-                    if !announced && p.resumed_at > 0 {
-                        announced = true;
-                        eprintln!("resuming at byte {} of {}", p.resumed_at, p.total);
-                    }
-                    bar.show(p);
-                    if stop.load(Ordering::SeqCst) {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    }
-                })
-                .await;
-            bar.end();
-            let media = result?;
+            let media = upload(&client, &file, &dir).await?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&media).map_err(std::io::Error::other)?
@@ -399,18 +383,76 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         }
-        Command::Send { to, text } => {
+        Command::Send {
+            to,
+            text,
+            file,
+            caption,
+            no_thumbnail,
+        } => {
             let (_, key) = load_identity(&identity_path)?;
-            let client = logged_in(cli.server, &session_path)?;
-            chat::send(&client, &dir, &key, &to, &Plaintext::text(text)).await?;
+            let client = logged_in(cli.server, &session_path)?.with_thumbnails(!no_thumbnail);
+            let message = match file {
+                Some(file) => Plaintext {
+                    v: 1,
+                    text: caption,
+                    attachments: vec![upload(&client, &file, &dir).await?],
+                    reply_to: None,
+                },
+                None => Plaintext::text(text.unwrap_or_default()),
+            };
+            chat::send(&client, &dir, &key, &to, &message).await?;
         }
-        Command::Listen { count, json } => {
+        Command::Listen {
+            count,
+            json,
+            save_to,
+        } => {
             let (_, key) = load_identity(&identity_path)?;
             let client = logged_in(cli.server, &session_path)?;
-            chat::listen(&client, &dir, &key, count, json).await?;
+            let listening = chat::Listening {
+                count,
+                json,
+                save_to,
+            };
+            chat::listen(&client, &dir, &key, listening).await?;
         }
     }
     Ok(())
+}
+
+/// Seals `file` and uploads it, resumably (state in `dir/uploads`), showing progress on a
+/// terminal; Ctrl-C stops it so that the same command resumes.
+async fn upload(client: &Client, file: &Path, dir: &Path) -> Result<MediaRef, Failure> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
+    let mut bar = Bar {
+        started: Instant::now(),
+        on: std::io::stderr().is_terminal(),
+    };
+    let mut announced = false;
+    let result = client
+        .upload_encrypted(file, &dir.join("uploads"), |p| {
+            if !announced && p.resumed_at > 0 {
+                announced = true;
+                eprintln!("resuming at byte {} of {}", p.resumed_at, p.total);
+            }
+            bar.show(p);
+            if stop.load(Ordering::SeqCst) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await;
+    bar.end();
+    watcher.abort();
+    Ok(result?)
 }
 
 /// The stored phone number and identity key.
