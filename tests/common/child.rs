@@ -1,6 +1,6 @@
 //! The server as a child process.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 
 /// A `sealpost serve` child process on the test backends (to kill with `kill -9`).
@@ -64,7 +64,19 @@ impl Server {
                 break rest[..end].to_owned();
             }
         };
-        std::thread::spawn(move || lines.for_each(drop));
+        // The rest of the log goes to `server.log` in the data dir (to read after a failure).
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("server.log"))
+            .ok();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Some(file) = log.as_mut() {
+                    let _ = writeln!(file, "{line}");
+                }
+            }
+        });
         Self { child, base }
     }
 }

@@ -21,6 +21,10 @@ use crate::{Bus, BusError, Record, Start, Subscription};
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long topic creation may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a group waits for a silent member before giving its partitions to the others.
+const SESSION_TIMEOUT_MS: &str = "10000";
+/// How often a member tells the group it is alive (a third of the session timeout).
+const HEARTBEAT_INTERVAL_MS: &str = "3000";
 /// How long a consumer may work on one record before the group gives its partitions away.
 const MAX_POLL_INTERVAL_MS: &str = "1800000";
 /// How long the readiness check waits for cluster metadata.
@@ -195,6 +199,10 @@ impl Bus for KafkaBus {
             // A member works on a record before it asks for the next (a media job may take
             // minutes, with retries): only this long without asking gets it replaced.
             .set("max.poll.interval.ms", MAX_POLL_INTERVAL_MS)
+            // A member that stops heartbeating (its process died, or its broker restarted
+            // and lost it) gives its partitions away after this long (librdkafka: 45 s).
+            .set("session.timeout.ms", SESSION_TIMEOUT_MS)
+            .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS)
             // A broker answers a fetch when records arrive or after this long, whichever
             // comes first; brokers that wait it out (tansu) add up to this much latency.
             .set("fetch.wait.max.ms", self.fetch_wait_ms.to_string())
@@ -234,7 +242,18 @@ impl KafkaSubscription {
 #[async_trait::async_trait]
 impl Subscription for KafkaSubscription {
     async fn next(&mut self) -> Result<Record, BusError> {
-        let message = self.consumer()?.recv().await?;
+        let message = loop {
+            match self.consumer()?.recv().await {
+                Ok(message) => break message,
+                // The brokers are away: librdkafka reconnects by itself, and this member keeps
+                // its place in the group. Leaving and joining anew instead would leave a
+                // member behind that the group waits for before it hands out partitions.
+                Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure,
+                )) => {}
+                Err(e) => return Err(e.into()),
+            }
+        };
         let topic = message.topic();
         Ok(Record {
             topic: topic.strip_prefix(&self.prefix).unwrap_or(topic).to_owned(),
