@@ -143,3 +143,52 @@ async fn with_no_one_time_key_left_a_session_starts_from_the_fallback_key() {
     send(&mut alice, &alice_chat, &bob_id, "meet by the fallback").await;
     assert_eq!(open(&mut bob, &mut bob_chat).await, "meet by the fallback");
 }
+
+#[tokio::test]
+async fn keys_another_client_published_padded_or_not_start_a_session() {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+    use ed25519_dalek::Signer;
+
+    let app = TestApp::spawn().await;
+    let alice = person(&app).await;
+    // Bob's client writes its keys padded and its identity signature unpadded (the directory
+    // takes either form).
+    let bob = app.user(&phone()).await;
+    let olm = SigningKey::from_bytes(&rand_bytes());
+    let (curve, ed) = (
+        STANDARD.encode(rand_bytes()),
+        STANDARD.encode(olm.verifying_key().as_bytes()),
+    );
+    let binding = format!("sealpost-olm-identity-v1:{}:1:{curve}:{ed}", bob.account_id);
+    let (fallback_id, fallback) = ("AAAAAQ", STANDARD.encode(rand_bytes()));
+    let fallback_signature =
+        olm.sign(format!("sealpost-fallback-key-v1:{fallback_id}:{fallback}").as_bytes());
+    let res = app
+        .client
+        .put(app.url("/v1/keys"))
+        .bearer_auth(&bob.token)
+        .json(&serde_json::json!({
+            "identity": {"curve25519": curve, "ed25519": ed},
+            "identity_signature": STANDARD_NO_PAD.encode(bob.key.sign(binding.as_bytes()).to_bytes()),
+            "fallback_key": {"key_id": fallback_id, "key": fallback,
+                             "signature": STANDARD.encode(fallback_signature.to_bytes())},
+            "one_time_keys": [{"key_id": "AAAAAg", "key": STANDARD.encode(rand_bytes())}],
+        }))
+        .send()
+        .await
+        .expect("publish");
+    assert!(res.status().is_success());
+    // The one-time key, then (with none left) the fallback key start sessions: each from a
+    // fresh sender state, which has no session with Bob yet.
+    for _ in 0..2 {
+        let state = tempfile::tempdir().expect("tempdir");
+        let mut sender =
+            E2e::open(state.path(), &alice.account_id, 1, &alice.key).expect("sender state");
+        let envelopes = sender
+            .encrypt(&alice.client, &bob.account_id, &[1], b"hello")
+            .await
+            .expect("a session from padded keys");
+        assert_eq!(envelopes.len(), 1);
+    }
+}

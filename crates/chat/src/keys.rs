@@ -4,25 +4,17 @@
 //! when its one-time keys run low.
 
 use base64::Engine;
-use base64::alphabet::STANDARD;
-use base64::engine::general_purpose::STANDARD as STANDARD_PADDED;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, VerifyingKey};
 use sealpost_db::{ClaimedKeys, NewDeviceKeys, Published};
 use sealpost_proto::{
     DeviceKeyBundle, FallbackKey, KeyBundles, KeyStock, OlmIdentity, OneTimeKey, Problem,
-    PublishKeys, ServerFrame, fallback_binding, identity_binding,
+    PublishKeys, ServerFrame, fallback_binding, identity_binding, key_bytes,
 };
 
 use crate::delivery::Signal;
 use crate::send::valid_id;
 use crate::{Chat, unix_millis};
-
-/// Standard base64, padded or not (vodozemac writes keys without padding).
-const BASE64: GeneralPurpose = GeneralPurpose::new(
-    &STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 /// Why a key request failed. Each variant has one status and one stable code.
 #[derive(Debug, thiserror::Error)]
@@ -98,12 +90,8 @@ impl KeyError {
 }
 
 /// The 32 bytes a key's base64 stands for.
-fn key_bytes(what: &str, key: &str) -> Result<[u8; 32], KeyError> {
-    BASE64
-        .decode(key)
-        .ok()
-        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-        .ok_or_else(|| KeyError::Invalid(format!("{what} is not base64 of 32 bytes")))
+fn key32(what: &str, key: &str) -> Result<[u8; 32], KeyError> {
+    key_bytes(key).ok_or_else(|| KeyError::Invalid(format!("{what} is not base64 of 32 bytes")))
 }
 
 /// Checks an Ed25519 signature (base64) by `key` over `message`.
@@ -113,11 +101,7 @@ fn verify(
     signature: &str,
     failure: &'static str,
 ) -> Result<(), KeyError> {
-    let signature = BASE64
-        .decode(signature)
-        .ok()
-        .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
-        .ok_or(KeyError::BadSignature(failure))?;
+    let signature = key_bytes::<64>(signature).ok_or(KeyError::BadSignature(failure))?;
     VerifyingKey::from_bytes(key)
         .and_then(|key| key.verify_strict(message.as_bytes(), &Signature::from_bytes(&signature)))
         .map_err(|_| KeyError::BadSignature(failure))
@@ -155,8 +139,8 @@ impl Chat {
             .find(|d| d.device_id == i64::from(device))
             .and_then(|d| <[u8; 32]>::try_from(d.identity_key).ok())
             .ok_or_else(|| KeyError::Internal(anyhow::anyhow!("device without a login key")))?;
-        key_bytes("identity.curve25519", &keys.identity.curve25519)?;
-        let olm_signing = key_bytes("identity.ed25519", &keys.identity.ed25519)?;
+        key32("identity.curve25519", &keys.identity.curve25519)?;
+        let olm_signing = key32("identity.ed25519", &keys.identity.ed25519)?;
         verify(
             &login_key,
             &identity_binding(account, device, &keys.identity),
@@ -165,7 +149,7 @@ impl Chat {
         )?;
         if let Some(fallback) = &keys.fallback_key {
             valid_key_id("fallback_key.key_id", &fallback.key_id)?;
-            key_bytes("fallback_key.key", &fallback.key)?;
+            key32("fallback_key.key", &fallback.key)?;
             verify(
                 &olm_signing,
                 &fallback_binding(&fallback.key_id, &fallback.key),
@@ -176,7 +160,7 @@ impl Chat {
         let mut seen = std::collections::HashSet::new();
         for key in &keys.one_time_keys {
             valid_key_id("a one-time key's key_id", &key.key_id)?;
-            key_bytes("a one-time key", &key.key)?;
+            key32("a one-time key", &key.key)?;
             if !seen.insert(key.key_id.as_str()) {
                 return Err(KeyError::Invalid(format!(
                     "one-time key id {:?} is listed twice",
@@ -237,10 +221,11 @@ impl Chat {
         self.key_claims
             .take(account, 1)
             .map_err(KeyError::RateLimited)?;
-        if self.db.devices(target).await?.is_empty() {
+        let claimed = self.db.claim_keys(target, claim).await?;
+        // Only an empty answer needs telling "no keys yet" from "no such account".
+        if claimed.is_empty() && self.db.devices(target).await?.is_empty() {
             return Err(KeyError::NoSuchAccount);
         }
-        let claimed = self.db.claim_keys(target, claim).await?;
         let low = i64::try_from(self.config.one_time_keys_low).unwrap_or(0);
         let mut devices = Vec::with_capacity(claimed.len());
         for ClaimedKeys {
@@ -278,7 +263,7 @@ impl Chat {
             };
             devices.push(DeviceKeyBundle {
                 device_id: device,
-                login_key: STANDARD_PADDED.encode(&keys.login_key),
+                login_key: STANDARD.encode(&keys.login_key),
                 identity: OlmIdentity {
                     curve25519: keys.curve25519,
                     ed25519: keys.ed25519,

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sealpost_proto::{
     DeviceKeyBundle, Envelope, FallbackKey, KeyBundles, KeyStock, OlmIdentity, OneTimeKey,
-    PublishKeys, fallback_binding, identity_binding,
+    PublishKeys, fallback_binding, identity_binding, key_bytes,
 };
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -358,16 +358,10 @@ impl E2e {
         bundle: &DeviceKeyBundle,
     ) -> Result<Curve25519PublicKey, ClientError> {
         let who = format!("device {} of {account}", bundle.device_id);
-        let login = STANDARD
-            .decode(&bundle.login_key)
-            .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        let login = key_bytes::<32>(&bundle.login_key)
             .and_then(|b| VerifyingKey::from_bytes(&b).ok())
             .ok_or_else(|| failed(format!("{who}: its login key is malformed")))?;
-        let signature = STANDARD
-            .decode(&bundle.identity_signature)
-            .ok()
-            .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        let signature = key_bytes::<64>(&bundle.identity_signature)
             .ok_or_else(|| failed(format!("{who}: its identity signature is malformed")))?;
         login
             .verify_strict(
@@ -379,16 +373,18 @@ impl E2e {
                     "{who}: its identity is not signed by its login key"
                 ))
             })?;
-        let key = &bundle.identity.curve25519;
+        let key = key_bytes::<32>(&bundle.identity.curve25519)
+            .map(Curve25519PublicKey::from_bytes)
+            .ok_or_else(|| failed(format!("{who}: its identity key is malformed")))?;
+        // Kept (and compared) in vodozemac's form, whichever form the device published.
         let known = self
             .identities
             .entry(peer(account, bundle.device_id))
-            .or_insert_with(|| key.clone());
-        if known != key {
+            .or_insert_with(|| key.to_base64());
+        if *known != key.to_base64() {
             return Err(failed(format!("{who} shows another identity than before")));
         }
-        Curve25519PublicKey::from_base64(key)
-            .map_err(|_| failed(format!("{who}: its identity key is malformed")))
+        Ok(key)
     }
 
     /// Decrypts a body from device `from_device` of `from`.

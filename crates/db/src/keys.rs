@@ -84,8 +84,9 @@ impl Db {
     /// given, and more one-time keys (an id the device holds already is kept as it was).
     pub async fn publish_keys(&self, keys: NewDeviceKeys<'_>) -> Result<Published, DbError> {
         let mut tx = self.begin().await?;
-        let identity: Option<(String, String)> = sqlx::query_as(
-            "SELECT curve25519, ed25519 FROM device_keys WHERE account_id = $1 AND device_id = $2",
+        let published: Option<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT curve25519, ed25519, fallback_key FROM device_keys \
+             WHERE account_id = $1 AND device_id = $2",
         )
         .bind(keys.account)
         .bind(keys.device)
@@ -95,8 +96,9 @@ impl Db {
             Some((id, key, signature)) => (Some(id), Some(key), Some(signature)),
             None => (None, None, None),
         };
-        match identity {
-            Some((curve25519, ed25519))
+        let fallback_before = published.as_ref().is_some_and(|(_, _, f)| f.is_some());
+        match published {
+            Some((curve25519, ed25519, _))
                 if (curve25519.as_str(), ed25519.as_str()) != (keys.curve25519, keys.ed25519) =>
             {
                 return Ok(Published::IdentityChanged);
@@ -160,18 +162,10 @@ impl Db {
                 held: held - i64::try_from(keys.one_time_keys.len()).unwrap_or(0),
             });
         }
-        let (fallback,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM device_keys \
-             WHERE account_id = $1 AND device_id = $2 AND fallback_key IS NOT NULL",
-        )
-        .bind(keys.account)
-        .bind(keys.device)
-        .fetch_one(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(Published::Stored {
             one_time_keys: held,
-            fallback_key: fallback > 0,
+            fallback_key: fallback_before || keys.fallback.is_some(),
         })
     }
 
@@ -233,24 +227,16 @@ impl Db {
         account: &str,
         device: i64,
     ) -> Result<Option<i64>, DbError> {
-        let published: Option<(i64,)> = sqlx::query_as(
-            "SELECT device_id FROM device_keys WHERE account_id = $1 AND device_id = $2",
+        let count: Option<(i64,)> = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM one_time_keys o \
+             WHERE o.account_id = k.account_id AND o.device_id = k.device_id) \
+             FROM device_keys k WHERE k.account_id = $1 AND k.device_id = $2",
         )
         .bind(account)
         .bind(device)
         .fetch_optional(&self.pool)
         .await?;
-        if published.is_none() {
-            return Ok(None);
-        }
-        let (count,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM one_time_keys WHERE account_id = $1 AND device_id = $2",
-        )
-        .bind(account)
-        .bind(device)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Some(count))
+        Ok(count.map(|(count,)| count))
     }
 }
 

@@ -784,6 +784,16 @@ async fn one_time_keys_are_claimed_once_each_and_the_identity_stays_fixed() {
         },
         "an id held already is kept once"
     );
+    assert_eq!(
+        db.publish_keys(device_keys("cv", None, &[]))
+            .await
+            .expect("publish"),
+        Published::Stored {
+            one_time_keys: 3,
+            fallback_key: true
+        },
+        "the fallback key stays when a publish brings none"
+    );
     let mut claimed = Vec::new();
     for _ in 0..4 {
         let keys = db.claim_keys("a", true).await.expect("claim");

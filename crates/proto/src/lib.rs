@@ -25,7 +25,7 @@ pub use groups::{
 };
 pub use keys::{
     DeviceKeyBundle, FallbackKey, KeyBundles, KeyStock, OlmIdentity, OneTimeKey, PublishKeys,
-    fallback_binding, identity_binding,
+    fallback_binding, identity_binding, key_bytes,
 };
 pub use media::{InvalidMediaRef, MediaRef, Thumbnail, ThumbnailBlob};
 pub use message::Plaintext;
