@@ -10,6 +10,7 @@ use ed25519_dalek::SigningKey;
 use sealpost_client::{
     Answer, ChatEvent, ChatOptions, ChatSession, Client, ClientError, Content, E2e,
 };
+use sealpost_proto::MemberDevice;
 
 /// A registered, logged-in device with its end-to-end state in `dir`.
 struct Person {
@@ -191,4 +192,167 @@ async fn keys_another_client_published_padded_or_not_start_a_session() {
             .expect("a session from padded keys");
         assert_eq!(envelopes.len(), 1);
     }
+}
+
+/// Sends `text` to `group` with the sender's group session, following the server's
+/// `group_mismatch`; the session id the envelopes name.
+async fn send_group(from: &mut Person, chat: &ChatSession, group: &str, text: &str) -> String {
+    let id = format!("{:032x}", rand::random::<u128>());
+    let mut devices = from.e2e.group_devices(group);
+    for _ in 0..3 {
+        let envelopes = from
+            .e2e
+            .encrypt_group(&from.client, group, &devices, text.as_bytes())
+            .await
+            .expect("encrypt");
+        match chat
+            .send_group(&id, group, envelopes.clone())
+            .await
+            .expect("send")
+        {
+            Answer::Sent { .. } => {
+                from.e2e.group_sent(group, &envelopes).expect("sent");
+                let body = base64_decode(&envelopes[0].body);
+                let sealed: serde_json::Value = serde_json::from_slice(&body).expect("json");
+                return sealed["session_id"]
+                    .as_str()
+                    .expect("session id")
+                    .to_owned();
+            }
+            Answer::GroupMismatch { devices: now, .. } => {
+                devices = now
+                    .into_iter()
+                    .map(|d| MemberDevice {
+                        account_id: d.account_id,
+                        device_id: d.device_id,
+                    })
+                    .collect();
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    panic!("the member devices kept changing")
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("base64")
+}
+
+/// The next group message, acknowledged: sender, device, server id and body.
+async fn receive_group(chat: &mut ChatSession) -> (String, u32, String, Vec<u8>) {
+    loop {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(60), chat.next())
+            .await
+            .expect("a message within the wait")
+            .expect("session on");
+        if let ChatEvent::Stored(stored) = event {
+            chat.ack(stored.seq);
+            if let Content::Message {
+                body,
+                group: Some(_),
+            } = stored.content
+            {
+                return (
+                    stored.from.account_id,
+                    stored.from.device_id,
+                    stored.server_id,
+                    body,
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn group_messages_use_megolm_and_a_removed_member_cannot_read_what_follows() {
+    let app = TestApp::spawn().await;
+    let (mut alice, mut bob, mut carol) =
+        (person(&app).await, person(&app).await, person(&app).await);
+    let group = alice
+        .client
+        .create_group(vec![bob.account_id.clone(), carol.account_id.clone()])
+        .await
+        .expect("create group")
+        .group_id;
+    let alice_chat = alice
+        .client
+        .chat(ChatOptions::default())
+        .await
+        .expect("chat");
+    let mut bob_chat = bob.client.chat(ChatOptions::default()).await.expect("chat");
+    let mut carol_chat = carol
+        .client
+        .chat(ChatOptions::default())
+        .await
+        .expect("chat");
+
+    let first = send_group(&mut alice, &alice_chat, &group, "meet at the harbour").await;
+    for (person, chat) in [(&mut bob, &mut bob_chat), (&mut carol, &mut carol_chat)] {
+        let (from, device, server_id, body) = receive_group(chat).await;
+        let plaintext = person
+            .e2e
+            .decrypt_group(&person.client, &from, device, &group, &server_id, &body)
+            .await
+            .expect("decrypt");
+        assert_eq!(plaintext, b"meet at the harbour");
+    }
+    // The same session, its key not sent again.
+    let again = send_group(&mut alice, &alice_chat, &group, "meet at six").await;
+    assert_eq!(again, first);
+    let (from, device, server_id, body) = receive_group(&mut bob_chat).await;
+    let sealed: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert!(sealed.get("room_key").is_none(), "{sealed}");
+    let opened = bob
+        .e2e
+        .decrypt_group(&bob.client, &from, device, &group, &server_id, &body)
+        .await
+        .expect("decrypt");
+    assert_eq!(opened, b"meet at six");
+    // Delivered again (after a crash before the ack): it opens again. Under another server
+    // id (a replay): refused.
+    let redelivered = bob
+        .e2e
+        .decrypt_group(&bob.client, &from, device, &group, &server_id, &body)
+        .await
+        .expect("a redelivery opens");
+    assert_eq!(redelivered, b"meet at six");
+    let replay = bob
+        .e2e
+        .decrypt_group(&bob.client, &from, device, &group, "another-id", &body)
+        .await;
+    assert!(
+        matches!(&replay, Err(ClientError::E2e(e)) if e.contains("replay")),
+        "{replay:?}"
+    );
+
+    // Carol is removed: Alice's next message comes from a new session Carol never gets.
+    alice
+        .client
+        .remove_member(&group, &carol.account_id)
+        .await
+        .expect("remove");
+    let after = send_group(&mut alice, &alice_chat, &group, "meet without Carol").await;
+    assert_ne!(after, first, "a new session after the removal");
+    let (from, device, server_id, body) = receive_group(&mut bob_chat).await;
+    let opened = bob
+        .e2e
+        .decrypt_group(&bob.client, &from, device, &group, &server_id, &body)
+        .await
+        .expect("decrypt");
+    assert_eq!(opened, b"meet without Carol");
+    // Even given the ciphertext, Carol cannot open it.
+    let mut sealed: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    sealed.as_object_mut().expect("object").remove("room_key");
+    let leaked = serde_json::to_vec(&sealed).expect("json");
+    let refused = carol
+        .e2e
+        .decrypt_group(&carol.client, &from, device, &group, &server_id, &leaked)
+        .await;
+    assert!(
+        matches!(&refused, Err(ClientError::E2e(e)) if e.contains("never reached")),
+        "{refused:?}"
+    );
 }

@@ -3,47 +3,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::seal::*;
 use common::*;
-
-/// The `seal` binary next to this test's directory (`cargo test --workspace` builds it).
-fn seal_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
-    let bin = dir.join("seal");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p sealpost-client` (cargo test --workspace does)",
-        bin.display()
-    );
-    bin
-}
-
-fn seal(config: &Path, server: &str) -> Command {
-    let mut command = Command::new(seal_bin());
-    command
-        .env("SEAL_CONFIG_DIR", config)
-        .env("SEAL_SERVER", server)
-        .stdin(Stdio::null());
-    command
-}
-
-/// Runs a command off the async executor (the server under test runs on it).
-async fn run(mut command: Command) -> Output {
-    tokio::task::spawn_blocking(move || command.output().expect("run seal"))
-        .await
-        .expect("join")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// Waits until `seal upload` has created its upload (its state file records the URL), so that
 /// what follows measures sending, not sealing the file to hash it.
@@ -236,39 +201,6 @@ async fn ctrl_c_during_an_upload_then_the_same_command_resumes() {
     .await;
 }
 
-/// Registers `phone` with `seal register` (which logs in too).
-async fn register_as(server: &str, config: &Path, phone: &str) {
-    let mut register = seal(config, server);
-    register.args(["register", "--phone", phone, "--name", "Cli"]);
-    let out = run(register).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-}
-
-/// Runs `seal listen --count N --json` against `server`; the JSON lines it printed.
-async fn listen(config: &Path, server: &str, count: u32) -> Vec<serde_json::Value> {
-    listen_with(config, server, count, &[]).await
-}
-
-/// `seal listen --count N --json` with more arguments.
-async fn listen_with(
-    config: &Path,
-    server: &str,
-    count: u32,
-    more: &[&str],
-) -> Vec<serde_json::Value> {
-    let mut listen = seal(config, server);
-    listen.args(["listen", "--json", "--count", &count.to_string()]);
-    listen.args(more);
-    let out = tokio::time::timeout(Duration::from_secs(120), run(listen))
-        .await
-        .expect("seal listen took what it waited for");
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
-}
-
 #[tokio::test]
 async fn two_cli_users_exchange_messages_with_receipts_across_two_nodes() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -400,5 +332,137 @@ async fn a_photo_goes_end_to_end_to_an_offline_recipient_who_saves_it_and_says_r
             ("delivered", server_id.as_str()),
             ("read", server_id.as_str())
         ]
+    );
+}
+
+/// Runs `seal` with `args` in config dir `config`; its stdout, trimmed (it must succeed).
+async fn seal_ok(config: &Path, server: &str, args: &[&str]) -> String {
+    let mut command = seal(config, server);
+    command.args(args);
+    let out = run(command).await;
+    assert!(out.status.success(), "seal {args:?}: {}", text(&out.stderr));
+    text(&out.stdout).trim().to_owned()
+}
+
+/// The messages among `listen`'s lines: (text, attachments saved).
+fn messages(lines: &[serde_json::Value]) -> Vec<(String, usize)> {
+    lines
+        .iter()
+        .filter(|l| l["type"] == "message")
+        .map(|m| {
+            assert!(m["error"].is_null(), "decrypted: {m}");
+            (
+                m["text"].as_str().unwrap_or_default().to_owned(),
+                m["attachments"].as_array().map_or(0, Vec::len),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_group_of_three_and_a_second_device_get_texts_and_photos_end_to_end() {
+    let app = TestApp::spawn().await;
+    let base = app.base.clone();
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let [alice, bob, bob2, carol] = [0, 1, 2, 3].map(|i| dirs[i].path());
+    let (alice_phone, bob_phone, carol_phone) = (phone(), phone(), phone());
+    register_as(&base, alice, &alice_phone).await;
+    register_as(&base, bob, &bob_phone).await;
+    register_as(&base, carol, &carol_phone).await;
+
+    // Bob links a second device (its own config dir) with a code from his first.
+    let code = seal_ok(bob, &base, &["device", "code"]).await;
+    seal_ok(
+        bob2,
+        &base,
+        &["device", "link", "--phone", &bob_phone, "--code", &code],
+    )
+    .await;
+    let devices = seal_ok(bob2, &base, &["device", "list"]).await;
+    assert_eq!(devices.lines().count(), 2, "{devices}");
+
+    // Everyone offline: Alice writes to Bob (both his devices get it) and to a group of three.
+    seal_ok(
+        alice,
+        &base,
+        &["send", "--to", &bob_phone, "--text", "just for Bob"],
+    )
+    .await;
+    let group = seal_ok(
+        alice,
+        &base,
+        &[
+            "group",
+            "create",
+            "--member",
+            &bob_phone,
+            "--member",
+            &carol_phone,
+        ],
+    )
+    .await;
+    seal_ok(
+        alice,
+        &base,
+        &["send", "--group", &group, "--text", "hello all"],
+    )
+    .await;
+    // Each of Bob's devices: his message, the group's creation, the group message.
+    for device in [bob, bob2] {
+        let got = listen(device, &base, 3).await;
+        assert_eq!(
+            messages(&got),
+            [("just for Bob".to_owned(), 0), ("hello all".to_owned(), 0)],
+            "{got:?}"
+        );
+        let in_group: Vec<&serde_json::Value> = got
+            .iter()
+            .filter(|l| l["group"] == group.as_str())
+            .collect();
+        assert_eq!(in_group.len(), 2, "the creation and the message: {got:?}");
+    }
+
+    // Carol sends the group a photo, then listens (for the group's creation, Alice's message,
+    // two receipts from each of Bob's devices, and Alice's answer) while Bob's devices save it.
+    let photo = photo_jpeg(320, 240);
+    let path = carol.join("pier.jpg");
+    std::fs::write(&path, &photo).expect("photo");
+    let path = path.display().to_string();
+    seal_ok(
+        carol,
+        &base,
+        &[
+            "send",
+            "--group",
+            &group,
+            "--file",
+            &path,
+            "--caption",
+            "the pier",
+        ],
+    )
+    .await;
+    let carol_listens = {
+        let (carol, base) = (carol.to_owned(), base.clone());
+        tokio::spawn(async move { listen(&carol, &base, 7).await })
+    };
+    for device in [bob, bob2] {
+        let saved = device.join("saved");
+        let save_to = saved.display().to_string();
+        let got = listen_with(device, &base, 1, &["--save-to", &save_to]).await;
+        assert_eq!(messages(&got), [("the pier".to_owned(), 1)], "{got:?}");
+        assert!(std::fs::read(saved.join("pier.jpg")).expect("saved") == photo);
+    }
+    seal_ok(
+        alice,
+        &base,
+        &["send", "--group", &group, "--text", "lovely"],
+    )
+    .await;
+    let got = carol_listens.await.expect("listen");
+    assert_eq!(
+        messages(&got),
+        [("hello all".to_owned(), 0), ("lovely".to_owned(), 0)],
+        "{got:?}"
     );
 }

@@ -5,6 +5,7 @@
 pub mod chat;
 pub mod child;
 pub mod nginx;
+pub mod seal;
 pub mod tansu;
 
 use std::net::SocketAddr;

@@ -55,8 +55,25 @@ impl Client {
     /// # Errors
     /// [`ClientError::Server`] (e.g. a wrong key), or network trouble.
     pub async fn login(&mut self, phone: &str, key: &SigningKey) -> Result<String, ClientError> {
+        self.login_device(phone, 1, key).await
+    }
+
+    /// Logs in as device `device_id` of `phone` (a linked device) with its key `key`; keeps
+    /// and returns the token.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] (e.g. a wrong key), or network trouble.
+    pub async fn login_device(
+        &mut self,
+        phone: &str,
+        device_id: u32,
+        key: &SigningKey,
+    ) -> Result<String, ClientError> {
         let body = self
-            .post_json("/v1/auth/challenge", &json!({"phone": phone}))
+            .post_json(
+                "/v1/auth/challenge",
+                &json!({"phone": phone, "device_id": device_id}),
+            )
             .await?;
         let challenge = body["challenge"]
             .as_str()
@@ -80,6 +97,7 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("no token".into()))?
             .to_owned();
         self.token = Some(token.clone());
+        self.account_id = body["account_id"].as_str().map(str::to_owned);
         Ok(token)
     }
 }

@@ -11,6 +11,7 @@
 
 mod auth;
 mod chat;
+mod directory;
 mod download;
 mod e2e;
 mod error;
@@ -34,6 +35,8 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// The account of the last login.
+    account_id: Option<String>,
     retry: Retry,
     /// Upload rate cap in bytes per second.
     rate: Option<u64>,
@@ -48,6 +51,7 @@ impl Client {
             http: reqwest::Client::new(),
             base: base.trim_end_matches('/').to_owned(),
             token: None,
+            account_id: None,
             retry: Retry::default(),
             rate: None,
             thumbnails: true,
@@ -86,6 +90,11 @@ impl Client {
     /// The bearer token in use, if logged in.
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
+    }
+
+    /// The account this client logged in to (set by [`Client::login`]).
+    pub fn account_id(&self) -> Option<&str> {
+        self.account_id.as_deref()
     }
 
     fn url(&self, path: &str) -> String {

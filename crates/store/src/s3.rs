@@ -465,6 +465,19 @@ impl S3Store {
         );
         Ok(contents)
     }
+
+    /// An object's bytes, whole (test support: tests read small objects).
+    pub(crate) async fn object(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(object.body.collect().await.map_err(s3_err)?.to_vec())
+    }
 }
 
 #[async_trait::async_trait]

@@ -1,16 +1,17 @@
 //! `seal send` and `seal listen`: end-to-end encrypted messages over the chat server. Each
-//! recipient device gets its own Olm-encrypted copy of the message's plaintext (docs/e2e.md);
-//! this device's keys are published (and topped up) whenever a session starts.
+//! recipient device gets its own Olm-encrypted copy of the message's plaintext; a group
+//! message is encrypted once with this device's Megolm session for the group (docs/e2e.md).
+//! This device's keys are published (and topped up) whenever a session starts.
 
-use std::time::Duration;
-
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use sealpost_client::{
     Answer, ChatEvent, ChatOptions, ChatSession, Client, ClientError, Content, E2e, Stored,
 };
-use sealpost_proto::{Envelope, MediaRef, Plaintext, ReceiptStatus};
+use sealpost_proto::{MediaRef, MemberDevice, Plaintext, ReceiptStatus};
 use serde_json::json;
 
 use super::Failure;
@@ -28,54 +29,118 @@ async fn end_to_end(
     Ok(e2e)
 }
 
-/// Sends `message`, end-to-end encrypted, to every device of the account with phone number
-/// `to`; prints its server id.
+/// Whom `seal send` writes to.
+pub(crate) enum To {
+    /// Every device of the account with this phone number.
+    Phone(String),
+    /// Every member device of this group.
+    Group(String),
+}
+
+/// Sends `message`, end-to-end encrypted, to `to`; prints its server id.
 pub(crate) async fn send(
     client: &Client,
     dir: &Path,
     key: &SigningKey,
-    to: &str,
+    to: &To,
     message: &Plaintext,
 ) -> Result<(), Failure> {
-    let recipient = client.lookup(to).await?;
     let mut chat = client.chat(ChatOptions::default()).await?;
     let (me, my_device) = connected(&mut chat).await?;
     let mut e2e = end_to_end(client, dir, key, &me, my_device).await?;
     let plaintext = serde_json::to_vec(message).map_err(std::io::Error::other)?;
     let id = format!("{:032x}", rand::random::<u128>());
+    let (name, sent) = match to {
+        To::Phone(phone) => {
+            let sent = send_direct(client, &chat, &mut e2e, &id, phone, &plaintext).await?;
+            (phone, sent)
+        }
+        To::Group(group) => {
+            let sent = send_to_group(client, &chat, &mut e2e, &id, group, &plaintext).await?;
+            (group, sent)
+        }
+    };
+    let Some((server_id, devices)) = sent else {
+        return Err(Failure(
+            format!("the devices of {name} keep changing; try again"),
+            1,
+        ));
+    };
+    println!("{server_id}");
+    eprintln!("sent to {name} ({devices} devices)");
+    Ok(chat.close().await?)
+}
+
+/// Sends to every device of the account with phone number `phone`, following `mismatch`
+/// answers (a third one means the devices keep changing: `None`); the server id and the
+/// number of devices.
+async fn send_direct(
+    client: &Client,
+    chat: &ChatSession,
+    e2e: &mut E2e,
+    id: &str,
+    phone: &str,
+    plaintext: &[u8],
+) -> Result<Option<(String, usize)>, Failure> {
+    let recipient = client.lookup(phone).await?;
+    let account = recipient.account_id;
     let mut devices: Vec<u32> = recipient.devices.iter().map(|d| d.device_id).collect();
-    // A mismatch names the devices to write to; a second one means they changed again.
     for _ in 0..3 {
-        let envelopes = e2e
-            .encrypt(client, &recipient.account_id, &devices, &plaintext)
-            .await?;
-        match answer(&chat, &id, &recipient.account_id, envelopes).await? {
-            Answer::Sent { server_id, .. } => {
-                println!("{server_id}");
-                eprintln!("sent to {to} ({} devices)", devices.len());
-                return Ok(chat.close().await?);
-            }
+        let envelopes = e2e.encrypt(client, &account, &devices, plaintext).await?;
+        match answered(|| chat.send(id, &account, envelopes.clone())).await? {
+            Answer::Sent { server_id, .. } => return Ok(Some((server_id, envelopes.len()))),
             Answer::Mismatch { devices: now } => {
                 devices = now.iter().map(|d| d.device_id).collect();
             }
             Answer::GroupMismatch { .. } => break,
         }
     }
-    Err(Failure(
-        format!("the devices of {to} keep changing; try again"),
-        1,
-    ))
+    Ok(None)
 }
 
-/// Sends, waiting out rate limits the server names.
-async fn answer(
+/// Sends to every member device of `group` with this device's group session, starting with
+/// the devices that session went to and following the server's `group_mismatch` answers.
+async fn send_to_group(
+    client: &Client,
     chat: &ChatSession,
+    e2e: &mut E2e,
     id: &str,
-    to: &str,
-    envelopes: Vec<Envelope>,
-) -> Result<Answer, Failure> {
+    group: &str,
+    plaintext: &[u8],
+) -> Result<Option<(String, usize)>, Failure> {
+    let mut devices = e2e.group_devices(group);
+    for _ in 0..3 {
+        let envelopes = e2e
+            .encrypt_group(client, group, &devices, plaintext)
+            .await?;
+        match answered(|| chat.send_group(id, group, envelopes.clone())).await? {
+            Answer::Sent { server_id, .. } => {
+                e2e.group_sent(group, &envelopes)?;
+                return Ok(Some((server_id, envelopes.len())));
+            }
+            Answer::GroupMismatch { devices: now, .. } => {
+                devices = now
+                    .into_iter()
+                    .map(|d| MemberDevice {
+                        account_id: d.account_id,
+                        device_id: d.device_id,
+                    })
+                    .collect();
+            }
+            Answer::Mismatch { .. } => break,
+        }
+    }
+    Ok(None)
+}
+
+/// Sends with `send`, waiting out rate limits the server names.
+async fn answered<F, Fut>(mut send: F) -> Result<Answer, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Answer, ClientError>>,
+{
     loop {
-        match chat.send(id, to, envelopes.clone()).await {
+        match send().await {
             Err(ClientError::Chat {
                 retry_after: Some(seconds),
                 ..
@@ -143,8 +208,8 @@ pub(crate) async fn listen(
                 let seq = stored.seq;
                 taken += 1;
                 let opened = match &stored.content {
-                    Content::Message { body, .. } => Some(
-                        open(client, &mut e2e, &stored, body)
+                    Content::Message { body, group } => Some(
+                        open(client, &mut e2e, &stored, group.as_deref(), body)
                             .await
                             .map_err(|e| e.to_string()),
                     ),
@@ -257,17 +322,32 @@ async fn save(client: &Client, dir: &Path, media: &MediaRef) -> Result<PathBuf, 
     Ok(path)
 }
 
-/// A message's plaintext, decrypted.
+/// A message's plaintext, decrypted (with the sender's group session in a group).
 async fn open(
     client: &Client,
     e2e: &mut E2e,
     stored: &Stored,
+    group: Option<&str>,
     body: &[u8],
 ) -> Result<Plaintext, ClientError> {
     let from = &stored.from;
-    let bytes = e2e
-        .decrypt(client, &from.account_id, from.device_id, body)
-        .await?;
+    let bytes = match group {
+        Some(group) => {
+            e2e.decrypt_group(
+                client,
+                &from.account_id,
+                from.device_id,
+                group,
+                &stored.server_id,
+                body,
+            )
+            .await?
+        }
+        None => {
+            e2e.decrypt(client, &from.account_id, from.device_id, body)
+                .await?
+        }
+    };
     serde_json::from_slice(&bytes)
         .map_err(|e| ClientError::E2e(format!("the decrypted message is not a message: {e}")))
 }

@@ -6,7 +6,11 @@
 //! seal upload photo.jpg > photo.ref.json             # seal + resumable upload; prints the MediaRef
 //! seal download photo.ref.json -o photo.jpg          # download, verify, open
 //! seal send --to +15557654321 --text "hi"            # an end-to-end encrypted text
-//! seal listen                                        # print what arrives, send receipts
+//! seal send --to +15557654321 --file clip.mp4        # a sealed file, end-to-end encrypted
+//! seal listen --save-to received/                    # print what arrives, save attachments
+//! seal group create --member +15557654321            # a group; seal send --group ID …
+//! seal device code                                   # link another device: on it,
+//! seal device link --phone +15551234567 --code CODE  #   in a config dir of its own
 //! ```
 //!
 //! Every command takes `--server URL` (or `SEAL_SERVER`, or `server = "…"` in
@@ -31,6 +35,7 @@ use sealpost_proto::Plaintext;
 use serde::{Deserialize, Serialize};
 
 mod chat;
+mod directory;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -88,12 +93,15 @@ enum Command {
         range: Option<String>,
     },
     /// Sends a message, end-to-end encrypted, to every device of the account with a phone
-    /// number: a text, or a file (sealed and uploaded first, resumably) with an optional
-    /// caption; prints its server id
+    /// number or of a group's members: a text, or a file (sealed and uploaded first,
+    /// resumably) with an optional caption; prints its server id
     Send {
         /// The recipient's phone number in E.164 form
+        #[arg(long, required_unless_present = "group", conflicts_with = "group")]
+        to: Option<String>,
+        /// The group (an id from `seal group create` or `seal group list`)
         #[arg(long)]
-        to: String,
+        group: Option<String>,
         /// The message
         #[arg(long, required_unless_present = "file", conflicts_with = "file")]
         text: Option<String>,
@@ -121,14 +129,27 @@ enum Command {
         #[arg(long)]
         save_to: Option<PathBuf>,
     },
+    /// Links another device to this account, or this config dir to an account
+    #[command(subcommand)]
+    Device(directory::DeviceCommand),
+    /// Creates groups, adds members, lists groups
+    #[command(subcommand)]
+    Group(directory::GroupCommand),
 }
 
 /// The stored identity.
 #[derive(Serialize, Deserialize)]
 struct Identity {
     phone: String,
+    /// This device's number in the account (1: the one that registered).
+    #[serde(default = "first_device")]
+    device_id: u32,
     /// Standard base64 of the Ed25519 secret key.
     secret_key: String,
+}
+
+fn first_device() -> u32 {
+    1
 }
 
 /// The stored session.
@@ -311,6 +332,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 &identity_path,
                 &Identity {
                     phone: phone.clone(),
+                    device_id: 1,
                     secret_key: STANDARD.encode(key.to_bytes()),
                 },
             )?;
@@ -327,9 +349,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Login => {
             let server = server(cli.server, &dir)?;
-            let (phone, key) = load_identity(&identity_path)?;
+            let (phone, device, key) = load_identity(&identity_path)?;
             let mut client = Client::new(&server);
-            let token = client.login(&phone, &key).await?;
+            let token = client.login_device(&phone, device, &key).await?;
             write_private(&session_path, &Session { server, token })?;
             eprintln!("logged in as {phone}");
         }
@@ -385,12 +407,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Send {
             to,
+            group,
             text,
             file,
             caption,
             no_thumbnail,
         } => {
-            let (_, key) = load_identity(&identity_path)?;
+            let (_, _, key) = load_identity(&identity_path)?;
             let client = logged_in(cli.server, &session_path)?.with_thumbnails(!no_thumbnail);
             let message = match file {
                 Some(file) => Plaintext {
@@ -401,6 +424,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 },
                 None => Plaintext::text(text.unwrap_or_default()),
             };
+            let to = match (to, group) {
+                (_, Some(group)) => chat::To::Group(group),
+                (Some(phone), None) => chat::To::Phone(phone),
+                (None, None) => return Err(Failure("--to or --group is needed".to_owned(), 2)),
+            };
             chat::send(&client, &dir, &key, &to, &message).await?;
         }
         Command::Listen {
@@ -408,7 +436,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             json,
             save_to,
         } => {
-            let (_, key) = load_identity(&identity_path)?;
+            let (_, _, key) = load_identity(&identity_path)?;
             let client = logged_in(cli.server, &session_path)?;
             let listening = chat::Listening {
                 count,
@@ -416,6 +444,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 save_to,
             };
             chat::listen(&client, &dir, &key, listening).await?;
+        }
+        Command::Device(command) => directory::device(command, cli.server, &dir).await?,
+        Command::Group(command) => {
+            let client = logged_in(cli.server, &session_path)?;
+            directory::group(command, &client).await?;
         }
     }
     Ok(())
@@ -455,15 +488,19 @@ async fn upload(client: &Client, file: &Path, dir: &Path) -> Result<MediaRef, Fa
     Ok(result?)
 }
 
-/// The stored phone number and identity key.
-fn load_identity(path: &Path) -> Result<(String, SigningKey), Failure> {
+/// The stored phone number, device number and identity key.
+fn load_identity(path: &Path) -> Result<(String, u32, SigningKey), Failure> {
     let identity: Identity = read_json(path, "no identity yet: run `seal register` first")?;
     let secret: [u8; 32] = STANDARD
         .decode(&identity.secret_key)
         .ok()
         .and_then(|k| k.try_into().ok())
         .ok_or_else(|| Failure(format!("{} is damaged", path.display()), 2))?;
-    Ok((identity.phone, SigningKey::from_bytes(&secret)))
+    Ok((
+        identity.phone,
+        identity.device_id,
+        SigningKey::from_bytes(&secret),
+    ))
 }
 
 /// A client with the stored session's token.

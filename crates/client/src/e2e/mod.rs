@@ -2,7 +2,10 @@
 //! with other devices, kept in one file encrypted under a key derived from the device's login
 //! key. [`E2e::encrypt`] makes one envelope per recipient device, starting a session from the
 //! key directory where there is none; [`E2e::decrypt`] opens what arrives, checking that a new
-//! session comes from the identity the sending device published.
+//! session comes from the identity the sending device published. Groups use Megolm
+//! (`group.rs`): one group session per sender, its key shared over Olm.
+
+mod group;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -29,7 +32,7 @@ const SESSIONS_PER_DEVICE: usize = 4;
 const VERSION: u32 = 1;
 
 /// What an envelope's body holds: one Olm message.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Sealed {
     v: u32,
     /// 0: a pre-key message (starts a session), 1: a normal one.
@@ -50,6 +53,12 @@ struct Saved {
     identities: BTreeMap<String, String>,
     /// One-time keys the server held at the last publish.
     published: usize,
+    /// This device's Megolm session per group.
+    #[serde(default)]
+    outbound: BTreeMap<String, group::SavedOutbound>,
+    /// Other devices' Megolm sessions, per `account/device/session id`.
+    #[serde(default)]
+    inbound: BTreeMap<String, group::SavedInbound>,
 }
 
 /// This device's end-to-end state.
@@ -63,6 +72,8 @@ pub struct E2e {
     sessions: HashMap<String, Vec<Session>>,
     identities: BTreeMap<String, String>,
     published: usize,
+    outbound: BTreeMap<String, group::Outbound>,
+    inbound: BTreeMap<String, group::Inbound>,
 }
 
 impl std::fmt::Debug for E2e {
@@ -71,6 +82,7 @@ impl std::fmt::Debug for E2e {
             .field("account_id", &self.account_id)
             .field("device_id", &self.device_id)
             .field("peers", &self.sessions.len())
+            .field("groups", &self.outbound.len())
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +125,8 @@ impl E2e {
             sessions: HashMap::new(),
             identities: BTreeMap::new(),
             published: 0,
+            outbound: BTreeMap::new(),
+            inbound: BTreeMap::new(),
         };
         match std::fs::read(&e2e.path) {
             Ok(bytes) => e2e.load(&bytes)?,
@@ -152,6 +166,8 @@ impl E2e {
         }
         self.identities = saved.identities;
         self.published = saved.published;
+        self.outbound = group::load_outbound(saved.outbound, key).map_err(unreadable)?;
+        self.inbound = group::load_inbound(saved.inbound, key).map_err(unreadable)?;
         Ok(())
     }
 
@@ -173,6 +189,8 @@ impl E2e {
                 .collect(),
             identities: self.identities.clone(),
             published: self.published,
+            outbound: group::save_outbound(&self.outbound, key),
+            inbound: group::save_inbound(&self.inbound, key),
         };
         Ok(crate::write_private_json(&self.path, &saved)?)
     }
@@ -268,6 +286,28 @@ impl E2e {
         devices: &[u32],
         plaintext: &[u8],
     ) -> Result<Vec<Envelope>, ClientError> {
+        let sealed = self.seal_for(client, to, devices, plaintext).await?;
+        self.save()?;
+        sealed
+            .into_iter()
+            .map(|(device_id, sealed)| {
+                Ok(Envelope {
+                    device_id,
+                    body: sealed.to_body()?,
+                })
+            })
+            .collect()
+    }
+
+    /// One Olm message of `plaintext` for each of `devices` of `to` (this device skipped);
+    /// the caller saves the state.
+    async fn seal_for(
+        &mut self,
+        client: &Client,
+        to: &str,
+        devices: &[u32],
+        plaintext: &[u8],
+    ) -> Result<Vec<(u32, Sealed)>, ClientError> {
         let devices: Vec<u32> = devices
             .iter()
             .copied()
@@ -292,7 +332,7 @@ impl E2e {
                 self.sessions.insert(peer(to, *device), vec![session]);
             }
         }
-        let mut envelopes = Vec::with_capacity(devices.len());
+        let mut sealed = Vec::with_capacity(devices.len());
         for device in devices {
             let session = self
                 .sessions
@@ -303,19 +343,16 @@ impl E2e {
                 .encrypt(plaintext)
                 .map_err(|e| failed(format!("cannot encrypt: {e}")))?;
             let (kind, body) = message.to_parts();
-            let sealed = Sealed {
-                v: VERSION,
-                kind,
-                body: STANDARD.encode(body),
-            };
-            let body = serde_json::to_vec(&sealed).map_err(|e| failed(e.to_string()))?;
-            envelopes.push(Envelope {
-                device_id: device,
-                body: STANDARD.encode(body),
-            });
+            sealed.push((
+                device,
+                Sealed {
+                    v: VERSION,
+                    kind,
+                    body: STANDARD.encode(body),
+                },
+            ));
         }
-        self.save()?;
-        Ok(envelopes)
+        Ok(sealed)
     }
 
     /// A session with a device, from its keys in the directory, after checking them.
@@ -401,6 +438,20 @@ impl E2e {
     ) -> Result<Vec<u8>, ClientError> {
         let sealed: Sealed = serde_json::from_slice(body)
             .map_err(|_| failed("not an end-to-end encrypted message"))?;
+        let plaintext = self.open_olm(client, from, from_device, &sealed).await?;
+        self.save()?;
+        Ok(plaintext)
+    }
+
+    /// Decrypts one Olm message from device `from_device` of `from`; the caller saves the
+    /// state.
+    async fn open_olm(
+        &mut self,
+        client: &Client,
+        from: &str,
+        from_device: u32,
+        sealed: &Sealed,
+    ) -> Result<Vec<u8>, ClientError> {
         let bytes = STANDARD
             .decode(&sealed.body)
             .map_err(|_| failed("not an end-to-end encrypted message"))?;
@@ -412,7 +463,6 @@ impl E2e {
             if let Ok(plaintext) = sessions[i].decrypt(&message) {
                 let session = sessions.remove(i);
                 sessions.insert(0, session);
-                self.save()?;
                 return Ok(plaintext);
             }
         }
@@ -450,8 +500,15 @@ impl E2e {
         sessions.insert(0, created.session);
         sessions.truncate(SESSIONS_PER_DEVICE);
         self.published = self.published.saturating_sub(1);
-        self.save()?;
         Ok(created.plaintext)
+    }
+}
+
+impl Sealed {
+    /// The envelope body: standard base64 of this JSON.
+    fn to_body(&self) -> Result<String, ClientError> {
+        let json = serde_json::to_vec(self).map_err(|e| failed(e.to_string()))?;
+        Ok(STANDARD.encode(json))
     }
 }
 
