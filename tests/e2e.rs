@@ -54,20 +54,50 @@ async fn send(from: &mut Person, chat: &ChatSession, to: &str, text: &str) {
     assert!(matches!(answer, Answer::Sent { .. }), "{answer:?}");
 }
 
-/// The next message's body, acknowledged.
-async fn receive(chat: &mut ChatSession) -> (String, u32, Vec<u8>) {
+/// A chat session of `person`'s device.
+async fn connect(person: &Person) -> ChatSession {
+    person
+        .client
+        .chat(ChatOptions::default())
+        .await
+        .expect("chat")
+}
+
+/// The next stored message, not acknowledged (other frames before it are).
+async fn next_message(chat: &mut ChatSession) -> sealpost_client::Stored {
     loop {
         let event = tokio::time::timeout(std::time::Duration::from_secs(60), chat.next())
             .await
             .expect("a message within the wait")
             .expect("session on");
         if let ChatEvent::Stored(stored) = event {
-            chat.ack(stored.seq);
-            if let Content::Message { body, .. } = stored.content {
-                return (stored.from.account_id, stored.from.device_id, body);
+            if matches!(stored.content, Content::Message { .. }) {
+                return stored;
             }
+            chat.ack(stored.seq);
         }
     }
+}
+
+/// The next message, acknowledged: sender, device, server id and body.
+async fn receive_stored(chat: &mut ChatSession) -> (String, u32, String, Vec<u8>) {
+    let stored = next_message(chat).await;
+    chat.ack(stored.seq);
+    let Content::Message { body, .. } = stored.content else {
+        unreachable!("a message")
+    };
+    (
+        stored.from.account_id,
+        stored.from.device_id,
+        stored.server_id,
+        body,
+    )
+}
+
+/// The next message's body, acknowledged.
+async fn receive(chat: &mut ChatSession) -> (String, u32, Vec<u8>) {
+    let (from, device, _, body) = receive_stored(chat).await;
+    (from, device, body)
 }
 
 async fn open(person: &mut Person, chat: &mut ChatSession) -> String {
@@ -88,12 +118,8 @@ async fn open(person: &mut Person, chat: &mut ChatSession) -> String {
 async fn two_devices_talk_end_to_end_and_keep_their_sessions_across_restarts() {
     let app = TestApp::spawn().await;
     let (mut alice, mut bob) = (person(&app).await, person(&app).await);
-    let alice_chat = alice
-        .client
-        .chat(ChatOptions::default())
-        .await
-        .expect("chat");
-    let mut bob_chat = bob.client.chat(ChatOptions::default()).await.expect("chat");
+    let alice_chat = connect(&alice).await;
+    let mut bob_chat = connect(&bob).await;
 
     let bob_id = bob.account_id.clone();
     send(&mut alice, &alice_chat, &bob_id, "meet at noon").await;
@@ -134,12 +160,8 @@ async fn with_no_one_time_key_left_a_session_starts_from_the_fallback_key() {
             .expect("claim");
         assert!(res.status().is_success());
     }
-    let alice_chat = alice
-        .client
-        .chat(ChatOptions::default())
-        .await
-        .expect("chat");
-    let mut bob_chat = bob.client.chat(ChatOptions::default()).await.expect("chat");
+    let alice_chat = connect(&alice).await;
+    let mut bob_chat = connect(&bob).await;
     let bob_id = bob.account_id.clone();
     send(&mut alice, &alice_chat, &bob_id, "meet by the fallback").await;
     assert_eq!(open(&mut bob, &mut bob_chat).await, "meet by the fallback");
@@ -228,7 +250,7 @@ async fn send_group(from: &mut Person, chat: &ChatSession, group: &str, text: &s
                     })
                     .collect();
             }
-            other => panic!("{other:?}"),
+            other @ Answer::Mismatch { .. } => panic!("{other:?}"),
         }
     }
     panic!("the member devices kept changing")
@@ -239,31 +261,6 @@ fn base64_decode(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .expect("base64")
-}
-
-/// The next group message, acknowledged: sender, device, server id and body.
-async fn receive_group(chat: &mut ChatSession) -> (String, u32, String, Vec<u8>) {
-    loop {
-        let event = tokio::time::timeout(std::time::Duration::from_secs(60), chat.next())
-            .await
-            .expect("a message within the wait")
-            .expect("session on");
-        if let ChatEvent::Stored(stored) = event {
-            chat.ack(stored.seq);
-            if let Content::Message {
-                body,
-                group: Some(_),
-            } = stored.content
-            {
-                return (
-                    stored.from.account_id,
-                    stored.from.device_id,
-                    stored.server_id,
-                    body,
-                );
-            }
-        }
-    }
 }
 
 #[tokio::test]
@@ -277,21 +274,13 @@ async fn group_messages_use_megolm_and_a_removed_member_cannot_read_what_follows
         .await
         .expect("create group")
         .group_id;
-    let alice_chat = alice
-        .client
-        .chat(ChatOptions::default())
-        .await
-        .expect("chat");
-    let mut bob_chat = bob.client.chat(ChatOptions::default()).await.expect("chat");
-    let mut carol_chat = carol
-        .client
-        .chat(ChatOptions::default())
-        .await
-        .expect("chat");
+    let alice_chat = connect(&alice).await;
+    let mut bob_chat = connect(&bob).await;
+    let mut carol_chat = connect(&carol).await;
 
     let first = send_group(&mut alice, &alice_chat, &group, "meet at the harbour").await;
     for (person, chat) in [(&mut bob, &mut bob_chat), (&mut carol, &mut carol_chat)] {
-        let (from, device, server_id, body) = receive_group(chat).await;
+        let (from, device, server_id, body) = receive_stored(chat).await;
         let plaintext = person
             .e2e
             .decrypt_group(&person.client, &from, device, &group, &server_id, &body)
@@ -302,7 +291,7 @@ async fn group_messages_use_megolm_and_a_removed_member_cannot_read_what_follows
     // The same session, its key not sent again.
     let again = send_group(&mut alice, &alice_chat, &group, "meet at six").await;
     assert_eq!(again, first);
-    let (from, device, server_id, body) = receive_group(&mut bob_chat).await;
+    let (from, device, server_id, body) = receive_stored(&mut bob_chat).await;
     let sealed: serde_json::Value = serde_json::from_slice(&body).expect("json");
     assert!(sealed.get("room_key").is_none(), "{sealed}");
     let opened = bob
@@ -336,7 +325,7 @@ async fn group_messages_use_megolm_and_a_removed_member_cannot_read_what_follows
         .expect("remove");
     let after = send_group(&mut alice, &alice_chat, &group, "meet without Carol").await;
     assert_ne!(after, first, "a new session after the removal");
-    let (from, device, server_id, body) = receive_group(&mut bob_chat).await;
+    let (from, device, server_id, body) = receive_stored(&mut bob_chat).await;
     let opened = bob
         .e2e
         .decrypt_group(&bob.client, &from, device, &group, &server_id, &body)
@@ -355,4 +344,45 @@ async fn group_messages_use_megolm_and_a_removed_member_cannot_read_what_follows
         matches!(&refused, Err(ClientError::E2e(e)) if e.contains("never reached")),
         "{refused:?}"
     );
+}
+
+#[tokio::test]
+async fn a_message_delivered_again_after_a_crash_opens_again() {
+    let app = TestApp::spawn().await;
+    let (mut alice, mut bob) = (person(&app).await, person(&app).await);
+    let alice_chat = connect(&alice).await;
+    let bob_id = bob.account_id.clone();
+    send(&mut alice, &alice_chat, &bob_id, "meet at the gate").await;
+
+    // Bob opens it and stops before acknowledging it.
+    let mut bob_chat = connect(&bob).await;
+    let stored = next_message(&mut bob_chat).await;
+    let first = bob
+        .e2e
+        .open_message(&bob.client, &stored)
+        .await
+        .expect("open");
+    assert_eq!(first, b"meet at the gate");
+    bob_chat.close().await.expect("close");
+
+    // Back, his inbox hands it over again: its Olm keys are spent, yet it opens.
+    bob.e2e = E2e::open(bob.dir.path(), &bob.account_id, 1, &bob.key).expect("reopen");
+    let mut bob_chat = connect(&bob).await;
+    let again = next_message(&mut bob_chat).await;
+    assert_eq!(again.server_id, stored.server_id);
+    let Content::Message { body, .. } = &again.content else {
+        unreachable!("a message")
+    };
+    let spent = bob
+        .e2e
+        .decrypt(&bob.client, &alice.account_id, 1, body)
+        .await;
+    assert!(spent.is_err(), "Olm opens a message once: {spent:?}");
+    let reopened = bob
+        .e2e
+        .open_message(&bob.client, &again)
+        .await
+        .expect("opens again");
+    assert_eq!(reopened, first);
+    bob_chat.ack(again.seq);
 }

@@ -4,10 +4,12 @@
 //! key directory where there is none; [`E2e::decrypt`] opens what arrives, checking that a new
 //! session comes from the identity the sending device published. Groups use Megolm
 //! (`group.rs`): one group session per sender, its key shared over Olm.
+//! [`E2e::open_message`] opens a stored message of either kind, and opens it again when the
+//! inbox delivers it again.
 
 mod group;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -22,7 +24,9 @@ use sha2::Sha256;
 use vodozemac::olm::{Account, AccountPickle, OlmMessage, Session, SessionConfig, SessionPickle};
 use vodozemac::{Curve25519PublicKey, Ed25519PublicKey, Ed25519Signature};
 
-use crate::{Client, ClientError, check};
+use sealpost_crypto::{Header, MediaKey};
+
+use crate::{Client, ClientError, Content, Stored, check};
 
 /// One-time keys this device keeps published.
 const ONE_TIME_KEYS: usize = 50;
@@ -30,6 +34,10 @@ const ONE_TIME_KEYS: usize = 50;
 const SESSIONS_PER_DEVICE: usize = 4;
 /// The version of the envelope body and of the saved state.
 const VERSION: u32 = 1;
+/// One-to-one messages whose plaintext is kept (sealed) to open a redelivered copy again.
+const OPENED_KEPT: usize = 64;
+/// The most plaintext bytes kept for that.
+const OPENED_BYTES: usize = 1 << 20;
 
 /// What an envelope's body holds: one Olm message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,12 +67,17 @@ struct Saved {
     /// Other devices' Megolm sessions, per `account/device/session id`.
     #[serde(default)]
     inbound: BTreeMap<String, group::SavedInbound>,
+    /// The last one-to-one messages opened, oldest first: `account/device/server id` and the
+    /// plaintext, sealed under a key derived from the login key (base64).
+    #[serde(default)]
+    opened: VecDeque<(String, String)>,
 }
 
 /// This device's end-to-end state.
 pub struct E2e {
     path: PathBuf,
     pickle_key: [u8; 32],
+    opened_key: MediaKey,
     account_id: String,
     device_id: u32,
     login: SigningKey,
@@ -74,6 +87,7 @@ pub struct E2e {
     published: usize,
     outbound: BTreeMap<String, group::Outbound>,
     inbound: BTreeMap<String, group::Inbound>,
+    opened: VecDeque<(String, String)>,
 }
 
 impl std::fmt::Debug for E2e {
@@ -108,16 +122,22 @@ impl E2e {
         login: &SigningKey,
     ) -> Result<Self, ClientError> {
         let path = dir.join(format!("e2e-{account_id}-{device_id}.json"));
-        let mut pickle_key = [0u8; 32];
-        hkdf::Hkdf::<Sha256>::new(None, login.as_bytes())
-            .expand(
-                format!("sealpost-e2e-state-v1:{account_id}:{device_id}").as_bytes(),
-                &mut pickle_key,
-            )
-            .map_err(|_| failed("cannot derive the state key"))?;
+        let derive = |purpose: &str| {
+            let mut key = [0u8; 32];
+            hkdf::Hkdf::<Sha256>::new(None, login.as_bytes())
+                .expand(
+                    format!("sealpost-e2e-{purpose}-v1:{account_id}:{device_id}").as_bytes(),
+                    &mut key,
+                )
+                .map_err(|_| failed("cannot derive the state key"))?;
+            Ok::<_, ClientError>(key)
+        };
+        let pickle_key = derive("state")?;
+        let opened_key = MediaKey::from_bytes(derive("opened")?);
         let mut e2e = Self {
             path,
             pickle_key,
+            opened_key,
             account_id: account_id.to_owned(),
             device_id,
             login: login.clone(),
@@ -127,6 +147,7 @@ impl E2e {
             published: 0,
             outbound: BTreeMap::new(),
             inbound: BTreeMap::new(),
+            opened: VecDeque::new(),
         };
         match std::fs::read(&e2e.path) {
             Ok(bytes) => e2e.load(&bytes)?,
@@ -168,6 +189,7 @@ impl E2e {
         self.published = saved.published;
         self.outbound = group::load_outbound(saved.outbound, key).map_err(unreadable)?;
         self.inbound = group::load_inbound(saved.inbound, key).map_err(unreadable)?;
+        self.opened = saved.opened;
         Ok(())
     }
 
@@ -191,6 +213,7 @@ impl E2e {
             published: self.published,
             outbound: group::save_outbound(&self.outbound, key),
             inbound: group::save_inbound(&self.inbound, key),
+            opened: self.opened.clone(),
         };
         Ok(crate::write_private_json(&self.path, &saved)?)
     }
@@ -422,6 +445,63 @@ impl E2e {
             return Err(failed(format!("{who} shows another identity than before")));
         }
         Ok(key)
+    }
+
+    /// Opens a stored message (one-to-one or in a group) from the device that sent it. A copy
+    /// delivered again (the inbox hands a message over until it is acknowledged, so a crash
+    /// between opening and acknowledging brings it back) opens again: Olm keys are single-use,
+    /// so the plaintexts of the last 64 one-to-one messages are kept for this, sealed under a
+    /// key derived from the login key.
+    ///
+    /// # Errors
+    /// Not a message, or as [`E2e::decrypt`] and [`E2e::decrypt_group`].
+    pub async fn open_message(
+        &mut self,
+        client: &Client,
+        stored: &Stored,
+    ) -> Result<Vec<u8>, ClientError> {
+        let Content::Message { group, body } = &stored.content else {
+            return Err(failed("not a message"));
+        };
+        let from = &stored.from;
+        if let Some(group) = group {
+            return self
+                .decrypt_group(
+                    client,
+                    &from.account_id,
+                    from.device_id,
+                    group,
+                    &stored.server_id,
+                    body,
+                )
+                .await;
+        }
+        let id = format!(
+            "{}/{}",
+            peer(&from.account_id, from.device_id),
+            stored.server_id
+        );
+        if let Some((_, sealed)) = self.opened.iter().find(|(seen, _)| *seen == id) {
+            let bytes = STANDARD
+                .decode(sealed)
+                .map_err(|_| failed("a kept plaintext is damaged"))?;
+            return sealpost_crypto::open(&self.opened_key, &bytes)
+                .map_err(|e| failed(format!("a kept plaintext does not open: {e}")));
+        }
+        let sealed: Sealed = serde_json::from_slice(body)
+            .map_err(|_| failed("not an end-to-end encrypted message"))?;
+        let plaintext = self
+            .open_olm(client, &from.account_id, from.device_id, &sealed)
+            .await?;
+        let kept = sealpost_crypto::seal(&self.opened_key, Header::generate(), &plaintext);
+        self.opened.push_back((id, STANDARD.encode(kept)));
+        while self.opened.len() > OPENED_KEPT
+            || self.opened.iter().map(|(_, p)| p.len()).sum::<usize>() > OPENED_BYTES
+        {
+            self.opened.pop_front();
+        }
+        self.save()?;
+        Ok(plaintext)
     }
 
     /// Decrypts a body from device `from_device` of `from`.

@@ -208,8 +208,8 @@ pub(crate) async fn listen(
                 let seq = stored.seq;
                 taken += 1;
                 let opened = match &stored.content {
-                    Content::Message { body, group } => Some(
-                        open(client, &mut e2e, &stored, group.as_deref(), body)
+                    Content::Message { .. } => Some(
+                        open(client, &mut e2e, &stored)
                             .await
                             .map_err(|e| e.to_string()),
                     ),
@@ -322,32 +322,9 @@ async fn save(client: &Client, dir: &Path, media: &MediaRef) -> Result<PathBuf, 
     Ok(path)
 }
 
-/// A message's plaintext, decrypted (with the sender's group session in a group).
-async fn open(
-    client: &Client,
-    e2e: &mut E2e,
-    stored: &Stored,
-    group: Option<&str>,
-    body: &[u8],
-) -> Result<Plaintext, ClientError> {
-    let from = &stored.from;
-    let bytes = match group {
-        Some(group) => {
-            e2e.decrypt_group(
-                client,
-                &from.account_id,
-                from.device_id,
-                group,
-                &stored.server_id,
-                body,
-            )
-            .await?
-        }
-        None => {
-            e2e.decrypt(client, &from.account_id, from.device_id, body)
-                .await?
-        }
-    };
+/// A message's plaintext, decrypted.
+async fn open(client: &Client, e2e: &mut E2e, stored: &Stored) -> Result<Plaintext, ClientError> {
+    let bytes = e2e.open_message(client, stored).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ClientError::E2e(format!("the decrypted message is not a message: {e}")))
 }
