@@ -360,7 +360,7 @@ fn messages(lines: &[serde_json::Value]) -> Vec<(String, usize)> {
 }
 
 #[tokio::test]
-async fn a_group_of_three_and_a_second_device_get_texts_and_photos_end_to_end() {
+async fn a_group_of_three_and_a_second_device_get_texts_photos_and_videos_end_to_end() {
     let app = TestApp::spawn().await;
     let base = app.base.clone();
     let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().expect("dir")).collect();
@@ -381,11 +381,30 @@ async fn a_group_of_three_and_a_second_device_get_texts_and_photos_end_to_end() 
     let devices = seal_ok(bob2, &base, &["device", "list"]).await;
     assert_eq!(devices.lines().count(), 2, "{devices}");
 
-    // Everyone offline: Alice writes to Bob (both his devices get it) and to a group of three.
+    // Everyone offline: Alice writes to Bob (both his devices get it), sends him a video, and
+    // writes to a group of three.
     seal_ok(
         alice,
         &base,
         &["send", "--to", &bob_phone, "--text", "just for Bob"],
+    )
+    .await;
+    let video =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/media/landscape.mp4");
+    let clip = std::fs::read(&video).expect("fixture");
+    let video = video.display().to_string();
+    seal_ok(
+        alice,
+        &base,
+        &[
+            "send",
+            "--to",
+            &bob_phone,
+            "--file",
+            &video,
+            "--caption",
+            "the sea",
+        ],
     )
     .await;
     let group = seal_ok(
@@ -407,14 +426,36 @@ async fn a_group_of_three_and_a_second_device_get_texts_and_photos_end_to_end() 
         &["send", "--group", &group, "--text", "hello all"],
     )
     .await;
-    // Each of Bob's devices: his message, the group's creation, the group message.
+    // Each of Bob's devices: his message, the video (saved; it streams from the saved
+    // reference), the group's creation, the group message.
     for device in [bob, bob2] {
-        let got = listen(device, &base, 3).await;
+        let saved = device.join("videos").display().to_string();
+        let got = listen_with(device, &base, 4, &["--save-to", &saved]).await;
         assert_eq!(
             messages(&got),
-            [("just for Bob".to_owned(), 0), ("hello all".to_owned(), 0)],
+            [
+                ("just for Bob".to_owned(), 0),
+                ("the sea".to_owned(), 1),
+                ("hello all".to_owned(), 0)
+            ],
             "{got:?}"
         );
+        let reference = format!("{saved}/landscape.mp4.ref.json");
+        let part = device.join("part").display().to_string();
+        seal_ok(
+            device,
+            &base,
+            &[
+                "download",
+                &reference,
+                "--range",
+                "60000-70999",
+                "-o",
+                &part,
+            ],
+        )
+        .await;
+        assert!(std::fs::read(&part).expect("part") == clip[60_000..71_000]);
         let in_group: Vec<&serde_json::Value> = got
             .iter()
             .filter(|l| l["group"] == group.as_str())
