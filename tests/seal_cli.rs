@@ -469,7 +469,7 @@ async fn a_group_of_three_and_a_second_device_get_texts_photos_and_videos_end_to
     let path = carol.join("pier.jpg");
     std::fs::write(&path, &photo).expect("photo");
     let path = path.display().to_string();
-    seal_ok(
+    let pier = seal_ok(
         carol,
         &base,
         &[
@@ -497,7 +497,15 @@ async fn a_group_of_three_and_a_second_device_get_texts_photos_and_videos_end_to
     seal_ok(
         alice,
         &base,
-        &["send", "--group", &group, "--text", "lovely"],
+        &[
+            "send",
+            "--group",
+            &group,
+            "--text",
+            "lovely",
+            "--reply-to",
+            &pier,
+        ],
     )
     .await;
     let got = carol_listens.await.expect("listen");
@@ -506,4 +514,6 @@ async fn a_group_of_three_and_a_second_device_get_texts_photos_and_videos_end_to
         [("hello all".to_owned(), 0), ("lovely".to_owned(), 0)],
         "{got:?}"
     );
+    let answer = got.iter().find(|l| l["text"] == "lovely").expect("answer");
+    assert_eq!(answer["reply_to"], pier.as_str(), "{answer}");
 }

@@ -334,15 +334,21 @@ fn print_stored(stored: &Stored, opened: Option<&Result<Plaintext, String>>, as_
     let from = &stored.from;
     let line = match &stored.content {
         Content::Message { group, .. } => {
-            let (text, attachments, error) = match opened {
-                Some(Ok(message)) => (message.text.clone(), message.attachments.clone(), None),
-                Some(Err(e)) => (None, Vec::new(), Some(e.clone())),
-                None => (None, Vec::new(), None),
+            let (text, attachments, reply_to, error) = match opened {
+                Some(Ok(message)) => (
+                    message.text.clone(),
+                    message.attachments.clone(),
+                    message.reply_to.clone(),
+                    None,
+                ),
+                Some(Err(e)) => (None, Vec::new(), None, Some(e.clone())),
+                None => (None, Vec::new(), None, None),
             };
             if as_json {
                 json!({"type": "message", "server_id": stored.server_id, "from": from.account_id,
                        "device": from.device_id, "timestamp": stored.timestamp, "group": group,
-                       "text": text, "attachments": attachments, "error": error})
+                       "text": text, "attachments": attachments, "reply_to": reply_to,
+                       "error": error})
                 .to_string()
             } else {
                 let place = group
@@ -358,8 +364,11 @@ fn print_stored(stored: &Stored, opened: Option<&Result<Plaintext, String>>, as_
                     .iter()
                     .map(|a| format!(" [{} {} bytes]", a.mime, a.size))
                     .collect::<String>();
+                let answering = reply_to
+                    .map(|id| format!(" (answering {id})"))
+                    .unwrap_or_default();
                 format!(
-                    "{}/{}{place}: {said}{files}",
+                    "{}/{}{place}{answering}: {said}{files}",
                     from.account_id, from.device_id
                 )
             }

@@ -114,6 +114,9 @@ enum Command {
         /// Do not attach thumbnails to the file
         #[arg(long, requires = "file")]
         no_thumbnail: bool,
+        /// The server id of the message this one answers
+        #[arg(long)]
+        reply_to: Option<String>,
     },
     /// Prints messages, receipts and group changes as they arrive (the offline ones first),
     /// answering each message with a `delivered` receipt
@@ -412,10 +415,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             file,
             caption,
             no_thumbnail,
+            reply_to,
         } => {
             let (_, _, key) = load_identity(&identity_path)?;
             let client = logged_in(cli.server, &session_path)?.with_thumbnails(!no_thumbnail);
-            let message = match file {
+            let mut message = match file {
                 Some(file) => Plaintext {
                     v: 1,
                     text: caption,
@@ -424,6 +428,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 },
                 None => Plaintext::text(text.unwrap_or_default()),
             };
+            message.reply_to = reply_to;
             let to = match (to, group) {
                 (_, Some(group)) => chat::To::Group(group),
                 (Some(phone), None) => chat::To::Phone(phone),
