@@ -78,10 +78,50 @@ impl Needle {
 /// Where a record is, and its bytes.
 type Source = (String, Vec<u8>);
 
-/// Every needle form found in a source.
+/// What the base64 runs (32 characters or more, standard or URL-safe) of `bytes` decode to,
+/// one after another: where a record holds base64 of base64 (a JSON body inside a frame), a
+/// secret shows only after two decodings.
+fn decoded_runs(bytes: &[u8]) -> Vec<u8> {
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let mut out = Vec::new();
+    for run in bytes.split(|b| !(b.is_ascii_alphanumeric() || b"+/-_=".contains(b))) {
+        let run: Vec<u8> = run
+            .iter()
+            .filter(|b| **b != b'=')
+            .map(|b| match b {
+                b'-' => b'+',
+                b'_' => b'/',
+                other => *other,
+            })
+            .collect();
+        if run.len() < 32 {
+            continue;
+        }
+        let whole = run.len() - run.len() % 4;
+        if let Ok(decoded) = engine.decode(&run[..whole]) {
+            out.extend_from_slice(&decoded);
+            out.push(0);
+        }
+    }
+    out
+}
+
+/// Every needle form found in a source, or in what its base64 decodes to (twice over).
 fn leaks(sources: &[Source], needles: &[Needle]) -> Vec<String> {
-    let mut found = Vec::new();
+    let mut expanded = Vec::new();
     for (source, bytes) in sources {
+        let once = decoded_runs(bytes);
+        let twice = decoded_runs(&once);
+        expanded.push((source.clone(), bytes.clone()));
+        expanded.push((format!("base64 inside {source}"), once));
+        expanded.push((format!("base64 inside base64 inside {source}"), twice));
+    }
+    let mut found = Vec::new();
+    for (source, bytes) in &expanded {
         for needle in needles {
             for (form, pattern) in &needle.forms {
                 if let Some(at) = memchr::memmem::find(bytes, pattern) {
@@ -112,7 +152,9 @@ fn files(dir: &Path) -> Vec<Source> {
             let path = entry.expect("entry").path();
             if path.is_dir() {
                 dirs.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
+            } else {
+                let bytes = std::fs::read(&path)
+                    .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
                 out.push((path.display().to_string(), bytes));
             }
         }
@@ -137,8 +179,17 @@ async fn store_objects(key: &str) -> Vec<Source> {
     let Some(url) = sealpost_store::testing::blob_store_url(key) else {
         return Vec::new();
     };
-    sealpost_store::testing::objects(&url)
-        .await
+    let objects = sealpost_store::testing::objects(&url).await;
+    let unfinished: Vec<&String> = objects
+        .iter()
+        .map(|(key, _)| key)
+        .filter(|key| key.starts_with("multipart:"))
+        .collect();
+    assert!(
+        unfinished.is_empty(),
+        "uploads still in progress, whose parts S3 does not serve: {unfinished:?}"
+    );
+    objects
         .into_iter()
         .map(|(key, bytes)| (format!("S3 object {key}"), bytes))
         .collect()
@@ -196,7 +247,14 @@ async fn audit(data_dir: &Path, needles: &[Needle], server_id: &str) {
             shows(std::slice::from_ref(&rows), "PostgreSQL", server_id);
             sources.push(rows);
         }
-        None => shows(&sources, "the data directory (SQLite)", server_id),
+        None => {
+            let database: Vec<Source> = sources
+                .iter()
+                .filter(|(path, _)| path.ends_with(".db") || path.ends_with(".db-wal"))
+                .cloned()
+                .collect();
+            shows(&database, "the SQLite database", server_id);
+        }
     }
     let objects = store_objects(&key).await;
     assert!(
@@ -258,6 +316,16 @@ async fn the_server_never_holds_plaintext_media_keys_or_captions() {
         Needle::new("the file name", FILE_NAME.as_bytes()),
     ];
     needles.extend(Needle::windows("the photo", &photo));
+    // The search itself sees a secret two base64 layers down, at any alignment.
+    let hidden = format!("{{\"body\":\"{}\"}}", STANDARD.encode(format!("x{TEXT}")));
+    let probe = ("a probe".to_owned(), STANDARD.encode(hidden).into_bytes());
+    let found = leaks(&[probe], &needles[..1]);
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("the text (raw) in base64 inside base64 inside a probe")),
+        "{found:?}"
+    );
     audit(dir.path(), &needles, &server_id).await;
 
     // Bob comes online, decrypts all three (and hears of the group) and saves the photo with

@@ -127,7 +127,15 @@ async fn two_devices_talk_end_to_end_and_keep_their_sessions_across_restarts() {
     assert_eq!(open(&mut bob, &mut bob_chat).await, "meet at noon");
     assert_eq!(open(&mut bob, &mut bob_chat).await, "meet at the station");
 
+    // One process at a time holds a device's state.
+    let twice = E2e::open(bob.dir.path(), &bob.account_id, 1, &bob.key);
+    assert!(
+        matches!(twice, Err(ClientError::StateInUse(_))),
+        "{twice:?}"
+    );
     // Bob's device restarts: its state comes back from disk, and only with its key.
+    let stopped = bob.e2e;
+    drop(stopped);
     let wrong = E2e::open(
         bob.dir.path(),
         &bob.account_id,
@@ -164,7 +172,19 @@ async fn with_no_one_time_key_left_a_session_starts_from_the_fallback_key() {
     let mut bob_chat = connect(&bob).await;
     let bob_id = bob.account_id.clone();
     send(&mut alice, &alice_chat, &bob_id, "meet by the fallback").await;
-    assert_eq!(open(&mut bob, &mut bob_chat).await, "meet by the fallback");
+    let (from, device, body) = receive(&mut bob_chat).await;
+    let opened = bob
+        .e2e
+        .decrypt(&bob.client, &from, device, &body)
+        .await
+        .expect("decrypt");
+    assert_eq!(opened, b"meet by the fallback");
+    // The fallback key outlives its use: the same message again (a replay) must not open.
+    let replay = bob.e2e.decrypt(&bob.client, &from, device, &body).await;
+    assert!(
+        matches!(&replay, Err(ClientError::E2e(e)) if e.contains("came again")),
+        "{replay:?}"
+    );
 }
 
 #[tokio::test]
@@ -287,6 +307,13 @@ async fn group_messages_use_megolm_and_a_removed_member_cannot_read_what_follows
             .await
             .expect("decrypt");
         assert_eq!(plaintext, b"meet at the harbour");
+        // Delivered again, with the session key whose Olm message was spent: it opens.
+        let again = person
+            .e2e
+            .decrypt_group(&person.client, &from, device, &group, &server_id, &body)
+            .await
+            .expect("a redelivery with the key opens");
+        assert_eq!(again, b"meet at the harbour");
     }
     // The same session, its key not sent again.
     let again = send_group(&mut alice, &alice_chat, &group, "meet at six").await;
@@ -366,6 +393,8 @@ async fn a_message_delivered_again_after_a_crash_opens_again() {
     bob_chat.close().await.expect("close");
 
     // Back, his inbox hands it over again: its Olm keys are spent, yet it opens.
+    let stopped = bob.e2e;
+    drop(stopped);
     bob.e2e = E2e::open(bob.dir.path(), &bob.account_id, 1, &bob.key).expect("reopen");
     let mut bob_chat = connect(&bob).await;
     let again = next_message(&mut bob_chat).await;

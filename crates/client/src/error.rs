@@ -63,6 +63,9 @@ pub enum ClientError {
     /// decrypt, or this device's saved state does not open.
     #[error("end-to-end encryption: {0}")]
     E2e(String),
+    /// This device's end-to-end state is open in another process (it may open once at a time).
+    #[error("{} is in use by another process of this device", .0.display())]
+    StateInUse(std::path::PathBuf),
 }
 
 impl ClientError {

@@ -100,31 +100,23 @@ pub async fn contents(url: &str) -> Contents {
     contents
 }
 
-/// Every object the store at `url` holds (blobs and staged bytes), with its bytes: what an
-/// operator of the store can read. Multipart uploads in progress, whose parts S3 does not
-/// serve, are listed with no bytes.
+/// Every object the S3 store at `url` holds (blobs and staged bytes), with its bytes: what
+/// an operator of the bucket can read. Multipart uploads in progress, whose parts S3 does not
+/// serve, are listed (`multipart:KEY`) with no bytes. (A file store's objects are files.)
 ///
 /// # Panics
-/// When the store cannot be read.
+/// When `url` is not an S3 store's, or the store cannot be read.
 pub async fn objects(url: &str) -> Vec<(String, Vec<u8>)> {
+    assert!(url.starts_with("s3://"), "{url} is not an S3 store");
     let listed = contents(url).await;
-    let keys = listed.blobs.into_iter().chain(listed.staged);
+    let store = S3Store::open(url).await.expect("S3 client");
     let mut objects = Vec::new();
-    if url.starts_with("s3://") {
-        let store = S3Store::open(url).await.expect("S3 client");
-        for key in keys {
-            let bytes = if key.starts_with("multipart:") {
-                Vec::new()
-            } else {
-                store.object(&key).await.expect("read object")
-            };
-            objects.push((key, bytes));
-        }
-        return objects;
-    }
-    let root = std::path::PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
-    for key in keys {
-        let bytes = std::fs::read(root.join(&key)).expect("read stored file");
+    for key in listed.blobs.into_iter().chain(listed.staged) {
+        let bytes = if key.starts_with("multipart:") {
+            Vec::new()
+        } else {
+            store.object(&key).await.expect("read object")
+        };
         objects.push((key, bytes));
     }
     objects

@@ -27,6 +27,9 @@ const ROTATE_AFTER_MESSAGES: u32 = 100;
 const ROTATE_AFTER_SECS: u64 = 7 * 24 * 3600;
 /// Message indexes remembered per received session (to tell a replay from a redelivery).
 const SEEN_PER_SESSION: usize = 1000;
+/// Received sessions kept per sending device and group: the newest, and the one before it
+/// (for its messages that arrive late, or again).
+const KEPT_PER_SENDER: usize = 2;
 
 /// This device's group session for one group.
 pub(super) struct Outbound {
@@ -40,6 +43,8 @@ pub(super) struct Outbound {
 /// Another device's group session, as this device received it.
 pub(super) struct Inbound {
     group: String,
+    /// Grows with each session received: the newest has the highest.
+    order: u64,
     session: InboundGroupSession,
     /// Message index → the server id it came with.
     seen: BTreeMap<u32, String>,
@@ -57,6 +62,8 @@ pub(super) struct SavedOutbound {
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct SavedInbound {
     group: String,
+    #[serde(default)]
+    order: u64,
     session: String,
     seen: BTreeMap<u32, String>,
 }
@@ -119,6 +126,7 @@ pub(super) fn load_inbound(
             let pickle = InboundGroupSessionPickle::from_encrypted(&s.session, key)?;
             let inbound = Inbound {
                 group: s.group,
+                order: s.order,
                 session: InboundGroupSession::from_pickle(pickle),
                 seen: s.seen,
             };
@@ -153,6 +161,7 @@ pub(super) fn save_inbound(
         .map(|(id, i)| {
             let saved = SavedInbound {
                 group: i.group.clone(),
+                order: i.order,
                 session: i.session.pickle().encrypt(key),
                 seen: i.seen.clone(),
             };
@@ -311,10 +320,13 @@ impl E2e {
         let sealed: GroupSealed = serde_json::from_slice(body)
             .map_err(|_| failed("not an end-to-end encrypted group message"))?;
         let sender = format!("device {from_device} of {from}");
-        let id = format!("{}/{}", peer(from, from_device), sealed.session_id);
+        let sending = peer(from, from_device);
+        let id = format!("{sending}/{}", sealed.session_id);
         if let Some(room_key) = &sealed.room_key {
             match self.open_olm(client, from, from_device, room_key).await {
-                Ok(bytes) => self.take_room_key(&id, group, &sealed.session_id, &bytes)?,
+                Ok(bytes) => {
+                    self.take_room_key(&sending, &id, group, &sealed.session_id, &bytes)?;
+                }
                 // A copy delivered again: its key was taken the first time.
                 Err(_) if self.inbound.contains_key(&id) => {}
                 Err(e) => return Err(e),
@@ -356,11 +368,13 @@ impl E2e {
         Ok(opened.plaintext)
     }
 
-    /// Keeps the group session key `bytes` (a [`RoomKey`]) under `id`, if it is for `group`
-    /// and the session the message names; of two keys of one session, the one that opens
-    /// more messages.
+    /// Keeps the group session key `bytes` (a [`RoomKey`]) from `sender` (`account/device`)
+    /// under `id`, if it is for `group` and the session the message names; of two keys of one
+    /// session, the one that opens more messages. Older sessions of the sender in the group
+    /// beyond [`KEPT_PER_SENDER`] go.
     fn take_room_key(
         &mut self,
+        sender: &str,
         id: &str,
         group: &str,
         session_id: &str,
@@ -379,13 +393,27 @@ impl E2e {
         if session.session_id() != session_id {
             return Err(failed("a group session key for another session"));
         }
+        let order = self.inbound.values().map(|i| i.order).max().unwrap_or(0) + 1;
         match self.inbound.entry(id.to_owned()) {
             Entry::Vacant(v) => {
                 v.insert(Inbound {
                     group: group.to_owned(),
+                    order,
                     session,
                     seen: BTreeMap::new(),
                 });
+                let prefix = format!("{sender}/");
+                let mut older: Vec<(u64, String)> = self
+                    .inbound
+                    .iter()
+                    .filter(|(k, i)| k.starts_with(&prefix) && i.group == group)
+                    .map(|(k, i)| (i.order, k.clone()))
+                    .collect();
+                older.sort_unstable();
+                let excess = older.len().saturating_sub(KEPT_PER_SENDER);
+                for (_, k) in older.into_iter().take(excess) {
+                    self.inbound.remove(&k);
+                }
             }
             Entry::Occupied(mut o) => {
                 if session.compare(&mut o.get_mut().session) == SessionOrdering::Better {

@@ -73,9 +73,12 @@ struct Saved {
     opened: VecDeque<(String, String)>,
 }
 
-/// This device's end-to-end state.
+/// This device's end-to-end state. One process at a time holds it (a lock file next to it):
+/// two holders could each advance the same ratchet and overwrite the other's state.
 pub struct E2e {
     path: PathBuf,
+    /// Locked while this value lives.
+    _lock: std::fs::File,
     pickle_key: [u8; 32],
     opened_key: MediaKey,
     account_id: String,
@@ -114,7 +117,8 @@ impl E2e {
     /// is the device's login key, from which the key that encrypts the state is derived.
     ///
     /// # Errors
-    /// The state cannot be read, or does not open with this key.
+    /// [`ClientError::StateInUse`] while another process holds it; the state cannot be read,
+    /// or does not open with this key.
     pub fn open(
         dir: &Path,
         account_id: &str,
@@ -122,6 +126,16 @@ impl E2e {
         login: &SigningKey,
     ) -> Result<Self, ClientError> {
         let path = dir.join(format!("e2e-{account_id}-{device_id}.json"));
+        std::fs::create_dir_all(dir)?;
+        let lock = crate::state::private_options()
+            .create(true)
+            .truncate(false)
+            .open(path.with_extension("lock"))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(ClientError::StateInUse(path)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
         let derive = |purpose: &str| {
             let mut key = [0u8; 32];
             hkdf::Hkdf::<Sha256>::new(None, login.as_bytes())
@@ -136,6 +150,7 @@ impl E2e {
         let opened_key = MediaKey::from_bytes(derive("opened")?);
         let mut e2e = Self {
             path,
+            _lock: lock,
             pickle_key,
             opened_key,
             account_id: account_id.to_owned(),
@@ -570,6 +585,18 @@ impl E2e {
         if pre_key.identity_key().to_base64() != known {
             return Err(failed(format!(
                 "a session offered in the name of device {from_device} of {from} comes from another identity"
+            )));
+        }
+        // A fallback key outlives its first use: the message that started a session this device
+        // holds, come again, must not start a second one.
+        let session_id = pre_key.session_id();
+        if self
+            .sessions
+            .get(&key)
+            .is_some_and(|s| s.iter().any(|s| s.session_id() == session_id))
+        {
+            return Err(failed(format!(
+                "a message from device {from_device} of {from} came again (it opened before)"
             )));
         }
         let created = self

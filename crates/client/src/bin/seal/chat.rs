@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use sealpost_client::{
@@ -16,7 +16,9 @@ use serde_json::json;
 
 use super::Failure;
 
-/// This device's end-to-end state (in `dir/e2e`), its keys published and topped up.
+/// This device's end-to-end state (in `dir/e2e`), its keys published and topped up. Waits
+/// up to 10 s for another process of this device to let go of it (a `seal listen` whose
+/// connection this process's chat session just replaced ends by itself).
 async fn end_to_end(
     client: &Client,
     dir: &Path,
@@ -24,7 +26,15 @@ async fn end_to_end(
     me: &str,
     my_device: u32,
 ) -> Result<E2e, Failure> {
-    let mut e2e = E2e::open(&dir.join("e2e"), me, my_device, key)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut e2e = loop {
+        match E2e::open(&dir.join("e2e"), me, my_device, key) {
+            Err(ClientError::StateInUse(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => break other?,
+        }
+    };
     e2e.publish(client, None).await?;
     Ok(e2e)
 }

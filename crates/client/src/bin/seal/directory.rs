@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::Subcommand;
 use ed25519_dalek::SigningKey;
-use sealpost_client::{Client, E2e};
+use sealpost_client::Client;
 use sealpost_proto::LinkDevice;
 
 use super::{Failure, Identity, Session, logged_in, write_private};
@@ -143,13 +143,7 @@ async fn link(
             token,
         },
     )?;
-    let account = client
-        .account_id()
-        .ok_or_else(|| Failure("the login answer names no account".to_owned(), 1))?
-        .to_owned();
-    E2e::open(&dir.join("e2e"), &account, device.device_id, &key)?
-        .publish(&client, None)
-        .await?;
+    super::publish_keys(&client, dir, device.device_id, &key).await?;
     eprintln!(
         "linked as device {} of {phone}; key kept in {}",
         device.device_id,

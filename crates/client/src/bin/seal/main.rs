@@ -179,6 +179,9 @@ impl From<ClientError> for Failure {
             ClientError::Tampered(_) | ClientError::PlaintextMismatch => {
                 format!("{e}: the file was altered or the key is wrong; nothing was written")
             }
+            ClientError::StateInUse(_) => {
+                format!("{e} (a running `seal listen`?): stop it, or wait for it to finish")
+            }
             ClientError::Interrupted => {
                 return Self(
                     "stopped. Run the same command again to resume.".to_owned(),
@@ -330,7 +333,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             let key = SigningKey::from_bytes(&rand::random());
             let mut client = Client::new(&server);
-            let account_id = client.register(&phone, &name, &key).await?;
+            client.register(&phone, &name, &key).await?;
             write_private(
                 &identity_path,
                 &Identity {
@@ -342,9 +345,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let token = client.login(&phone, &key).await?;
             write_private(&session_path, &Session { server, token })?;
             // The first device's end-to-end keys, so others can write to it at once.
-            E2e::open(&dir.join("e2e"), &account_id, 1, &key)?
-                .publish(&client, None)
-                .await?;
+            publish_keys(&client, &dir, 1, &key).await?;
             eprintln!(
                 "registered {phone}; key kept in {}",
                 identity_path.display()
@@ -357,6 +358,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let token = client.login_device(&phone, device, &key).await?;
             write_private(&session_path, &Session { server, token })?;
             eprintln!("logged in as {phone}");
+            publish_keys(&client, &dir, device, &key).await?;
         }
         Command::Upload {
             file,
@@ -491,6 +493,29 @@ async fn upload(client: &Client, file: &Path, dir: &Path) -> Result<MediaRef, Fa
     bar.end();
     watcher.abort();
     Ok(result?)
+}
+
+/// Publishes this device's end-to-end keys (topping its one-time keys up), unless another
+/// process of this device holds its state (and publishes them itself).
+async fn publish_keys(
+    client: &Client,
+    dir: &Path,
+    device: u32,
+    key: &SigningKey,
+) -> Result<(), Failure> {
+    let account = client
+        .account_id()
+        .ok_or_else(|| Failure("the login answer names no account".to_owned(), 1))?;
+    match E2e::open(&dir.join("e2e"), account, device, key) {
+        Ok(mut e2e) => {
+            e2e.publish(client, None).await?;
+        }
+        Err(ClientError::StateInUse(_)) => {
+            eprintln!("keys not published now: another seal process of this device holds them");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
 }
 
 /// The stored phone number, device number and identity key.
