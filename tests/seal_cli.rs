@@ -518,3 +518,65 @@ async fn a_group_of_three_and_a_second_device_get_texts_photos_and_videos_end_to
     let answer = got.iter().find(|l| l["text"] == "lovely").expect("answer");
     assert_eq!(answer["reply_to"], pier.as_str(), "{answer}");
 }
+
+#[tokio::test]
+async fn a_send_from_a_device_whose_listen_is_running_takes_over_its_connection_and_keys() {
+    let app = TestApp::spawn().await;
+    let (alice, bob) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let alice_phone = phone();
+    register_as(&app.base, alice.path(), &alice_phone).await;
+    register_as(&app.base, bob.path(), &phone()).await;
+
+    // Bob's `seal listen` runs (holding his device's connection and end-to-end state)...
+    let mut listener = seal(bob.path(), &app.base);
+    listener
+        .args(["listen", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut listening = listener.spawn().expect("spawn seal listen");
+    let stderr = listening.stderr.take().expect("stderr");
+    let (ready, connected) = std::sync::mpsc::channel();
+    let said = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut said = Vec::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("listening as") {
+                let _ = ready.send(());
+            }
+            said.push(line);
+        }
+        said
+    });
+    let up = tokio::task::spawn_blocking(move || connected.recv_timeout(Duration::from_secs(60)))
+        .await
+        .expect("join");
+    assert!(up.is_ok(), "seal listen connected");
+    // ... when he sends from another terminal: the send takes over and goes out.
+    let mut send = seal(bob.path(), &app.base);
+    send.args([
+        "send",
+        "--to",
+        &alice_phone,
+        "--text",
+        "from the other terminal",
+    ]);
+    let out = run(send).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status = tokio::task::spawn_blocking(move || listening.wait().expect("wait"))
+        .await
+        .expect("join");
+    let said = said.await.expect("join");
+    assert_eq!(status.code(), Some(1), "{said:?}");
+    assert!(
+        said.iter().any(|l| l.contains("replaced")),
+        "seal listen says why it ended: {said:?}"
+    );
+    let got = listen(alice.path(), &app.base, 1).await;
+    assert_eq!(got[0]["text"], "from the other terminal", "{got:?}");
+}
