@@ -299,6 +299,7 @@ async fn group_messages_use_megolm_and_a_removed_member_cannot_read_what_follows
     let mut carol_chat = connect(&carol).await;
 
     let first = send_group(&mut alice, &alice_chat, &group, "meet at the harbour").await;
+    let mut carol_first = None;
     for (person, chat) in [(&mut bob, &mut bob_chat), (&mut carol, &mut carol_chat)] {
         let (from, device, server_id, body) = receive_stored(chat).await;
         let plaintext = person
@@ -314,6 +315,8 @@ async fn group_messages_use_megolm_and_a_removed_member_cannot_read_what_follows
             .await
             .expect("a redelivery with the key opens");
         assert_eq!(again, b"meet at the harbour");
+        // Carol's, once the loop is done.
+        carol_first = Some((from, device, server_id, body));
     }
     // The same session, its key not sent again.
     let again = send_group(&mut alice, &alice_chat, &group, "meet at six").await;
@@ -371,6 +374,14 @@ async fn group_messages_use_megolm_and_a_removed_member_cannot_read_what_follows
         matches!(&refused, Err(ClientError::E2e(e)) if e.contains("never reached")),
         "{refused:?}"
     );
+    // Out of the group, Carol forgets its keys: even what she once read no longer opens.
+    carol.e2e.forget_group(&group).expect("forget");
+    let (from, device, server_id, body) = carol_first.expect("Carol's first message");
+    let forgotten = carol
+        .e2e
+        .decrypt_group(&carol.client, &from, device, &group, &server_id, &body)
+        .await;
+    assert!(forgotten.is_err(), "{forgotten:?}");
 }
 
 #[tokio::test]

@@ -280,6 +280,17 @@ impl E2e {
         Ok(())
     }
 
+    /// Forgets every group session of `group`, sent and received (when this account has left
+    /// it or was removed): what it sent or received there can no longer be opened here.
+    ///
+    /// # Errors
+    /// The state cannot be saved.
+    pub fn forget_group(&mut self, group: &str) -> Result<(), ClientError> {
+        self.outbound.remove(group);
+        self.inbound.retain(|_, i| i.group != group);
+        self.save()
+    }
+
     /// The member devices this device's current session for `group` has been shared with:
     /// where a send to the group starts (the server names the others).
     pub fn group_devices(&self, group: &str) -> Vec<MemberDevice> {

@@ -11,7 +11,7 @@ use ed25519_dalek::SigningKey;
 use sealpost_client::{
     Answer, ChatEvent, ChatOptions, ChatSession, Client, ClientError, Content, E2e, Stored,
 };
-use sealpost_proto::{MediaRef, MemberDevice, Plaintext, ReceiptStatus};
+use sealpost_proto::{GroupChange, MediaRef, MemberDevice, Plaintext, ReceiptStatus};
 use serde_json::json;
 
 use super::Failure;
@@ -217,6 +217,17 @@ pub(crate) async fn listen(
             ChatEvent::Stored(stored) => {
                 let seq = stored.seq;
                 taken += 1;
+                if let Content::Group {
+                    group,
+                    change: GroupChange::Removed | GroupChange::Left,
+                    members,
+                    ..
+                } = &stored.content
+                    && members.contains(&me)
+                    && let Err(e) = e2e.forget_group(group)
+                {
+                    eprintln!("cannot forget the keys of {group}: {e}");
+                }
                 let opened = match &stored.content {
                     Content::Message { .. } => Some(
                         open(client, &mut e2e, &stored)
