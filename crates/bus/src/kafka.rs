@@ -291,46 +291,29 @@ impl Subscription for KafkaSubscription {
             })
     }
 
-    async fn close(mut self: Box<Self>) {
-        if let Some(consumer) = self.consumer.take() {
-            leave(consumer).await;
-        }
-    }
-}
-
-/// Leaves the group cleanly: unsubscribes, then polls briefly so the LeaveGroup request goes
-/// out before the consumer is destroyed. Destroying one can block (with fetched, unread
-/// messages, or when librdkafka asks for the rebalance protocol of a closing consumer, which
-/// may never answer: librdkafka issue 4041), so it happens on a thread of its own, also when
-/// this future is dropped half-way (a task aborted at shutdown).
-async fn leave(consumer: Arc<StreamConsumer>) {
-    consumer.unsubscribe();
-    let guard = DestroyAside(Some(consumer));
-    if let Some(consumer) = &guard.0 {
-        let _ = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await;
-    }
-}
-
-/// Holds a consumer and, when dropped, unsubscribes it (again, harmlessly, after `leave`)
-/// and destroys it on a thread of its own (see `leave`): a thread that blocks there blocks
-/// nothing else.
-struct DestroyAside(Option<Arc<StreamConsumer>>);
-
-impl Drop for DestroyAside {
-    fn drop(&mut self) {
-        if let Some(consumer) = self.0.take() {
-            std::thread::spawn(move || {
-                consumer.unsubscribe();
-                drop(consumer);
-            });
+    /// Leaves the group cleanly: unsubscribes, then polls briefly so the LeaveGroup request
+    /// goes out before the consumer is destroyed (by `drop`, on a thread of its own, also when
+    /// this future is dropped half-way: a task aborted at shutdown).
+    async fn close(self: Box<Self>) {
+        if let Some(consumer) = &self.consumer {
+            consumer.unsubscribe();
+            let _ = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await;
         }
     }
 }
 
 impl Drop for KafkaSubscription {
-    /// Unsubscribes and destroys the consumer aside (see `leave`): a runtime that is shutting
-    /// down drops its tasks on the dropping thread, which must not hang.
+    /// Destroys the consumer on a thread of its own. Destroying one can block (with fetched,
+    /// unread messages, or when librdkafka asks for the rebalance protocol of a closing
+    /// consumer, which may never answer: librdkafka issue 4041); a runtime that is shutting
+    /// down drops its tasks on the dropping thread, which must not hang, and a thread that
+    /// blocks there blocks nothing else.
     fn drop(&mut self) {
-        drop(DestroyAside(self.consumer.take()));
+        if let Some(consumer) = self.consumer.take() {
+            std::thread::spawn(move || {
+                consumer.unsubscribe();
+                drop(consumer);
+            });
+        }
     }
 }
