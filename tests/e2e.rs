@@ -262,13 +262,7 @@ async fn send_group(from: &mut Person, chat: &ChatSession, group: &str, text: &s
                     .to_owned();
             }
             Answer::GroupMismatch { devices: now, .. } => {
-                devices = now
-                    .into_iter()
-                    .map(|d| MemberDevice {
-                        account_id: d.account_id,
-                        device_id: d.device_id,
-                    })
-                    .collect();
+                devices = now.into_iter().map(MemberDevice::from).collect();
             }
             other @ Answer::Mismatch { .. } => panic!("{other:?}"),
         }

@@ -205,13 +205,7 @@ async fn ctrl_c_during_an_upload_then_the_same_command_resumes() {
 async fn two_cli_users_exchange_messages_with_receipts_across_two_nodes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (one, two) = node_and_gateway(dir.path()).await;
-    let (alice, bob) = (
-        tempfile::tempdir().expect("a"),
-        tempfile::tempdir().expect("b"),
-    );
-    let bob_phone = phone();
-    register_as(&one.base, alice.path(), &phone()).await;
-    register_as(&one.base, bob.path(), &bob_phone).await;
+    let (alice, bob) = (cli_user(&one.base).await, cli_user(&one.base).await);
 
     // Bob listens on the second node while Alice sends two messages through the first.
     let bob_config = bob.path().to_owned();
@@ -220,7 +214,7 @@ async fn two_cli_users_exchange_messages_with_receipts_across_two_nodes() {
     let mut sent = Vec::new();
     for message in ["hello Bob", "and again"] {
         let mut send = seal(alice.path(), &one.base);
-        send.args(["send", "--to", &bob_phone, "--text", message]);
+        send.args(["send", "--to", &bob.phone, "--text", message]);
         let out = run(send).await;
         assert!(out.status.success(), "{}", text(&out.stderr));
         sent.push(text(&out.stdout).trim().to_owned());
@@ -261,20 +255,14 @@ async fn two_cli_users_exchange_messages_with_receipts_across_two_nodes() {
 #[tokio::test]
 async fn a_photo_goes_end_to_end_to_an_offline_recipient_who_saves_it_and_says_read() {
     let app = TestApp::spawn().await;
-    let (alice, bob) = (
-        tempfile::tempdir().expect("a"),
-        tempfile::tempdir().expect("b"),
-    );
-    let bob_phone = phone();
-    register_as(&app.base, alice.path(), &phone()).await;
-    register_as(&app.base, bob.path(), &bob_phone).await;
+    let (alice, bob) = (cli_user(&app.base).await, cli_user(&app.base).await);
     let photo = photo_jpeg(640, 480);
     let path = alice.path().join("beach.jpg");
     std::fs::write(&path, &photo).expect("photo");
 
     // Bob is offline: the message waits for him.
     let mut send = seal(alice.path(), &app.base);
-    send.args(["send", "--to", &bob_phone, "--caption", "the beach"]);
+    send.args(["send", "--to", &bob.phone, "--caption", "the beach"]);
     send.arg("--file").arg(&path);
     let out = run(send).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -522,13 +510,7 @@ async fn a_group_of_three_and_a_second_device_get_texts_photos_and_videos_end_to
 #[tokio::test]
 async fn a_send_from_a_device_whose_listen_is_running_takes_over_its_connection_and_keys() {
     let app = TestApp::spawn().await;
-    let (alice, bob) = (
-        tempfile::tempdir().expect("a"),
-        tempfile::tempdir().expect("b"),
-    );
-    let alice_phone = phone();
-    register_as(&app.base, alice.path(), &alice_phone).await;
-    register_as(&app.base, bob.path(), &phone()).await;
+    let (alice, bob) = (cli_user(&app.base).await, cli_user(&app.base).await);
 
     // Bob's `seal listen` runs (holding his device's connection and end-to-end state)...
     let mut listener = seal(bob.path(), &app.base);
@@ -562,7 +544,7 @@ async fn a_send_from_a_device_whose_listen_is_running_takes_over_its_connection_
     send.args([
         "send",
         "--to",
-        &alice_phone,
+        &alice.phone,
         "--text",
         "from the other terminal",
     ]);

@@ -48,6 +48,29 @@ pub async fn register_as(server: &str, config: &Path, phone: &str) {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// A `seal` user: a config dir of their own, registered with a fresh phone number.
+pub struct CliUser {
+    pub dir: tempfile::TempDir,
+    pub phone: String,
+}
+
+impl CliUser {
+    /// The config dir.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Registers a new `seal` user at `server`.
+pub async fn cli_user(server: &str) -> CliUser {
+    let user = CliUser {
+        dir: tempfile::tempdir().expect("config dir"),
+        phone: super::phone(),
+    };
+    register_as(server, user.path(), &user.phone).await;
+    user
+}
+
 /// Runs `seal listen --count N --json` against `server`; the JSON lines it printed.
 pub async fn listen(config: &Path, server: &str, count: u32) -> Vec<serde_json::Value> {
     listen_with(config, server, count, &[]).await

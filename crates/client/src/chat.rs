@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
-use crate::{Client, ClientError, Retry, check};
+use crate::{Client, ClientError, Retry};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -214,14 +214,8 @@ impl Client {
     /// # Errors
     /// [`ClientError::Server`] (`no-such-account`, `rate-limited`), or network trouble.
     pub async fn lookup(&self, phone: &str) -> Result<AccountKeys, ClientError> {
-        let res = self
-            .http
-            .get(self.url(&format!("/v1/accounts/by-phone/{phone}")))
-            .bearer_auth(self.bearer()?)
-            .send()
-            .await
-            .map_err(ClientError::Network)?;
-        check(res).await?.json().await.map_err(ClientError::Network)
+        let path = format!("/v1/accounts/by-phone/{phone}");
+        self.call(reqwest::Method::GET, &path, None::<&()>).await
     }
 }
 

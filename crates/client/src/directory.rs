@@ -2,30 +2,10 @@
 
 use reqwest::Method;
 use sealpost_proto::{CreateGroup, Device, Group, LinkCode, LinkDevice, SetGroupMember};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::{Client, ClientError, check};
 
 impl Client {
-    /// Sends an authenticated request with an optional JSON body; the JSON answer.
-    async fn call<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&impl Serialize>,
-    ) -> Result<T, ClientError> {
-        let mut request = self
-            .http
-            .request(method, self.url(path))
-            .bearer_auth(self.bearer()?);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let res = request.send().await.map_err(ClientError::Network)?;
-        check(res).await?.json().await.map_err(ClientError::Network)
-    }
-
     /// A single-use code with which a new device joins this account ([`Client::link_device`]).
     ///
     /// # Errors

@@ -19,7 +19,9 @@ mod retry;
 mod state;
 mod upload;
 
-use reqwest::{Response, StatusCode};
+use reqwest::{Method, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 pub use chat::{Answer, ChatEvent, ChatOptions, ChatSession, Content, Stored};
 pub use e2e::E2e;
@@ -107,6 +109,24 @@ impl Client {
 
     fn bearer(&self) -> Result<&str, ClientError> {
         self.token.as_deref().ok_or(ClientError::NotLoggedIn)
+    }
+
+    /// Sends an authenticated request with an optional JSON body; the JSON answer.
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, ClientError> {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(self.bearer()?);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let res = request.send().await.map_err(ClientError::Network)?;
+        check(res).await?.json().await.map_err(ClientError::Network)
     }
 }
 

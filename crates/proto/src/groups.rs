@@ -112,6 +112,15 @@ pub struct MemberDevice {
     pub device_id: u32,
 }
 
+impl From<MemberDeviceKey> for MemberDevice {
+    fn from(device: MemberDeviceKey) -> Self {
+        Self {
+            account_id: device.account_id,
+            device_id: device.device_id,
+        }
+    }
+}
+
 /// A member device with its identity key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MemberDeviceKey {

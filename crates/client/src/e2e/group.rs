@@ -196,29 +196,23 @@ impl E2e {
             .map(|d| peer(&d.account_id, d.device_id))
             .collect();
         let now = unix_now();
-        let outbound = match self.outbound.entry(group.to_owned()) {
-            Entry::Occupied(o)
-                if o.get().shared.is_subset(&wanted)
-                    && o.get().session.message_index() < ROTATE_AFTER_MESSAGES
-                    && now.saturating_sub(o.get().created) < ROTATE_AFTER_SECS =>
-            {
-                o.into_mut()
-            }
-            entry => {
-                let fresh = Outbound {
-                    session: GroupSession::new(SessionConfig::version_1()),
-                    created: now,
-                    shared: BTreeSet::new(),
-                };
-                match entry {
-                    Entry::Occupied(mut o) => {
-                        o.insert(fresh);
-                        o.into_mut()
-                    }
-                    Entry::Vacant(v) => v.insert(fresh),
-                }
-            }
-        };
+        let current = self.outbound.get(group).is_some_and(|o| {
+            o.shared.is_subset(&wanted)
+                && o.session.message_index() < ROTATE_AFTER_MESSAGES
+                && now.saturating_sub(o.created) < ROTATE_AFTER_SECS
+        });
+        if !current {
+            let fresh = Outbound {
+                session: GroupSession::new(SessionConfig::version_1()),
+                created: now,
+                shared: BTreeSet::new(),
+            };
+            self.outbound.insert(group.to_owned(), fresh);
+        }
+        let outbound = self
+            .outbound
+            .get_mut(group)
+            .ok_or_else(|| failed("no group session"))?;
         let session_id = outbound.session.session_id();
         // The key as it stands before this message, so that this message opens with it.
         let room_key = RoomKey {

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use reqwest::Method;
+use sealpost_crypto::{Header, MediaKey};
 use sealpost_proto::{
     DeviceKeyBundle, Envelope, FallbackKey, KeyBundles, KeyStock, OlmIdentity, OneTimeKey,
     PublishKeys, fallback_binding, identity_binding, key_bytes,
@@ -24,9 +26,7 @@ use sha2::Sha256;
 use vodozemac::olm::{Account, AccountPickle, OlmMessage, Session, SessionConfig, SessionPickle};
 use vodozemac::{Curve25519PublicKey, Ed25519PublicKey, Ed25519Signature};
 
-use sealpost_crypto::{Header, MediaKey};
-
-use crate::{Client, ClientError, Content, Stored, check};
+use crate::{Client, ClientError, Content, Stored};
 
 /// One-time keys this device keeps published.
 const ONE_TIME_KEYS: usize = 50;
@@ -291,19 +291,7 @@ impl E2e {
                 })
                 .collect(),
         };
-        let res = client
-            .http
-            .put(client.url("/v1/keys"))
-            .bearer_auth(client.bearer()?)
-            .json(&request)
-            .send()
-            .await
-            .map_err(ClientError::Network)?;
-        let stock: KeyStock = check(res)
-            .await?
-            .json()
-            .await
-            .map_err(ClientError::Network)?;
+        let stock: KeyStock = client.call(Method::PUT, "/v1/keys", Some(&request)).await?;
         self.account.mark_keys_as_published();
         self.published = usize::try_from(stock.one_time_keys).unwrap_or(usize::MAX);
         self.save()?;
@@ -625,12 +613,6 @@ async fn fetch_keys(
     account: &str,
     claim: bool,
 ) -> Result<KeyBundles, ClientError> {
-    let res = client
-        .http
-        .get(client.url(&format!("/v1/keys/{account}?claim={claim}")))
-        .bearer_auth(client.bearer()?)
-        .send()
-        .await
-        .map_err(ClientError::Network)?;
-    check(res).await?.json().await.map_err(ClientError::Network)
+    let path = format!("/v1/keys/{account}?claim={claim}");
+    client.call(Method::GET, &path, None::<&()>).await
 }

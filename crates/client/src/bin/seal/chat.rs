@@ -129,13 +129,7 @@ async fn send_to_group(
                 return Ok(Some((server_id, envelopes.len())));
             }
             Answer::GroupMismatch { devices: now, .. } => {
-                devices = now
-                    .into_iter()
-                    .map(|d| MemberDevice {
-                        account_id: d.account_id,
-                        device_id: d.device_id,
-                    })
-                    .collect();
+                devices = now.into_iter().map(MemberDevice::from).collect();
             }
             Answer::Mismatch { .. } => break,
         }
