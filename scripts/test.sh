@@ -38,29 +38,20 @@ section() { printf '\n========== %s ==========\n' "$*"; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sealpost-test.XXXXXX")
 SERVER_PID=
-PG_DATA=
-PG_ROOT=
-PG_PORT=
-PG_URL=
-PGBIN=
 S3_SERVER_PID=
-GARAGE_PID=
-TANSU_PID=
-KAFKA_BROKERS=
+# shellcheck source=scripts/services.sh
+source "$ROOT/scripts/services.sh"
 cleanup() {
     local rc=$?
     if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
     fi
-    for pid in $S3_SERVER_PID $GARAGE_PID $TANSU_PID; do
-        kill -TERM "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ -n $PG_DATA ]]; then
-        runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
+    if [[ -n $S3_SERVER_PID ]]; then
+        kill -TERM "$S3_SERVER_PID" 2>/dev/null || true
+        wait "$S3_SERVER_PID" 2>/dev/null || true
     fi
-    [[ -n $PG_ROOT ]] && rm -rf "$PG_ROOT"
+    services_stop
     rm -rf "$WORK"
     exit "$rc"
 }
@@ -70,29 +61,6 @@ trap 'exit 143' TERM
 
 # ---------------------------------------------------------------------------------------------
 section "tools"
-
-apt_install_missing() {
-    local missing=() pkg
-    for pkg in "$@"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
-            || missing+=("$pkg")
-    done
-    ((${#missing[@]})) || return 0
-    echo "installing apt packages: ${missing[*]}"
-    if [[ $(id -u) -ne 0 ]]; then
-        echo "error: need root to install ${missing[*]} (or install them yourself)" >&2
-        exit 1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    # Packages with a daemon (nginx, postgresql) must not start it: the suite runs its own.
-    local policy=/usr/sbin/policy-rc.d made_policy=
-    if [[ ! -e $policy ]]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
-    fi
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
-    [[ -z $made_policy ]] || rm -f "$policy"
-}
 
 # A Python >= 3.11 that can make venvs: the one on PATH if it can, else Debian's.
 PYTHON=
@@ -112,14 +80,8 @@ echo "python: $PYTHON ($("$PYTHON" --version 2>&1))"
 bash "$ROOT/scripts/build-deps.sh" ffmpeg
 
 # tansu, a Kafka-protocol broker: tests/chat_crash.rs restarts one of its own in both cargo
-# test runs, and the second run shares one (start_tansu). Installed with cargo the first time
-# (about 15 minutes; the features give it storage engines that keep data), then reused from
-# ~/.cargo/bin.
-TANSU_VERSION=0.6.0
-if ! cargo install --list | grep -q "^tansu v$TANSU_VERSION:"; then
-    echo "installing tansu $TANSU_VERSION (cargo install, once per machine)"
-    cargo install "tansu@$TANSU_VERSION" --locked --features dynostore,libsql
-fi
+# test runs, and the second run shares one (start_tansu).
+install_tansu
 export SEALPOST_TEST_TANSU=${SEALPOST_TEST_TANSU:-$(command -v tansu || echo "$HOME/.cargo/bin/tansu")}
 
 # nginx for tests/nginx.rs (the caching proxy of deploy/nginx/sealpost.conf in front of a server).
@@ -147,111 +109,6 @@ fi
 "$VENV/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null \
     | grep -iE '^(tuspy|cryptography|requests|schemathesis|tink)==' | tr '\n' ' '
 echo
-
-# A free TCP port on 127.0.0.1.
-free_port() { "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-# A throw-away PostgreSQL cluster in a temp dir on a free port; sets PG_URL (a superuser URL, so
-# tests can create a database each). Stopped by cleanup.
-start_postgres() {
-    PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
-    if [[ -z $PGBIN ]]; then
-        apt_install_missing postgresql
-        PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
-    fi
-    command -v psql >/dev/null || apt_install_missing postgresql-client
-    local root port
-    # Outside $WORK: the postgres user must be able to reach it.
-    root=$(mktemp -d "${TMPDIR:-/tmp}/sealpost-pg.XXXXXX")
-    PG_ROOT=$root
-    chown postgres:postgres "$root"
-    echo pw >"$root/pw"
-    chown postgres "$root/pw"
-    chmod 600 "$root/pw"
-    port=$(free_port)
-    runuser -u postgres -- "$PGBIN/initdb" -D "$root/data" -U postgres --pwfile="$root/pw" \
-        --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$root/initdb.log"
-    PG_DATA=$root/data
-    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$root/server.log" -w -t 30 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $root -c fsync=off" start
-    PG_PORT=$port
-    PG_URL=postgres://postgres:pw@127.0.0.1:$port/postgres
-    echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') ready at 127.0.0.1:$port"
-}
-
-# Garage, an S3-compatible server, single node in a temp dir on free ports, with bucket
-# `media` and fixed test credentials (exported as the standard AWS variables). Installed with
-# cargo the first time (about 12 minutes), then reused from ~/.cargo/bin.
-GARAGE_VERSION=2.5.0
-start_garage() {
-    if ! garage --version 2>/dev/null | grep -qE "[ :v]$GARAGE_VERSION( |$)"; then
-        echo "installing garage $GARAGE_VERSION (cargo install, once per machine)"
-        cargo install "garage@$GARAGE_VERSION" --locked
-    fi
-    local dir=$WORK/garage secret g node rpc
-    mkdir -p "$dir"
-    GARAGE_S3_PORT=$(free_port)
-    rpc=127.0.0.1:$(free_port)
-    secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-    cat >"$dir/garage.toml" <<TOML
-metadata_dir = "$dir/meta"
-data_dir = "$dir/data"
-db_engine = "sqlite"
-replication_factor = 1
-rpc_bind_addr = "$rpc"
-rpc_public_addr = "$rpc"
-rpc_secret = "$secret"
-[s3_api]
-s3_region = "us-east-1"
-api_bind_addr = "127.0.0.1:$GARAGE_S3_PORT"
-root_domain = ".s3.garage.localhost"
-[admin]
-api_bind_addr = "127.0.0.1:$(free_port)"
-admin_token = "test-admin-token"
-TOML
-    g="garage -c $dir/garage.toml"
-    $g server >"$dir/server.log" 2>&1 &
-    GARAGE_PID=$!
-    for _ in $(seq 1 100); do $g status >/dev/null 2>&1 && break; sleep 0.2; done
-    node=$($g node id -q | cut -d@ -f1)
-    $g layout assign -z dc1 -c 1G "$node" >/dev/null
-    $g layout apply --version 1 >/dev/null
-    $g key import --yes -n test GKtest00000001 test-secret-0123456789 >/dev/null
-    $g key allow --create-bucket test >/dev/null
-    $g bucket create media >/dev/null
-    $g bucket allow --read --write --owner media --key test >/dev/null
-    export AWS_ACCESS_KEY_ID=GKtest00000001 AWS_SECRET_ACCESS_KEY=test-secret-0123456789 \
-        AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
-    echo "garage $GARAGE_VERSION (pid $GARAGE_PID) ready, S3 at 127.0.0.1:$GARAGE_S3_PORT"
-}
-
-# tansu (installed under "tools"), in memory on a free port; sets KAFKA_BROKERS.
-start_tansu() {
-    local port log=$WORK/tansu.log
-    port=$(free_port)
-    tansu broker --listener-url "tcp://127.0.0.1:$port" \
-        --advertised-listener-url "tcp://127.0.0.1:$port" \
-        --storage-engine memory://tansu/ >"$log" 2>&1 &
-    TANSU_PID=$!
-    if ! "$PYTHON" - "$port" <<'PY'
-import socket, sys, time
-deadline = time.monotonic() + 30
-while time.monotonic() < deadline:
-    try:
-        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
-        sys.exit(0)
-    except OSError:
-        time.sleep(0.2)
-sys.exit(1)
-PY
-    then
-        echo "error: tansu did not start; its log:" >&2
-        cat "$log" >&2
-        exit 1
-    fi
-    KAFKA_BROKERS=127.0.0.1:$port
-    echo "tansu $TANSU_VERSION (pid $TANSU_PID) ready, Kafka protocol at $KAFKA_BROKERS"
-}
 
 # ---------------------------------------------------------------------------------------------
 if [[ ${SKIP_CARGO:-} == 1 ]]; then
@@ -390,7 +247,7 @@ section "tus interop (tuspy) on PostgreSQL + S3 (Garage) + Kafka (tansu)"
 [[ -n $PG_URL ]] || start_postgres
 [[ -n $GARAGE_PID ]] || start_garage
 [[ -n $TANSU_PID ]] || start_tansu
-runuser -u postgres -- psql -h "$PG_ROOT" -p "$PG_PORT" -U postgres -qc "CREATE DATABASE live_s3"
+psql_admin "CREATE DATABASE live_s3"
 start_sealpost postgres-s3 --data-dir "$WORK/data-s3" \
     --database-url "${PG_URL%/postgres}/live_s3" --bus "kafka://$KAFKA_BROKERS" \
     --blob-store "s3://media?endpoint=http://127.0.0.1:$GARAGE_S3_PORT&region=us-east-1"

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sealpost_auth::AuthService;
-use sealpost_chat::Chat;
+use sealpost_bus::BusMetrics;
+use sealpost_chat::{Chat, ChatMetrics};
 use sealpost_db::Db;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::blobs::BlobService;
 use crate::blobs::links::LinkKeys;
 use crate::config::{DownloadMode, Settings};
+use crate::http::client::TrustedProxies;
 use crate::http::interim::{ClientConn, InterimListener};
 use crate::media::worker::MediaWorker;
 use crate::metrics::Metrics;
@@ -53,6 +55,7 @@ impl Application {
         settings.blobs.validate()?;
         settings.media.validate()?;
         settings.chat.validate()?;
+        let proxies = Arc::new(TrustedProxies::parse(&settings.trusted_proxies)?);
         let db = open_database(&settings).await?;
         let store = sealpost_store::open(&settings.blob_store_url())
             .await
@@ -61,15 +64,20 @@ impl Application {
             .check()
             .await
             .context("the blob store is not usable")?;
-        let bus = sealpost_bus::open(&settings.bus)
-            .await
-            .context("cannot open the bus")?;
+        let bus_metrics = BusMetrics::default();
+        let bus = sealpost_bus::metered(
+            sealpost_bus::open(&settings.bus)
+                .await
+                .context("cannot open the bus")?,
+            &bus_metrics,
+        );
         bus.check().await.context("the bus is not usable")?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let shutdown = CancellationToken::new();
-        let metrics = Arc::new(Metrics::default());
+        let chat_metrics = ChatMetrics::default();
+        let metrics = Arc::new(Metrics::new(settings.role, &chat_metrics, &bus_metrics));
         let auth = Arc::new(AuthService::new(db.clone(), settings.auth_config()));
         let uploads = Arc::new(UploadService::new(
             db.clone(),
@@ -126,9 +134,11 @@ impl Application {
             auth.clone(),
             settings.chat.config(),
             shutdown.clone(),
+            chat_metrics,
         );
         let state = AppState {
             settings: Arc::new(settings),
+            proxies,
             db,
             store,
             bus,

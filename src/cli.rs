@@ -37,6 +37,16 @@ enum Command {
         #[command(flatten)]
         flags: Overrides,
     },
+    /// Ask the server this configuration describes (at its `listen` port, on this machine)
+    /// whether it is ready (`GET /readyz`: its database, blob store and bus answer); exit 0
+    /// when it is. The image's health check.
+    Ready {
+        /// TOML configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        flags: Overrides,
+    },
     /// Print the OpenAPI document.
     Openapi,
     /// Make the renditions of one untrusted image, video or audio file into a directory and
@@ -140,6 +150,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 anyhow::Ok(())
             })?;
         }
+        Command::Ready { config, flags } => {
+            let settings = load(config.as_ref(), &flags)?;
+            let status = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the runtime")?
+                .block_on(readiness(settings.listen))?;
+            if status != 200 {
+                eprintln!("not ready: /readyz answered {status}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Openapi => print!("{}", crate::openapi::spec_json()),
         Command::Transcode {
             input,
@@ -185,6 +207,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The status `GET /readyz` gets from a server listening on `listen` (an unspecified address
+/// is reached on the loopback).
+async fn readiness(listen: std::net::SocketAddr) -> anyhow::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = Vec::new();
+        (&mut stream).take(64).read_to_end(&mut head).await?;
+        anyhow::Ok(head)
+    };
+    let head = tokio::time::timeout(std::time::Duration::from_secs(5), exchange)
+        .await
+        .with_context(|| format!("{addr} did not answer within 5 s"))?
+        .with_context(|| format!("cannot ask {addr}"))?;
+    // "HTTP/1.1 200 OK"
+    String::from_utf8_lossy(&head)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("{addr} did not answer HTTP"))
 }
 
 /// Parses the command line and runs it.

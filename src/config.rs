@@ -42,6 +42,14 @@ pub struct Settings {
     /// Origins (e.g. `https://web.example.com`) whose pages may call the API from a browser;
     /// empty disables CORS.
     pub cors_origins: Vec<String>,
+    /// Proxies in front of this server (addresses or CIDR blocks) whose `X-Forwarded-For` is
+    /// believed: a request from one of them comes from the last address there that is not a
+    /// trusted proxy. Empty: every request comes from its TCP peer.
+    pub trusted_proxies: Vec<String>,
+    /// Whether the proxies in front pass 1xx interim responses on (HAProxy and Caddy do;
+    /// nginx does not, and takes one for the final response). A request that came through a
+    /// proxy gets `104 Upload Resumption Supported` only when this is set.
+    pub proxies_forward_interim: bool,
     /// Database pool size.
     pub database_max_connections: u32,
     /// How long shutdown waits for in-flight requests.
@@ -204,6 +212,16 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role's name, as `--role` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Media => "media",
+            Self::Chat => "chat",
+            Self::Worker => "worker",
+        }
+    }
+
     /// Whether this role serves the media API.
     pub fn serves_api(self) -> bool {
         matches!(self, Self::All | Self::Media)
@@ -528,6 +546,8 @@ impl Default for Settings {
             public_url: None,
             log_format: LogFormat::Text,
             cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+            proxies_forward_interim: false,
             database_max_connections: 16,
             shutdown_grace: Duration::from_secs(30),
             uploads: UploadSettings::default(),

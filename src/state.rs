@@ -11,6 +11,7 @@ use sealpost_store::BlobStore;
 
 use crate::blobs::BlobService;
 use crate::config::Settings;
+use crate::http::client::TrustedProxies;
 use crate::metrics::Metrics;
 use crate::uploads::UploadService;
 
@@ -19,6 +20,8 @@ use crate::uploads::UploadService;
 pub struct AppState {
     /// Effective settings.
     pub settings: Arc<Settings>,
+    /// The proxies whose `X-Forwarded-For` is believed (`settings.trusted_proxies`).
+    pub proxies: Arc<TrustedProxies>,
     /// Metadata database.
     pub db: Db,
     /// Blob store.

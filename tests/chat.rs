@@ -595,3 +595,61 @@ async fn a_connection_that_answers_no_ping_is_dropped_and_one_that_does_stays() 
         "the reading connection is still open"
     );
 }
+
+#[tokio::test]
+async fn the_gateway_counts_connections_frames_and_the_time_to_sent_and_to_the_recipient() {
+    let app = TestApp::spawn().await;
+    let (alice, bob) = (app.user(&phone()).await, app.user(&phone()).await);
+    let mut b = connect(&app, &bob.token).await;
+    assert_eq!(frame(&mut b).await["type"], "hello");
+    let mut a = connect(&app, &alice.token).await;
+    frame(&mut a).await;
+    assert_eq!(app.metric("sealpost_chat_connections").await, 2.0);
+    put(&mut a, send("m", &bob.account_id, &[1], "timed")).await;
+    assert_eq!(frame(&mut a).await["type"], "sent");
+    assert_eq!(frame(&mut b).await["type"], "message");
+    put(&mut a, json!({"type": "nonsense"})).await;
+    assert_eq!(frame(&mut a).await["code"], "invalid-frame");
+
+    let text = app.metrics().await;
+    for (series, at_least) in [
+        (r#"sealpost_chat_frames_received_total{type="send"}"#, 1.0),
+        (
+            r#"sealpost_chat_frames_received_total{type="invalid"}"#,
+            1.0,
+        ),
+        (r#"sealpost_chat_frames_sent_total{type="hello"}"#, 2.0),
+        (r#"sealpost_chat_frames_sent_total{type="sent"}"#, 1.0),
+        (r#"sealpost_chat_frames_sent_total{type="message"}"#, 1.0),
+        (r#"sealpost_chat_errors_total{code="invalid-frame"}"#, 1.0),
+        (
+            r#"sealpost_chat_send_duration_seconds_count{frame="send"}"#,
+            1.0,
+        ),
+        ("sealpost_chat_delivery_latency_seconds_count", 1.0),
+        ("sealpost_chat_inbox_stored_total", 1.0),
+    ] {
+        assert!(
+            common::sample(&text, series) >= at_least,
+            "{series} below {at_least}: {text}"
+        );
+    }
+    // Bob has not acknowledged: his message waits in the inbox.
+    assert_eq!(common::sample(&text, "sealpost_chat_inbox_messages"), 1.0);
+
+    drop(a);
+    drop(b);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.metric("sealpost_chat_connections").await > 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connections not closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        app.metric(r#"sealpost_chat_disconnects_total{reason="gone"}"#)
+            .await
+            >= 2.0
+    );
+}

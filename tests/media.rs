@@ -263,13 +263,15 @@ async fn hostile_previews_fail_with_their_codes_and_the_server_keeps_serving() {
 }
 
 #[tokio::test]
-async fn a_decoder_that_hangs_or_crashes_fails_its_job_not_the_server() {
+async fn a_decoder_that_hangs_crashes_or_lies_fails_its_job_not_the_server() {
     let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sandbox");
     // Sleeping runs into the wall-clock limit, spinning into the CPU limit (SIGXCPU).
     for (script, cpu, wall, code) in [
         ("hang.sh", 60, 1, "processing-timeout"),
         ("spin.sh", 1, 60, "processing-timeout"),
         ("crash.sh", 60, 60, "processing-crashed"),
+        // A code the transcoder does not have is not believed.
+        ("forged-code.sh", 60, 60, "processing-failed"),
     ] {
         let app = TestApp::spawn_with(|s| {
             s.media.transcoder = Some(scripts.join(script));

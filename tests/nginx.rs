@@ -208,3 +208,66 @@ async fn a_slow_first_download_outlives_its_short_link() {
     assert_eq!(got.len(), data.len(), "truncated");
     assert!(got == data);
 }
+
+#[tokio::test]
+async fn draft_uploads_complete_through_nginx_on_a_connection_kept_alive() {
+    // nginx takes any 1xx but 101 for the final response: the server must send no 104
+    // through it, or the connection hangs until nginx's upstream timeout.
+    let app = TestApp::spawn().await;
+    let nginx = Nginx::caching_proxy(&app.addr.to_string()).await;
+    let front = TestApp::external(&nginx.base);
+    let user = front.user(&phone()).await;
+    for i in 0..3u8 {
+        let data = payload(10_000 + usize::from(i), i);
+        let res = tokio::time::timeout(
+            Duration::from_secs(20),
+            front
+                .client
+                .post(front.url("/v1/uploads"))
+                .bearer_auth(&user.token)
+                .header("Upload-Draft-Interop-Version", "8")
+                .header("Upload-Complete", "?1")
+                .body(data)
+                .send(),
+        )
+        .await
+        .expect("answered without waiting for nginx's timeout")
+        .expect("send");
+        assert_eq!(res.status(), 201);
+        assert!(header(&res, "sealpost-blob-id").is_some());
+    }
+}
+
+#[tokio::test]
+async fn chat_websockets_pass_through_nginx() {
+    let app = TestApp::spawn().await;
+    let nginx = Nginx::caching_proxy(&app.addr.to_string()).await;
+    let front = TestApp::external(&nginx.base);
+    let (alice, bob) = (front.user(&phone()).await, front.user(&phone()).await);
+    let mut b = common::chat::connect(&front, &bob.token).await;
+    assert_eq!(common::chat::frame(&mut b).await["type"], "hello");
+    let mut a = common::chat::connect(&front, &alice.token).await;
+    common::chat::frame(&mut a).await;
+    common::chat::put(
+        &mut a,
+        common::chat::send("m", &bob.account_id, &[1], "through nginx"),
+    )
+    .await;
+    assert_eq!(common::chat::frame(&mut a).await["type"], "sent");
+    let m = common::chat::frame(&mut b).await;
+    assert_eq!(common::chat::body(&m), "through nginx for 1");
+    // Metrics are each node's, never the proxy's.
+    let res = fetch(&nginx, "/metrics", &[]).await;
+    assert_problem(res, 404, "not-found").await;
+    // nginx logs a tunnel when it closes: the path, never a query (a token, a signature).
+    drop((a, b));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !nginx.access_log().contains("\"GET /v1/chat HTTP/1.1\" 101") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            nginx.access_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

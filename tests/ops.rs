@@ -30,6 +30,7 @@ async fn health_readiness_and_metrics() {
     let res = app
         .client
         .get(app.url("/metrics"))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
         .send()
         .await
         .expect("metrics");
@@ -37,6 +38,11 @@ async fn health_readiness_and_metrics() {
         header(&res, "content-type").is_some_and(|c| c.starts_with("application/openmetrics-text"))
     );
     let text = res.text().await.expect("text");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(
+        text.contains("# TYPE sealpost_uploads_completed counter\n"),
+        "{text}"
+    );
     assert!(text.contains(r#"sealpost_http_requests_total{route="/v1/uploads/{id}",method="PATCH",status="204"} 1"#), "{text}");
     assert!(
         text.contains(
@@ -52,6 +58,183 @@ async fn health_readiness_and_metrics() {
     assert!(
         text.contains("sealpost_upload_transfers_active 0"),
         "{text}"
+    );
+    assert!(
+        text.contains(r#"sealpost_http_request_duration_seconds_count{route="/v1/uploads/{id}",method="PATCH"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("sealpost_upload_transfer_duration_seconds_count 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"sealpost_build_info{version="0.1.0",role="all"} 1"#),
+        "{text}"
+    );
+
+    // Without asking for OpenMetrics (curl, promtool): the classic text format.
+    let res = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(
+        header(&res, "content-type").as_deref(),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let classic = res.text().await.expect("text");
+    assert!(!classic.contains("# EOF"), "{classic}");
+    assert!(
+        classic.contains("# HELP sealpost_uploads_completed_total Uploads completed as blobs.\n# TYPE sealpost_uploads_completed_total counter\nsealpost_uploads_completed_total 0\n"),
+        "{classic}"
+    );
+}
+
+/// The metric series (names and labels) of a classic exposition, without their values.
+fn series(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            l.rsplit_once(' ')
+                .map_or(l, |(series, _)| series)
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_stay_the_same_size_whatever_methods_and_paths_clients_send() {
+    let app = TestApp::spawn().await;
+    let request = |method: &str, path: &str| {
+        app.client
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+                app.url(path),
+            )
+            .send()
+    };
+    // One request of each kind first: the series they make exist from then on.
+    request("BREW", "/made/up").await.expect("request");
+    request("BREW", "/healthz").await.expect("request");
+    app.metrics().await;
+    let before = series(&app.metrics().await);
+    let mut seed = 0x9e37_79b9_u32;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed
+    };
+    for i in 0..500 {
+        let method: String = (0..3 + next() % 8)
+            .map(|_| char::from(b'A' + u8::try_from(next() % 26).expect("letter")))
+            .collect();
+        let path = if i % 2 == 0 {
+            format!("/made/up/{:x}/{i}", next())
+        } else {
+            "/healthz".to_owned()
+        };
+        let res = request(&method, &path).await.expect("request");
+        assert!(
+            [404, 405].contains(&res.status().as_u16()),
+            "{method} {path}"
+        );
+    }
+    let after = series(&app.metrics().await);
+    assert_eq!(before, after, "new series appeared");
+}
+
+#[tokio::test]
+async fn sealpost_ready_asks_the_configured_server_and_fails_when_it_is_not_ready() {
+    let ready = |listen: String| async move {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_sealpost"))
+                .args(["ready", "--listen", &listen])
+                .output()
+                .expect("run sealpost ready")
+        })
+        .await
+        .expect("join")
+    };
+    let app = TestApp::spawn_with(|s| s.blob_store = None).await;
+    let out = ready(app.addr.to_string()).await;
+    assert!(out.status.success(), "{out:?}");
+    // 0.0.0.0 is asked on the loopback.
+    let out = ready(format!("0.0.0.0:{}", app.addr.port())).await;
+    assert!(out.status.success(), "{out:?}");
+
+    std::fs::remove_dir_all(app.data_dir.join("blobs")).expect("remove store");
+    let out = ready(app.addr.to_string()).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("answered 503"),
+        "{out:?}"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let out = ready(closed.to_string()).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot ask"),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_request_gets_one_access_line_without_its_query() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = common::child::Server::start(dir.path());
+    let client = reqwest::Client::new();
+    let blob = "ab".repeat(32);
+    for path in [
+        "/healthz".to_owned(),
+        "/v1/chat?token=SECRET-TOKEN-1".to_owned(),
+        format!("/v1/blobs/{blob}?expires=1&kid=k1&sig=SECRET-SIG-2"),
+    ] {
+        client
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .expect("request");
+    }
+    let log_path = dir.path().join("server.log");
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        lines = log
+            .lines()
+            .filter(|l| l.contains(r#""target":"sealpost::access""#))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+            .collect();
+        if lines.len() >= 3 {
+            assert!(!log.contains("SECRET"), "a query string was logged: {log}");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let seen: Vec<(String, u64)> = lines
+        .iter()
+        .map(|l| {
+            let f = &l["fields"];
+            assert!(f["duration_ms"].as_f64().is_some(), "{l}");
+            assert!(f["bytes"].as_u64().is_some(), "{l}");
+            assert_eq!(f["client"], "127.0.0.1", "{l}");
+            assert_eq!(f["method"], "GET", "{l}");
+            (
+                f["route"].as_str().expect("route").to_owned(),
+                f["status"].as_u64().expect("status"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("/healthz".to_owned(), 200),
+            ("/v1/chat".to_owned(), 401),
+            ("/v1/blobs/{blob_id}".to_owned(), 403),
+        ]
     );
 }
 

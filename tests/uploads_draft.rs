@@ -343,3 +343,38 @@ async fn completion_is_the_clients_call_even_when_all_bytes_are_there() {
     assert_eq!(res.status(), 200);
     assert_eq!(header(&res, "sealpost-blob-id"), Some(sha256_hex(b"hello")));
 }
+
+/// The first response a raw draft creation with `extra` headers gets (the 104 or the final).
+async fn first_response(app: &TestApp, user: &User, extra: &str) -> String {
+    let mut tcp = TcpStream::connect(app.addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nUpload-Draft-Interop-Version: {INTEROP}\r\nUpload-Complete: ?1\r\nContent-Length: 3\r\n{extra}\r\nabc",
+        user.token
+    );
+    tcp.write_all(head.as_bytes()).await.expect("request");
+    read_until(&mut tcp, "\r\n\r\n").await
+}
+
+#[tokio::test]
+async fn no_104_goes_through_a_proxy_unless_proxies_pass_it_on() {
+    let app = TestApp::spawn().await;
+    let user = app.user(&phone()).await;
+    assert!(
+        first_response(&app, &user, "")
+            .await
+            .starts_with("HTTP/1.1 104 ")
+    );
+    // nginx (and most proxies) would take a 104 for the final response.
+    for hop in [
+        "X-Forwarded-For: 203.0.113.5\r\n",
+        "Forwarded: for=203.0.113.5\r\n",
+        "Via: 1.1 proxy\r\n",
+    ] {
+        let first = first_response(&app, &user, hop).await;
+        assert!(first.starts_with("HTTP/1.1 201 "), "{hop}: {first}");
+    }
+    let app = TestApp::spawn_with(|s| s.proxies_forward_interim = true).await;
+    let user = app.user(&phone()).await;
+    let first = first_response(&app, &user, "X-Forwarded-For: 203.0.113.5\r\n").await;
+    assert!(first.starts_with("HTTP/1.1 104 "), "{first}");
+}

@@ -1,7 +1,7 @@
 //! Account registration and login.
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use sealpost_auth::Authenticated;
 use sealpost_proto::{
@@ -9,7 +9,7 @@ use sealpost_proto::{
     TokenRequest, TokenResponse,
 };
 
-use super::interim::ClientConn;
+use super::client::ClientAddr;
 use super::json::ApiJson;
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -28,12 +28,12 @@ use crate::state::AppState;
 )]
 pub async fn register(
     State(state): State<AppState>,
-    ConnectInfo(conn): ConnectInfo<ClientConn>,
+    client: ClientAddr,
     ApiJson(req): ApiJson<RegisterAccount>,
 ) -> ApiResult<(StatusCode, Json<Account>)> {
     Ok((
         StatusCode::CREATED,
-        Json(state.auth.register(req, conn.addr.ip()).await?),
+        Json(state.auth.register(req, client.ip).await?),
     ))
 }
 
@@ -50,10 +50,10 @@ pub async fn register(
 )]
 pub async fn challenge(
     State(state): State<AppState>,
-    ConnectInfo(conn): ConnectInfo<ClientConn>,
+    client: ClientAddr,
     ApiJson(req): ApiJson<ChallengeRequest>,
 ) -> ApiResult<Json<ChallengeResponse>> {
-    Ok(Json(state.auth.challenge(req, conn.addr.ip()).await?))
+    Ok(Json(state.auth.challenge(req, client.ip).await?))
 }
 
 /// Exchanges a challenge signed with the identity key for a bearer token.
@@ -70,10 +70,10 @@ pub async fn challenge(
 )]
 pub async fn issue_token(
     State(state): State<AppState>,
-    ConnectInfo(conn): ConnectInfo<ClientConn>,
+    client: ClientAddr,
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    Ok(Json(state.auth.token(req, conn.addr.ip()).await?))
+    Ok(Json(state.auth.token(req, client.ip).await?))
 }
 
 /// Revokes the bearer token this request carries; a chat connection made with it closes

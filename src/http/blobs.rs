@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
 use sealpost_auth::Authenticated;
 use sealpost_proto::{LinkRequest, Problem, SignedLink};
 
@@ -13,6 +14,7 @@ use crate::blobs::links::LinkParams;
 use crate::blobs::{Access, BlobService};
 use crate::config::DownloadMode;
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::OutcomeLabels;
 use crate::state::AppState;
 
 /// Blobs are opaque bytes: a browser must never run or render them as a page.
@@ -106,6 +108,7 @@ async fn serve(
         .get(header::IF_NONE_MATCH)
         .is_some_and(|v| lists_etag(v, &etag))
     {
+        state.metrics.download("not_modified");
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         cache_headers(response.headers_mut(), &etag, access);
         return Ok(response);
@@ -115,6 +118,7 @@ async fn serve(
         && state.blobs.redirects(access)
     {
         let target = state.blobs.redirect_target(&id, &row).await?;
+        state.metrics.download("redirect");
         let location =
             HeaderValue::from_str(&target).map_err(|e| ApiError::Internal(e.to_string()))?;
         return Ok((
@@ -140,14 +144,31 @@ async fn serve(
         Wanted::Full
     };
     let (status, bytes) = match wanted {
-        Wanted::Full => (StatusCode::OK, 0..size),
-        Wanted::Part(bytes) => (StatusCode::PARTIAL_CONTENT, bytes),
-        Wanted::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable(size)),
+        Wanted::Full if !current && headers.contains_key(header::RANGE) => {
+            state.metrics.download("if_range_stale");
+            (StatusCode::OK, 0..size)
+        }
+        Wanted::Full => {
+            state.metrics.download("full");
+            (StatusCode::OK, 0..size)
+        }
+        Wanted::Part(bytes) => {
+            state.metrics.download("partial");
+            (StatusCode::PARTIAL_CONTENT, bytes)
+        }
+        Wanted::Unsatisfiable => {
+            state.metrics.download("unsatisfiable");
+            return Err(ApiError::RangeNotSatisfiable(size));
+        }
     };
     let body = if *method == Method::HEAD {
         Body::empty()
     } else {
-        Body::from_stream(state.store.read(&row.storage_key, bytes.clone()).await?)
+        let sent = state.metrics.download_bytes.clone();
+        let stream = state.store.read(&row.storage_key, bytes.clone()).await?;
+        Body::from_stream(stream.inspect_ok(move |chunk| {
+            sent.inc_by(chunk.len() as u64);
+        }))
     };
     let mut response = (status, body).into_response();
     let h = response.headers_mut();
@@ -276,6 +297,11 @@ pub async fn authorize_blob(
     };
     let e = match check.await {
         Ok(access) => {
+            state
+                .metrics
+                .authorizations
+                .get_or_create(&OutcomeLabels { outcome: "allowed" })
+                .inc();
             let mut response = StatusCode::NO_CONTENT.into_response();
             if let Ok(value) = HeaderValue::from_str(&BlobService::cache_control(access)) {
                 response
@@ -290,6 +316,11 @@ pub async fn authorize_blob(
     if status >= 500 {
         return e.into_response();
     }
+    state
+        .metrics
+        .authorizations
+        .get_or_create(&OutcomeLabels { outcome: "refused" })
+        .inc();
     let mut problem = e.to_problem();
     if status != 401 {
         problem.status = 403;

@@ -2,12 +2,12 @@
 //! removing.
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use sealpost_auth::Authenticated;
 use sealpost_proto::{Device, LinkCode, LinkDevice, Problem};
 
-use super::interim::ClientConn;
+use super::client::ClientAddr;
 use super::json::ApiJson;
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -47,10 +47,10 @@ pub async fn create_link_code(
 )]
 pub async fn link_device(
     State(state): State<AppState>,
-    ConnectInfo(conn): ConnectInfo<ClientConn>,
+    client: ClientAddr,
     ApiJson(req): ApiJson<LinkDevice>,
 ) -> ApiResult<(StatusCode, Json<Device>)> {
-    let device = state.auth.link_device(req, conn.addr.ip()).await?;
+    let device = state.auth.link_device(req, client.ip).await?;
     Ok((StatusCode::CREATED, Json(device)))
 }
 

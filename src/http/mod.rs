@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod blobs;
+pub mod client;
 pub mod devices;
 pub mod groups;
 pub mod interim;
@@ -11,9 +12,13 @@ pub mod media;
 pub mod ops;
 pub mod range;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{MatchedPath, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, MatchedPath, State};
 use axum::http::{HeaderName, HeaderValue, Method, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -24,8 +29,10 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use self::client::ClientAddr;
+use self::interim::ClientConn;
 use crate::error::ApiError;
-use crate::metrics::RequestLabels;
+use crate::metrics::{RequestLabels, RouteLabels, method_label};
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
 use crate::uploads::routes as uploads;
@@ -162,10 +169,7 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
     let router = router
         .fallback(|| async { ApiError::NotFound("no such endpoint").into_response() })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed.into_response() })
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            count_requests,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<Body>| {
             // The path only: a query may hold a token (`/v1/chat?token=`) or a link signature.
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
@@ -180,22 +184,118 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
     })
 }
 
-async fn count_requests(
+/// Per request: resolves the client's address (for handlers and the log), counts the request
+/// and times it to the response head, and logs one access line once the response body has
+/// gone out (or the client left).
+async fn observe(
     State(state): State<AppState>,
-    request: Request<Body>,
+    mut request: Request<Body>,
     next: Next,
 ) -> Response {
+    let started = Instant::now();
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().clone();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<ClientConn>>()
+        .map(|ConnectInfo(conn)| conn.addr.ip());
+    let client = peer.map(|peer| ClientAddr::resolve(&state.proxies, peer, request.headers()));
+    if let Some(client) = client {
+        request.extensions_mut().insert(client);
+    }
     let response = next.run(request).await;
-    let labels = RequestLabels {
-        route,
+    let status = response.status().as_u16();
+    let label = method_label(&method);
+    state
+        .metrics
+        .request_seconds
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+            method: label,
+        })
+        .observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route: route.clone(),
+            method: label,
+            status,
+        })
+        .inc();
+    let (parts, body) = response.into_parts();
+    let line = AccessLine {
         method,
-        status: response.status().as_u16(),
+        route,
+        status,
+        client: client.map(|c| c.ip),
+        started,
+        bytes: 0,
     };
-    state.metrics.requests.get_or_create(&labels).inc();
-    response
+    Response::from_parts(parts, Body::new(Logged { body, line }))
+}
+
+/// What the access log says of a request.
+struct AccessLine {
+    method: Method,
+    route: String,
+    status: u16,
+    client: Option<std::net::IpAddr>,
+    started: Instant,
+    bytes: u64,
+}
+
+/// A response body that counts what it sends and logs the request's access line when it is
+/// done with (sent, or dropped when the client left).
+struct Logged {
+    body: Body,
+    line: AccessLine,
+}
+
+impl http_body::Body for Logged {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.line.bytes += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let line = &self.line;
+        let elapsed: Duration = line.started.elapsed();
+        // The route, never the path's query: it may hold a token or a link's signature.
+        tracing::info!(
+            target: "sealpost::access",
+            method = %line.method,
+            route = %line.route,
+            status = line.status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            bytes = line.bytes,
+            client = %line.client.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+            "request"
+        );
+    }
 }

@@ -2,7 +2,7 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sealpost_proto::Problem;
 use utoipa_swagger_ui::SwaggerUi;
@@ -46,17 +46,44 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     "ready".into_response()
 }
 
-/// Prometheus metrics in the OpenMetrics text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Metrics", body = String, content_type = "application/openmetrics-text")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    if let Ok(n) = state.db.active_upload_count().await {
+/// Prometheus metrics: OpenMetrics text when the `Accept` header asks for it (as Prometheus
+/// does), the classic Prometheus text format otherwise. docs/operations.md lists them.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Metrics", content(
+    (String = "application/openmetrics-text"),
+    (String = "text/plain"),
+))))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let role = state.settings.role;
+    if role.serves_api()
+        && let Ok(n) = state.db.active_upload_count().await
+    {
         state.metrics.uploads_in_progress.set(n);
     }
-    let mut response = (StatusCode::OK, state.metrics.encode()).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
+    if role.runs_workers()
+        && let Err(e) = state.chat.refresh_metrics().await
+    {
+        tracing::warn!(error = %format!("{e:#}"), "metrics: cannot count the inbox messages");
+    }
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let (body, content_type) = if openmetrics {
+        (
+            state.metrics.encode(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    } else {
+        (
+            state.metrics.encode_classic(),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    };
+    let mut response = (StatusCode::OK, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 

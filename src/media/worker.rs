@@ -22,7 +22,7 @@ use super::sandbox::{ChildRun, Sandbox};
 use crate::blobs::BlobService;
 use crate::config::MediaSettings;
 use crate::error::ApiError;
-use crate::metrics::{MediaJobLabels, Metrics};
+use crate::metrics::{MediaJobLabels, Metrics, OutcomeLabels};
 
 /// The topic preview jobs go to, keyed by blob id.
 pub const TOPIC: &str = "media.jobs";
@@ -156,21 +156,27 @@ impl MediaWorker {
         }
         let attempts = self.db.count_media_attempt(blob_id, unix_now()).await?;
         let max = i64::from(self.settings.max_attempts);
+        let started = std::time::Instant::now();
         let outcome = if attempts > max {
             gave_up(max, "earlier attempts did not finish")
         } else {
             match self.process(blob_id).await {
                 Ok(outcome) => outcome,
                 Err(e) if attempts >= max => gave_up(max, &format!("{e:#}")),
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.took("retried", started);
+                    return Err(e);
+                }
             }
         };
         match &outcome {
             MediaOutcome::Ready { renditions, .. } => {
+                self.took("ready", started);
                 self.count("ready", "");
                 tracing::info!(blob = %blob_id, renditions = renditions.len(), "preview processed");
             }
             MediaOutcome::Failed { code, detail } => {
+                self.took("failed", started);
                 self.count("failed", code);
                 tracing::info!(blob = %blob_id, code, detail, "preview refused");
             }
@@ -274,7 +280,16 @@ impl MediaWorker {
                 detail,
                 ..
             } => Err(anyhow::anyhow!("the decoder could not finish: {detail}")),
-            ChildReport::Failed { code, detail, .. } => Ok(failed(&code, &detail)),
+            // The report comes from a process that decoded hostile input: only a code the
+            // transcoder has is kept (it is shown to clients and counted in the metrics).
+            ChildReport::Failed { code, detail, .. } => {
+                let code = if sealpost_transcode::ERROR_CODES.contains(&code.as_str()) {
+                    code.as_str()
+                } else {
+                    "processing-failed"
+                };
+                Ok(failed(code, &detail))
+            }
         }
     }
 
@@ -304,6 +319,13 @@ impl MediaWorker {
                 code: code.to_owned(),
             })
             .inc();
+    }
+
+    fn took(&self, outcome: &'static str, started: std::time::Instant) {
+        self.metrics
+            .media_job_seconds
+            .get_or_create(&OutcomeLabels { outcome })
+            .observe(started.elapsed().as_secs_f64());
     }
 }
 

@@ -18,6 +18,7 @@ use super::protocol::{
 };
 use super::service::{AppendSpec, CreateSpec, UploadView, is_expired};
 use crate::error::{ApiError, ApiResult};
+use crate::http::client::ClientAddr;
 use crate::http::interim::ClientConn;
 use crate::state::AppState;
 
@@ -162,8 +163,9 @@ pub async fn options_uploads(State(state): State<AppState>) -> Response {
 /// tus: `Upload-Length` or `Upload-Defer-Length: 1`; a body with
 /// `Content-Type: application/offset+octet-stream` is the creation-with-upload extension.
 /// Draft: `Upload-Draft-Interop-Version` and `Upload-Complete`; the server sends
-/// `104 Upload Resumption Supported` with the `Location` before it reads the body. An empty body
-/// with `Upload-Complete: ?0` is careful creation.
+/// `104 Upload Resumption Supported` with the `Location` before it reads the body (not through a
+/// proxy that cannot pass it on: see `proxies_forward_interim`). An empty body with
+/// `Upload-Complete: ?0` is careful creation.
 #[utoipa::path(
     post, path = "/v1/uploads", tag = "uploads",
     params(ProtocolHeaders, CreateHeaders),
@@ -193,6 +195,7 @@ pub async fn options_uploads(State(state): State<AppState>) -> Response {
 pub async fn create_upload(
     State(state): State<AppState>,
     ConnectInfo(conn): ConnectInfo<ClientConn>,
+    client: ClientAddr,
     auth: Authenticated,
     version: Version,
     headers: HeaderMap,
@@ -264,8 +267,11 @@ pub async fn create_upload(
         .create(&auth.account_id, CreateSpec { length, metadata })
         .await?;
     let location = state.location(&row.id);
+    // Only on HTTP/1.1 (RFC 9110 forbids 1xx to HTTP/1.0), and through a proxy only when it
+    // passes 1xx on: nginx would take the 104 for the final response.
     if let Protocol::Draft(interop) = protocol
         && version == Version::HTTP_11
+        && (!client.proxied || state.settings.proxies_forward_interim)
     {
         let interim = [
             ("Location", location.clone()),

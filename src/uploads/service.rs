@@ -375,6 +375,7 @@ impl UploadService {
             )
         })?;
         self.metrics.transfers_active.inc();
+        let started = std::time::Instant::now();
         let streamed = self
             .stream_body(
                 &guard,
@@ -385,6 +386,9 @@ impl UploadService {
             )
             .await;
         self.metrics.transfers_active.dec();
+        self.metrics
+            .transfer_seconds
+            .observe(started.elapsed().as_secs_f64());
         let (stop, received, finished) = streamed?;
 
         if stop == Stop::TooLarge {
@@ -714,6 +718,10 @@ impl UploadService {
             self.delete_copy(unused).await;
         }
         self.metrics.uploads_completed.inc();
+        self.metrics
+            .upload_seconds
+            .observe(now.saturating_sub(row.created_at).max(0) as f64);
+        self.metrics.upload_size.observe(size as f64);
         tracing::info!(upload = %row.id, blob = %blob, size, "upload complete");
         if completion.media_queued {
             // Off the request: the database row is the job's record, and the workers' sweep

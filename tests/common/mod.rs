@@ -410,6 +410,23 @@ impl TestApp {
         }
     }
 
+    /// This server's metrics in the classic text format.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
+    /// The value of one metric series (`name{labels}` exactly as exported), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        sample(&self.metrics().await, series)
+    }
+
     /// Mints a signed link to blob `id` with this JSON body (`None`: no body).
     pub async fn mint_link(&self, user: &User, id: &str, body: Option<Value>) -> Response {
         let mut req = self
@@ -469,6 +486,14 @@ pub struct User {
     pub key: SigningKey,
     pub token: String,
     pub account_id: String,
+}
+
+/// The value of one series (`name{labels}` exactly as exported) in an exposition, 0 when
+/// absent.
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().expect("a number"))
 }
 
 pub fn rand_bytes() -> [u8; 32] {

@@ -49,28 +49,55 @@ pub fn nginx_binary() -> PathBuf {
         )
 }
 
-/// The shipped proxy configuration with its `(test)` lines pointed at `origin` (HOST:PORT),
-/// the cache directory `cache` and `127.0.0.1:port`.
-pub fn caching_proxy_site(origin: &str, port: u16, cache: &Path) -> String {
+/// The shipped proxy configuration (deploy/nginx/sealpost.conf) on `127.0.0.1:port`, with its
+/// `(host)` lines pointed at `origin` (HOST:PORT, every upstream: a node of every role), the
+/// cache directory `cache` and the access log `log`.
+pub fn caching_proxy_site(origin: &str, port: u16, cache: &Path, log: &Path) -> String {
     let shipped = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx/sealpost.conf"),
     )
     .expect("deploy/nginx/sealpost.conf");
-    let rewritten = shipped
-        .replace("server sealpost:8080;", &format!("server {origin};"))
-        .replace("/var/cache/nginx/sealpost", &cache.display().to_string())
-        .replace("listen 8081;", &format!("listen 127.0.0.1:{port};"));
-    assert!(
-        rewritten.contains(origin) && rewritten.contains(&format!(":{port};")),
-        "the (test) lines of deploy/nginx/sealpost.conf changed"
-    );
-    rewritten
+    let mut site = shipped;
+    for (from, to) in [
+        ("server media:8080;".to_owned(), format!("server {origin};")),
+        (
+            "server chat-1:8080;".to_owned(),
+            format!("server {origin};"),
+        ),
+        (
+            "server chat-2:8080;".to_owned(),
+            format!("server {origin};"),
+        ),
+        (
+            "/var/cache/nginx/sealpost".to_owned(),
+            cache.display().to_string(),
+        ),
+        (
+            "/var/log/nginx/access.log".to_owned(),
+            log.display().to_string(),
+        ),
+        (
+            "listen 8080;".to_owned(),
+            format!("listen 127.0.0.1:{port};"),
+        ),
+    ] {
+        assert_eq!(
+            site.matches(&from).count(),
+            1,
+            "the (host) lines of deploy/nginx/sealpost.conf changed: {from}"
+        );
+        site = site.replace(&from, &to);
+    }
+    site
 }
 
 impl Nginx {
     /// The shipped caching proxy in front of `origin` (HOST:PORT).
     pub async fn caching_proxy(origin: &str) -> Self {
-        Self::start(|port, dir| caching_proxy_site(origin, port, &dir.join("cache"))).await
+        Self::start(|port, dir| {
+            caching_proxy_site(origin, port, &dir.join("cache"), &dir.join("access.log"))
+        })
+        .await
     }
 
     /// Runs the http-context `site(port, prefix dir)` on a free port of 127.0.0.1; returns once
@@ -139,5 +166,10 @@ impl Nginx {
     /// `path` on this nginx.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// What the shipped site logged so far (one line a request).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
 }

@@ -7,15 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::{Bus, BusError, Record, Start, Subscription};
+use crate::{Bus, BusError, Lag, Record, Start, Subscription};
 
 /// How long a publish may wait for room in the producer's queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,6 +29,8 @@ const HEARTBEAT_INTERVAL_MS: &str = "3000";
 const MAX_POLL_INTERVAL_MS: &str = "1800000";
 /// How long the readiness check waits for cluster metadata.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a consumer's statistics (its lag among them) are refreshed.
+const STATISTICS_INTERVAL_MS: &str = "5000";
 
 /// A Kafka cluster.
 pub struct KafkaBus {
@@ -185,7 +187,11 @@ impl Bus for KafkaBus {
     ) -> Result<Box<dyn Subscription>, BusError> {
         let topic = format!("{}{topic}", self.prefix);
         self.ensure_topic(&topic).await?;
-        let consumer: StreamConsumer = ClientConfig::new()
+        let context = LagContext {
+            topic: topic.clone(),
+            partitions: Mutex::default(),
+        };
+        let consumer: StreamConsumer<LagContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", format!("{}{group}", self.prefix))
             .set("enable.auto.commit", "false")
@@ -206,7 +212,9 @@ impl Bus for KafkaBus {
             // A broker answers a fetch when records arrive or after this long, whichever
             // comes first; brokers that wait it out (tansu) add up to this much latency.
             .set("fetch.wait.max.ms", self.fetch_wait_ms.to_string())
-            .create()?;
+            // The statistics carry each partition's lag (served while the consumer polls).
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .create_with_context(context)?;
         consumer.subscribe(&[&topic])?;
         Ok(Box::new(KafkaSubscription {
             consumer: Some(Arc::new(consumer)),
@@ -229,12 +237,78 @@ impl Bus for KafkaBus {
 }
 
 struct KafkaSubscription {
-    consumer: Option<Arc<StreamConsumer>>,
+    consumer: Option<Arc<StreamConsumer<LagContext>>>,
     prefix: String,
 }
 
+/// A consumer's context: keeps the lag of the partitions it fetches, from librdkafka's
+/// statistics (`consumer_lag`: the partition's high watermark less the group's committed
+/// offset).
+struct LagContext {
+    /// The topic as the broker names it.
+    topic: String,
+    partitions: Mutex<Vec<(i32, u64)>>,
+}
+
+/// The part of librdkafka's statistics the lag comes from.
+#[derive(serde::Deserialize)]
+struct Statistics {
+    #[serde(default)]
+    topics: std::collections::HashMap<String, TopicStatistics>,
+}
+
+#[derive(serde::Deserialize)]
+struct TopicStatistics {
+    #[serde(default)]
+    partitions: std::collections::HashMap<String, PartitionStatistics>,
+}
+
+#[derive(serde::Deserialize)]
+struct PartitionStatistics {
+    partition: i32,
+    #[serde(default)]
+    fetch_state: String,
+    consumer_lag: i64,
+}
+
+impl ClientContext for LagContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        let Ok(statistics) = serde_json::from_slice::<Statistics>(statistics) else {
+            return;
+        };
+        let mut lags: Vec<(i32, u64)> = statistics
+            .topics
+            .get(&self.topic)
+            .map(|t| {
+                t.partitions
+                    .values()
+                    // Partitions this member fetches whose lag is known (-1: no commit yet).
+                    .filter(|p| p.partition >= 0 && p.fetch_state == "active")
+                    .filter_map(|p| Some((p.partition, u64::try_from(p.consumer_lag).ok()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        lags.sort_unstable();
+        *self
+            .partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = lags;
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+impl Lag for LagContext {
+    fn partitions(&self) -> Vec<(i32, u64)> {
+        self.partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
 impl KafkaSubscription {
-    fn consumer(&self) -> Result<&Arc<StreamConsumer>, BusError> {
+    fn consumer(&self) -> Result<&Arc<StreamConsumer<LagContext>>, BusError> {
         self.consumer.as_ref().ok_or(BusError::Closed)
     }
 }
@@ -289,6 +363,12 @@ impl Subscription for KafkaSubscription {
                 ) => BusError::Revoked,
                 other => BusError::Kafka(other),
             })
+    }
+
+    fn lag(&self) -> Option<Arc<dyn Lag>> {
+        let consumer = self.consumer.as_ref()?;
+        let context: Arc<dyn Lag> = consumer.context().clone();
+        Some(context)
     }
 
     /// Leaves the group cleanly: unsubscribes, then polls briefly so the LeaveGroup request

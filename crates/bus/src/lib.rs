@@ -6,6 +6,7 @@ mod consume;
 mod error;
 mod kafka;
 mod memory;
+mod metrics;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
@@ -18,6 +19,7 @@ pub use consume::{Backoff, Membership, consume, consume_batches};
 pub use error::BusError;
 pub use kafka::KafkaBus;
 pub use memory::MemoryBus;
+pub use metrics::{BusMetrics, Lag, metered};
 
 /// One record as a consumer sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +88,12 @@ pub trait Subscription: Send {
     /// Leaves the group, so that its partitions (and their uncommitted records) go to the
     /// other members at once.
     async fn close(self: Box<Self>);
+
+    /// How far this member is behind, readable while it works (for metrics); `None` when the
+    /// backend cannot tell.
+    fn lag(&self) -> Option<Arc<dyn Lag>> {
+        None
+    }
 }
 
 /// Opens the bus a URL names: `memory://` (this process's own), `memory://NAME` (shared by

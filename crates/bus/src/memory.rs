@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::{Bus, BusError, Record, Start, Subscription};
+use crate::{Bus, BusError, Lag, Record, Start, Subscription};
 
 /// Records a topic keeps at most.
 const MAX_RECORDS: usize = 100_000;
@@ -188,6 +188,27 @@ struct MemorySubscription {
     member: u64,
 }
 
+/// The lag of a member of a group on the in-process bus: what its one partition holds past the
+/// group's commit, while the member holds it.
+struct MemoryLag {
+    topic: Arc<Topic>,
+    group: String,
+    member: u64,
+}
+
+impl Lag for MemoryLag {
+    fn partitions(&self) -> Vec<(i32, u64)> {
+        let state = lock(&self.topic);
+        let end = state.end();
+        state
+            .groups
+            .get(&self.group)
+            .filter(|g| g.owner == Some(self.member))
+            .map(|g| vec![(0, end.saturating_sub(g.committed.max(state.base)))])
+            .unwrap_or_default()
+    }
+}
+
 impl MemorySubscription {
     /// The next record for this member, if it holds (or can take) the partition.
     fn poll(&self) -> Option<Record> {
@@ -259,6 +280,14 @@ impl Subscription for MemorySubscription {
 
     async fn close(self: Box<Self>) {
         self.leave();
+    }
+
+    fn lag(&self) -> Option<Arc<dyn Lag>> {
+        Some(Arc::new(MemoryLag {
+            topic: self.topic.clone(),
+            group: self.group.clone(),
+            member: self.member,
+        }))
     }
 }
 

@@ -217,3 +217,55 @@ async fn servers_given_one_test_key_share_a_bus_and_others_do_not() {
     );
     sub.close().await;
 }
+
+#[tokio::test]
+async fn a_metered_bus_times_publishes_and_shows_what_a_member_has_not_committed() {
+    let metrics = sealpost_bus::BusMetrics::default();
+    let mut registry = prometheus_client::registry::Registry::with_prefix("sealpost");
+    metrics.register(&mut registry);
+    let bus = sealpost_bus::metered(bus().await, &metrics);
+    let (topic, group) = (unique("lag"), unique("lagging"));
+    for i in 0..5 {
+        bus.publish(&topic, b"one-key", format!("{i}").as_bytes())
+            .await
+            .expect("publish");
+    }
+    let encode = || {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        text
+    };
+    assert!(
+        encode().contains(&format!(
+            "sealpost_bus_publish_duration_seconds_count{{topic=\"{topic}\"}} 5"
+        )),
+        "{}",
+        encode()
+    );
+    let mut sub = bus
+        .subscribe(&topic, &group, Start::Oldest)
+        .await
+        .expect("subscribe");
+    let mut records = Vec::new();
+    for _ in 0..5 {
+        records.push(next(&mut sub).await);
+    }
+    sub.commit(&records[1]).await.expect("commit");
+    // Three records are not committed. Kafka reports lag in its statistics, which a consumer
+    // refreshes while it waits for records.
+    let lag = format!(
+        "sealpost_bus_consumer_lag{{topic=\"{topic}\",group=\"{group}\",partition=\"{}\"}} 3",
+        records[1].partition
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    while !encode().contains(&lag) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {lag} in {}",
+            encode()
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(500), sub.next()).await;
+    }
+    sub.close().await;
+    assert!(!encode().contains(&group), "a member that left still shows");
+}

@@ -224,6 +224,8 @@ impl Chat {
             .collect();
         // One transaction for the batch (a group message's fan-out included).
         self.db.deliver(&batch).await?;
+        self.metrics
+            .stored(batch.iter().map(|(_, copies)| copies.len() as u64).sum());
         let mut devices: Vec<(String, u32)> = messages
             .iter()
             .flat_map(|m| m.copies.iter().map(|c| (c.account.clone(), c.device)))

@@ -108,6 +108,22 @@ enum End {
     Close(u16, &'static str),
 }
 
+impl End {
+    /// The reason as the disconnect metric names it.
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Gone => "gone",
+            Self::Close(_, reason) => match *reason {
+                "internal error" => "internal",
+                "text frames only" => "unsupported",
+                "token-expired" => "token_expired",
+                "too-slow" => "too_slow",
+                other => other,
+            },
+        }
+    }
+}
+
 /// One device's connection.
 struct Connection {
     account: String,
@@ -119,6 +135,8 @@ struct Connection {
     pushed: u64,
     /// The window filled before the inbox was pushed to its end: an ack pushes on.
     stalled: bool,
+    /// When it connected, Unix milliseconds: messages sent since reach it live.
+    since: i64,
 }
 
 impl Chat {
@@ -130,6 +148,7 @@ impl Chat {
             token_hash,
         } = session;
         let now = crate::unix_millis();
+        let _open = self.metrics.connected();
         let mut registration = self.registry.register(&account, device, &token_hash, now);
         self.connected(&account, device, now).await;
         let (sink, stream) = socket.split();
@@ -140,6 +159,7 @@ impl Chat {
             in_flight: VecDeque::new(),
             pushed: 0,
             stalled: false,
+            since: now,
         };
         tracing::debug!(account, device, "chat connected");
         let expiry = tokio::time::Instant::now()
@@ -156,6 +176,7 @@ impl Chat {
                 End::Close(1011, "internal error")
             }
         };
+        self.metrics.disconnected(end.reason());
         if let End::Close(code, reason) = end {
             let frame = CloseFrame {
                 code,
@@ -250,11 +271,16 @@ impl Chat {
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                         Some(Ok(Message::Close(_)) | Err(_)) | None => return Ok(End::Gone),
                     };
-                    let answer = self.handle(c, text.as_str()).await?;
-                    if let Some(answer) = answer
-                        && !self.write(c, &answer).await
-                    {
-                        return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
+                    let started = std::time::Instant::now();
+                    let (kind, answer) = self.handle(c, text.as_str()).await?;
+                    self.metrics.received(kind);
+                    if let Some(answer) = answer {
+                        if !self.write(c, &answer).await {
+                            return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
+                        }
+                        if matches!(answer, ServerFrame::Sent { .. }) {
+                            self.metrics.send_took(kind, started.elapsed().as_secs_f64());
+                        }
                     }
                     // New messages come with a wake-up; only an ack that opened a full
                     // window needs the inbox read here.
@@ -266,19 +292,36 @@ impl Chat {
         }
     }
 
-    /// Handles one client frame; returns the answer, if it has one.
-    async fn handle(&self, c: &mut Connection, text: &str) -> anyhow::Result<Option<ServerFrame>> {
+    /// Handles one client frame; returns its type (`invalid` when it is none) and the answer,
+    /// if it has one.
+    async fn handle(
+        &self,
+        c: &mut Connection,
+        text: &str,
+    ) -> anyhow::Result<(&'static str, Option<ServerFrame>)> {
         let frame = match serde_json::from_str::<ClientFrame>(text) {
             Ok(frame) => frame,
             Err(e) => {
-                return Ok(Some(ServerFrame::Error {
+                let refusal = ServerFrame::Error {
                     id: None,
                     code: "invalid-frame".to_owned(),
                     message: format!("not a frame of protocol v1: {e}"),
                     retry_after: None,
-                }));
+                };
+                return Ok(("invalid", Some(refusal)));
             }
         };
+        let kind = frame.kind();
+        let answer = self.answer(c, frame).await?;
+        Ok((kind, answer))
+    }
+
+    /// What one client frame asks, done; the answer, if it has one.
+    async fn answer(
+        &self,
+        c: &mut Connection,
+        frame: ClientFrame,
+    ) -> anyhow::Result<Option<ServerFrame>> {
         match frame {
             ClientFrame::Send { id, to, envelopes } => Ok(Some(
                 self.send(&c.account, c.device, id, to, envelopes).await,
@@ -354,9 +397,15 @@ impl Chat {
             }
             for row in rows {
                 let seq = u64::try_from(row.seq).unwrap_or(0);
+                let sent_at = row.sent_at;
                 let frame = inbox_frame(row);
                 if !self.write(c, &frame).await {
                     return Ok(false);
+                }
+                if sent_at >= c.since {
+                    let waited = crate::unix_millis().saturating_sub(sent_at);
+                    // Clocks of two nodes may disagree by a little: never below zero.
+                    self.metrics.delivered_after(waited.max(0) as f64 / 1000.0);
                 }
                 c.pushed = seq;
                 c.in_flight.push_back(seq);
@@ -366,10 +415,18 @@ impl Chat {
 
     /// Writes a frame; false when the device did not take it within the write timeout.
     async fn write(&self, c: &mut Connection, frame: &ServerFrame) -> bool {
-        match serde_json::to_string(frame) {
-            Ok(text) => self.send_raw(c, Message::Text(text.into())).await,
-            Err(_) => false,
+        let Ok(text) = serde_json::to_string(frame) else {
+            return false;
+        };
+        let written = self.send_raw(c, Message::Text(text.into())).await;
+        if written {
+            let code = match frame {
+                ServerFrame::Error { code, .. } => Some(code.as_str()),
+                _ => None,
+            };
+            self.metrics.sent(frame.kind(), code);
         }
+        written
     }
 
     async fn send_raw(&self, c: &mut Connection, message: Message) -> bool {

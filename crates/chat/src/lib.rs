@@ -6,6 +6,7 @@ mod delivery;
 mod gateway;
 mod groups;
 mod keys;
+mod metrics;
 mod registry;
 mod send;
 
@@ -21,6 +22,7 @@ pub use delivery::DELIVERY_GROUP;
 pub use gateway::{__path_upgrade, SUBPROTOCOL, TokenQuery, upgrade};
 pub use groups::GroupError;
 pub use keys::KeyError;
+pub use metrics::ChatMetrics;
 
 /// The topic messages go to, keyed by recipient account.
 pub const TOPIC_MESSAGES: &str = "chat.messages";
@@ -102,16 +104,19 @@ pub struct Chat {
     /// This node's name, for its wake-up group.
     node: String,
     shutdown: CancellationToken,
+    metrics: ChatMetrics,
 }
 
 impl Chat {
-    /// A chat server over these backends; connections close (1012) at `shutdown`.
+    /// A chat server over these backends, measured into `metrics`; connections close (1012)
+    /// at `shutdown`.
     pub fn new(
         db: Db,
         bus: Arc<dyn Bus>,
         auth: Arc<AuthService>,
         config: ChatConfig,
         shutdown: CancellationToken,
+        metrics: ChatMetrics,
     ) -> Arc<Self> {
         Arc::new(Self {
             db,
@@ -124,6 +129,7 @@ impl Chat {
             registry: registry::Registry::default(),
             node: uuid::Uuid::new_v4().simple().to_string(),
             shutdown,
+            metrics,
         })
     }
 
@@ -201,6 +207,14 @@ impl Chat {
     /// Devices connected to this node now.
     pub fn connections(&self) -> usize {
         self.registry.len()
+    }
+
+    /// Reads the gauges that come from the database (the messages waiting in every inbox)
+    /// for a scrape; nodes that run the delivery workers call it.
+    pub async fn refresh_metrics(&self) -> anyhow::Result<()> {
+        let waiting = self.db.inbox_waiting().await?;
+        self.metrics.set_inbox_messages(waiting);
+        Ok(())
     }
 }
 

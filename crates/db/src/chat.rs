@@ -295,6 +295,14 @@ impl Db {
         Ok(count)
     }
 
+    /// Messages waiting unacknowledged in every device's inbox (for metrics).
+    pub async fn inbox_waiting(&self) -> Result<i64, DbError> {
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM inbox WHERE acked = 0")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count)
+    }
+
     /// Marks a device's inbox messages up to `seq` acknowledged; they stay (without their
     /// body) as tombstones until they expire, so a redelivery is not stored again. Returns
     /// how many.

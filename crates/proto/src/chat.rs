@@ -108,6 +108,20 @@ pub enum ClientFrame {
     },
 }
 
+impl ClientFrame {
+    /// The frame's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Send { .. } => "send",
+            Self::SendGroup { .. } => "send_group",
+            Self::Ack { .. } => "ack",
+            Self::Receipt { .. } => "receipt",
+            Self::Typing { .. } => "typing",
+            Self::TypingGroup { .. } => "typing_group",
+        }
+    }
+}
+
 /// A frame from the server (docs/protocol.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -235,4 +249,22 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after: Option<u64>,
     },
+}
+
+impl ServerFrame {
+    /// The frame's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Hello { .. } => "hello",
+            Self::Message { .. } => "message",
+            Self::Group { .. } => "group",
+            Self::Receipt { .. } => "receipt",
+            Self::KeysLow { .. } => "keys_low",
+            Self::Typing { .. } => "typing",
+            Self::Sent { .. } => "sent",
+            Self::Mismatch { .. } => "mismatch",
+            Self::GroupMismatch { .. } => "group_mismatch",
+            Self::Error { .. } => "error",
+        }
+    }
 }

@@ -65,6 +65,18 @@ pub enum TranscodeError {
     Io(#[from] std::io::Error),
 }
 
+/// Every code [`TranscodeError::code`] gives.
+pub const ERROR_CODES: [&str; 8] = [
+    "unsupported-media",
+    "file-too-large",
+    "image-too-large",
+    "image-side-too-long",
+    "too-many-frames",
+    "media-too-long",
+    "corrupt-media",
+    "processing-failed",
+];
+
 impl TranscodeError {
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {

@@ -9,6 +9,6 @@ mod limits;
 pub mod sniff;
 pub mod video;
 
-pub use error::TranscodeError;
+pub use error::{ERROR_CODES, TranscodeError};
 pub use limits::{ImageLimits, VideoLimits};
 pub use sniff::{MediaType, sniff};
