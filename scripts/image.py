@@ -293,6 +293,8 @@ def replay_build(stage: Stage, context: Path, work: Path, target_dir: Path) -> F
                 mount(flag, fs, workdir, target_dir, where)
             if command.startswith("["):
                 raise Failure(f"{where}: RUN in exec form is not replayed; use the shell form")
+            if re.search(r"\|\|\s*(true|:)\b", command):
+                raise Failure(f"{where}: `|| true` would hide a failure the image needs to see")
             mapped = ABSOLUTE.sub(lambda m: str(fs.path(m.group(0))), command)
             print(f"{where}: RUN {command}", flush=True)
             done = subprocess.run(["bash", "-eo", "pipefail", "-c", mapped],

@@ -8,6 +8,10 @@
 
 GARAGE_VERSION=2.5.0
 TANSU_VERSION=0.6.0
+SERVICES_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=$SERVICES_ROOT/.venv
+REQUIREMENTS=$SERVICES_ROOT/tests/interop/requirements.txt
+PYTHON=
 
 PG_DATA=
 PG_ROOT=
@@ -42,6 +46,46 @@ apt_install_missing() {
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
     [[ -z $made_policy ]] || rm -f "$policy"
+}
+
+# Sets PYTHON: a Python >= 3.11 that can make venvs, the one on PATH if it can, else Debian's.
+find_python() {
+    if command -v python3 >/dev/null \
+        && python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        PYTHON=$(command -v python3)
+    else
+        if command -v dpkg-query >/dev/null; then
+            apt_install_missing python3 python3-venv
+        fi
+        PYTHON=/usr/bin/python3
+    fi
+    echo "python: $PYTHON ($("$PYTHON" --version 2>&1))"
+}
+
+# The venv at .venv with the pinned packages of tests/interop/requirements.txt (tuspy,
+# schemathesis, tink, PyYAML…), made or brought up to date when the list changed.
+ensure_venv() {
+    if [[ -x $VENV/bin/python ]] && ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+        echo "removing broken venv $VENV"
+        rm -rf "$VENV"
+    fi
+    if [[ ! -x $VENV/bin/python ]]; then
+        echo "creating venv $VENV"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    local stamp=$VENV/.requirements.sha256 want
+    want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
+    if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]] \
+        || ! "$VENV/bin/python" -c 'import tusclient, cryptography, schemathesis, tink, yaml' 2>/dev/null; then
+        echo "installing $(grep -cv '^\s*\(#\|$\)' "$REQUIREMENTS") pinned Python packages"
+        "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQUIREMENTS"
+        echo "$want" >"$stamp"
+    else
+        echo "venv up to date: $VENV"
+    fi
+    "$VENV/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null \
+        | grep -iE '^(tuspy|cryptography|requests|schemathesis|tink|pyyaml)==' | tr '\n' ' '
+    echo
 }
 
 # A free TCP port on 127.0.0.1.

@@ -2,19 +2,23 @@
 # The whole test suite, as CI runs it (`bash .ci/run`) and as `make test` runs it.
 #
 #   1. tools: apt packages (only if missing: FFmpeg development libraries, clang, ffmpeg,
-#      nginx-light, postgresql, docker-compose, …) and the
-#      Python venv at .venv
+#      nginx-light, prometheus, postgresql, docker-compose, …), garage and tansu (cargo
+#      install, once per machine) and the Python venv at .venv
 #   2. cargo fmt --check, clippy -D warnings, cargo build --workspace --bins --locked (sealpost
 #      and seal, which tests/seal_cli.rs runs),
 #      cargo test --workspace --locked on the embedded defaults (SQLite + files + in-process
 #      bus), then again on a throw-away PostgreSQL cluster, Garage S3 server and tansu Kafka
 #      broker (every test gets a database and a bucket of its own; see the `testing` modules of
 #      crates/db, crates/store and crates/bus)
-#   3. docker-compose.yml validation (Debian's docker-compose, no engine needed); sealed-media
-#      interop with Google Tink in both directions (tests/interop/tink_interop.py); against the
-#      built binary: OpenAPI document freshness, then a live server
-#      (SQLite + files in a temp dir) driven by tests/interop/tus_interop.py (tuspy)
-#      and by schemathesis.
+#   3. the deploy files (docker-compose.yml validated by Debian's docker-compose, no engine
+#      needed; every image pinned; Prometheus alert rules); sealed-media interop with Google
+#      Tink in both directions (tests/interop/tink_interop.py); against the built binary:
+#      OpenAPI document freshness, then a live server (SQLite + files in a temp dir) driven by
+#      tests/interop/tus_interop.py (tuspy) and by schemathesis, and tuspy again on
+#      PostgreSQL + S3 + Kafka; the Dockerfile's build stage replayed (a release build,
+#      scripts/image.py) and its runtime stage checked against what that build linked; the
+#      compose stack run natively from its files with the replayed build's binaries and
+#      driven through nginx (scripts/stack.sh).
 #
 # Ends with a line `N passed, N failed` counting the stages of step 3; exits non-zero if any
 # stage failed. A cargo failure stops the run at once.
@@ -30,8 +34,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/debug/sealpost
-VENV=$ROOT/.venv
-REQUIREMENTS=$ROOT/tests/interop/requirements.txt
 REPORT_DIR=$TARGET_DIR/test-reports
 
 section() { printf '\n========== %s ==========\n' "$*"; }
@@ -62,18 +64,7 @@ trap 'exit 143' TERM
 # ---------------------------------------------------------------------------------------------
 section "tools"
 
-# A Python >= 3.11 that can make venvs: the one on PATH if it can, else Debian's.
-PYTHON=
-if command -v python3 >/dev/null \
-    && python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
-    PYTHON=$(command -v python3)
-else
-    if command -v dpkg-query >/dev/null; then
-        apt_install_missing python3 python3-venv
-    fi
-    PYTHON=/usr/bin/python3
-fi
-echo "python: $PYTHON ($("$PYTHON" --version 2>&1))"
+find_python
 
 # FFmpeg's libraries, headers and libclang (ffmpeg-next's bindings are generated at build time)
 # for crates/transcode, and the ffmpeg/ffprobe CLI that tests check renditions with.
@@ -84,31 +75,13 @@ bash "$ROOT/scripts/build-deps.sh" ffmpeg
 install_tansu
 export SEALPOST_TEST_TANSU=${SEALPOST_TEST_TANSU:-$(command -v tansu || echo "$HOME/.cargo/bin/tansu")}
 
-# nginx for tests/nginx.rs (the caching proxy of deploy/nginx/sealpost.conf in front of a server).
-apt_install_missing nginx-light
+# nginx for tests/nginx.rs and the stack (deploy/nginx/sealpost.conf in front of servers);
+# Prometheus and promtool, Debian's docker-compose (validates the file; no engine) for the
+# deploy stages.
+apt_install_missing nginx-light prometheus docker-compose
 export SEALPOST_TEST_NGINX=${SEALPOST_TEST_NGINX:-/usr/sbin/nginx}
 
-if [[ -x $VENV/bin/python ]] && ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
-    echo "removing broken venv $VENV"
-    rm -rf "$VENV"
-fi
-if [[ ! -x $VENV/bin/python ]]; then
-    echo "creating venv $VENV"
-    "$PYTHON" -m venv "$VENV"
-fi
-STAMP=$VENV/.requirements.sha256
-WANT=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
-if [[ ! -f $STAMP || $(cat "$STAMP") != "$WANT" ]] \
-    || ! "$VENV/bin/python" -c 'import tusclient, cryptography, schemathesis, tink' 2>/dev/null; then
-    echo "installing $(grep -cv '^\s*\(#\|$\)' "$REQUIREMENTS") pinned Python packages"
-    "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQUIREMENTS"
-    echo "$WANT" >"$STAMP"
-else
-    echo "venv up to date: $VENV"
-fi
-"$VENV/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null \
-    | grep -iE '^(tuspy|cryptography|requests|schemathesis|tink)==' | tr '\n' ' '
-echo
+ensure_venv
 
 # ---------------------------------------------------------------------------------------------
 if [[ ${SKIP_CARGO:-} == 1 ]]; then
@@ -150,12 +123,13 @@ stage_result() { # name rc
     fi
 }
 
-section "docker-compose config"
-apt_install_missing docker-compose
+section "deploy files: docker-compose.yml, pinned images, Prometheus alert rules"
 rc=0
 docker-compose -f "$ROOT/docker-compose.yml" config -q || rc=$?
 ((rc == 0)) && echo "docker-compose.yml is valid"
-stage_result compose-config "$rc"
+"$PYTHON" "$ROOT/scripts/image.py" pins || rc=$?
+promtool check rules "$ROOT/deploy/prometheus/alerts.yml" || rc=$?
+stage_result deploy-config "$rc"
 
 section "sealed media: interop with Google Tink (Python)"
 rc=0
@@ -293,6 +267,27 @@ if grep -qE 'panicked|ERROR' "$SERVER_LOG"; then
     echo "server log lines with ERROR or panics:"
     grep -E 'panicked|ERROR' "$SERVER_LOG" | head -n 40
 fi
+
+# ---------------------------------------------------------------------------------------------
+section "Docker image: the build stage replayed (scripts/image.py build)"
+# At the same place every run, so that cargo rebuilds only what changed since the last one.
+IMAGE=$TARGET_DIR/image-replay
+rm -rf "$IMAGE"
+rc=0
+"$PYTHON" "$ROOT/scripts/image.py" build --work "$IMAGE" || rc=$?
+stage_result image-build "$rc"
+IMAGE_BUILT=$rc
+
+section "Docker image: the runtime stage against the binaries the build made"
+rc=$IMAGE_BUILT
+((rc != 0)) || "$PYTHON" "$ROOT/scripts/image.py" runtime --work "$IMAGE" || rc=$?
+stage_result image-runtime "$rc"
+
+section "the compose stack, natively, through nginx (scripts/stack.sh)"
+rc=$IMAGE_BUILT
+((rc != 0)) || SEALPOST_BIN=$IMAGE/root/out/sealpost SEAL_BIN=$IMAGE/root/out/seal \
+    bash "$ROOT/scripts/stack.sh" || rc=$?
+stage_result stack "$rc"
 
 section "summary"
 ((FAILED == 0)) || echo "failed stages: ${FAILED_STAGES[*]}"

@@ -89,7 +89,10 @@ impl Application {
         ));
         let keys = LinkKeys::load(&settings.blobs.link_keys, &settings.data_dir)
             .context("cannot load the link-signing keys")?;
-        if settings.blobs.link_keys.is_empty() && settings.database_url.is_some() {
+        if settings.role.serves_api()
+            && settings.blobs.link_keys.is_empty()
+            && settings.database_url.is_some()
+        {
             tracing::warn!(
                 "blobs.link_keys is not set: links are signed with a key in the data directory, \
                  which other nodes do not share"

@@ -4,11 +4,10 @@
 
 use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
-use super::interim::ClientConn;
 use crate::error::ApiError;
 
 /// One trusted proxy: an address, or a block of them.
@@ -145,21 +144,14 @@ impl ClientAddr {
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = ApiError;
 
-    /// The address the request middleware resolved (it runs on every request).
+    /// The address the request middleware resolved (it runs on every request with connection
+    /// info, which every listener of the server gives).
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        if let Some(client) = parts.extensions.get::<Self>() {
-            return Ok(*client);
-        }
-        let ConnectInfo(conn) = parts
+        parts
             .extensions
-            .get::<ConnectInfo<ClientConn>>()
-            .cloned()
-            .ok_or_else(|| ApiError::Internal("no connection info".into()))?;
-        Ok(Self::resolve(
-            &TrustedProxies::default(),
-            conn.addr.ip(),
-            &parts.headers,
-        ))
+            .get::<Self>()
+            .copied()
+            .ok_or_else(|| ApiError::Internal("no client address".into()))
     }
 }
 

@@ -11,12 +11,13 @@ check (`sealpost ready`). nginx runs deploy/nginx/sealpost.conf, Prometheus
 deploy/prometheus/prometheus.yml (Docker DNS discovery becomes the same names as static
 targets) with its alert rules.
 
-Then, through nginx only: two users register; the recipient listens on one chat gateway while
-the sender sends a photo through the other (least_conn puts the second connection there; the
-gateways' metrics prove it); the recipient saves it and answers delivered and read; a ranged
+Then the README's walkthrough, through nginx only: Ada and Ben register; Ben listens on one
+chat gateway while Ada sends a photo through the other (least_conn puts the second connection
+there; the gateways' metrics prove it); Ben saves it and answers delivered and read; a ranged
 download of it is served from nginx's cache; /metrics is refused. Every node's /metrics passes
-`promtool check metrics`, Prometheus scrapes every node, loads the alerts, and runs every
-query of the Grafana dashboard, each of which names only metrics the nodes define.
+`promtool check metrics` and exports only metrics docs/operations.md lists; Prometheus scrapes
+every node, loads the alerts, and runs every query of the Grafana dashboard, each of which
+names only listed metrics. No node may log an error.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ def get(url: str, timeout: float = 10) -> tuple[int, str]:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+        return 0, str(e)
 
 
 def wait_until(what: str, probe, timeout: float = 60, every: float = 0.5):
@@ -258,8 +261,8 @@ class Stack:
         status, body = get(f"{self.base}/metrics")
         check(status == 404 and '"not-found"' in body, f"/metrics through nginx: {status} {body}")
 
-        self.seal("alice", "register", "--phone", "+15550100001", "--name", "Alice")
-        self.seal("bob", "register", "--phone", "+15550100002", "--name", "Bob")
+        self.seal("ada", "register", "--phone", "+15551234567", "--name", "Ada")
+        self.seal("ben", "register", "--phone", "+15557654321", "--name", "Ben")
         say("two users registered through nginx (keys published to the chat nodes)")
 
         photo = self.work / "beach.jpg"
@@ -270,36 +273,36 @@ class Stack:
         saved.mkdir()
         # The CLI's connection stays up; nothing else is connected yet.
         check(self.connections() == {"chat-1": 0, "chat-2": 0}, "gateways busy before the test")
-        listener = self.seal_background("bob", "listen", "--json", "--count", "1",
+        listener = self.seal_background("ben", "listen", "--json", "--count", "1",
                                         "--save-to", str(saved))
-        bob_on = wait_until("Bob's chat connection", lambda: next(
+        ben_on = wait_until("Ben's chat connection", lambda: next(
             (n for n, c in self.connections().items() if c == 1), None), timeout=30)
         sends_before = {n: self.sample(n, "sealpost_chat_frames_received_total", type="send")
                         for n in ("chat-1", "chat-2")}
-        self.seal("alice", "send", "--to", "+15550100002", "--file", str(photo),
+        self.seal("ada", "send", "--to", "+15557654321", "--file", str(photo),
                   "--caption", "the beach")
         sends = {n: self.sample(n, "sealpost_chat_frames_received_total", type="send")
                  - sends_before[n] for n in ("chat-1", "chat-2")}
-        alice_on = next((n for n, c in sends.items() if c >= 1), None)
-        check(alice_on is not None and alice_on != bob_on,
-              f"the send went through {alice_on}, the recipient listens on {bob_on}")
-        say(f"Bob listens on {bob_on}; Alice sent the photo through {alice_on}")
+        ada_on = next((n for n, c in sends.items() if c >= 1), None)
+        check(ada_on is not None and ada_on != ben_on,
+              f"the send went through {ada_on}, the recipient listens on {ben_on}")
+        say(f"Ben listens on {ben_on}; Ada sent the photo through {ada_on}")
 
         out, err = listener.communicate(timeout=120)
         check(listener.returncode == 0, f"seal listen failed: {err}")
         lines = [json.loads(line) for line in out.splitlines() if line.strip()]
         message = next((m for m in lines if m.get("type") == "message"), None)
-        check(message is not None, f"Bob got no message: {out}")
+        check(message is not None, f"Ben got no message: {out}")
         copy = saved / "beach.jpg"
         check(copy.exists() and copy.read_bytes() == photo.read_bytes(),
               f"the saved photo differs from the sent one: {sorted(p.name for p in saved.iterdir())}")
-        say("Bob saved the photo, byte for byte (downloaded through nginx)")
-        latency = self.sample(bob_on, "sealpost_chat_delivery_latency_seconds_count")
-        check(latency >= 1, f"{bob_on} measured no delivery latency")
+        say("Ben saved the photo, byte for byte (downloaded through nginx)")
+        latency = self.sample(ben_on, "sealpost_chat_delivery_latency_seconds_count")
+        check(latency >= 1, f"{ben_on} measured no delivery latency")
 
         head = self.work / "head.bin"
         reference = saved / "beach.jpg.ref.json"
-        self.seal("bob", "download", str(reference), "--range", "0-65535", "-o", str(head))
+        self.seal("ben", "download", str(reference), "--range", "0-65535", "-o", str(head))
         check(head.read_bytes() == photo.read_bytes()[:65536], "the ranged download differs")
         access = (self.work / "nginx" / "access.log").read_text()
         blob_lines = [line for line in access.splitlines() if re.search(r" /v1/blobs/[0-9a-f]{64} ", line)]
@@ -308,13 +311,17 @@ class Stack:
         check("token=" not in access and "sig=" not in access, "nginx logged a query string")
         say("a ranged download (seal download --range) came from nginx's cache")
 
-        receipts = self.seal("alice", "listen", "--json", "--count", "2")
+        receipts = self.seal("ada", "listen", "--json", "--count", "2")
         statuses = sorted(json.loads(line).get("status", "") for line in receipts.splitlines())
-        check(statuses == ["delivered", "read"], f"Alice's receipts: {receipts}")
-        say("Alice heard delivered and read")
+        check(statuses == ["delivered", "read"], f"Ada's receipts: {receipts}")
+        say("Ada heard delivered and read")
 
     def check_metrics(self) -> set[str]:
-        defined: set[str] = set()
+        """Every node's exposition passes promtool and names only documented metrics; returns
+        the documented ones."""
+        documented = set(re.findall(r"^\| `(sealpost_\w+)` \|",
+                                    (ROOT / "docs/operations.md").read_text(), re.M))
+        check(documented, "docs/operations.md lists no metrics")
         for name in self.nodes:
             text = self.node_metrics(name)
             path = self.work / f"{name}.metrics"
@@ -323,7 +330,10 @@ class Stack:
                                   capture_output=True, check=False)
             check(done.returncode == 0,
                   f"promtool check metrics ({name}): {done.stdout}{done.stderr}")
-            defined |= set(re.findall(r"^# TYPE (\S+) ", text, re.M))
+            exported = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
+            check(exported <= documented,
+                  f"{name} exports metrics docs/operations.md does not list: "
+                  f"{sorted(exported - documented)}")
         media = self.sample("media", "sealpost_uploads_completed_total")
         check(media >= 2, f"media: {media} uploads completed (the photo and its thumbnail)")
         stored = self.sample("worker", "sealpost_chat_inbox_stored_total")
@@ -333,10 +343,13 @@ class Stack:
         check(lag, "worker: no consumer lag of chat-delivery")
         sent = self.sample("media", "sealpost_download_sent_bytes_total")
         check(sent > 0, "media: no download bytes")
-        say(f"promtool check metrics passes on all {len(self.nodes)} nodes")
-        return defined
+        say(f"promtool check metrics passes on all {len(self.nodes)} nodes, which export only "
+            "documented metrics")
+        return documented
 
     def check_prometheus(self, defined: set[str]) -> None:
+        """Prometheus scrapes every node and loads the alerts; every dashboard query runs and
+        names only documented metrics (`defined`)."""
         def every_target_up():
             up = self.query("up")
             services = {r["metric"].get("service"): r["value"][1] for r in up}
@@ -360,7 +373,7 @@ class Stack:
             for metric in set(re.findall(r"\bsealpost_\w+", expr)):
                 base = next((metric[: -len(s)] for s in suffixes if metric.endswith(s)), metric)
                 check(metric in defined or base in defined,
-                      f"the dashboard names {metric}, which no node defines")
+                      f"the dashboard names {metric}, which docs/operations.md does not list")
             if self.query(expr.replace("$__rate_interval", "1m")):
                 answered += 1
         say(f"{len(exprs)} dashboard queries run ({answered} with data); "
