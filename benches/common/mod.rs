@@ -26,20 +26,24 @@ impl Drop for Server {
     }
 }
 
-/// Starts the release binary on a free port with its data in `data_dir`, `args` added and
-/// the environment `env` (`SEALPOST__…` settings).
+/// Starts the release binary (or the one `SEALPOST_BENCH_SERVER` names, to compare builds) on
+/// a free port with its data in `data_dir`, `args` added and the environment `env`
+/// (`SEALPOST__…` settings). It logs as a deployment does by default, one access line a request
+/// included, into `SEALPOST_BENCH_LOG` when that is set.
 pub(crate) fn start_server(
     data_dir: &Path,
     args: &[&str],
     env: &[(&str, &str)],
 ) -> BenchResult<Server> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sealpost"))
+    let server = std::env::var_os("SEALPOST_BENCH_SERVER")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_sealpost").into());
+    let mut child = Command::new(server)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(args)
         .envs(env.iter().copied())
         .env("SEALPOST__LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn,sealpost::app=info")
+        .env("RUST_LOG", "warn,sealpost::app=info,sealpost::access=info")
         .stderr(Stdio::piped())
         .spawn()?;
     let mut lines = BufReader::new(child.stderr.take().ok_or("stderr")?).lines();
