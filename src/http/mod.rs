@@ -14,7 +14,7 @@ pub mod range;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -285,14 +285,13 @@ impl http_body::Body for Logged {
 impl Drop for Logged {
     fn drop(&mut self) {
         let line = &self.line;
-        let elapsed: Duration = line.started.elapsed();
         // The route, never the path's query: it may hold a token or a link's signature.
         tracing::info!(
             target: "sealpost::access",
             method = %line.method,
             route = %line.route,
             status = line.status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            duration_ms = line.started.elapsed().as_secs_f64() * 1000.0,
             bytes = line.bytes,
             client = %line.client.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
             "request"

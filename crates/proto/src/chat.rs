@@ -268,3 +268,100 @@ impl ServerFrame {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `kind` is the `type` a frame has on the wire (metrics count frames by it).
+    #[test]
+    fn a_frames_kind_is_its_wire_type() {
+        let from = || Sender {
+            account_id: "a".into(),
+            device_id: 1,
+        };
+        let client = [
+            r#"{"type":"send","id":"1","to":"b","envelopes":[]}"#,
+            r#"{"type":"send_group","id":"1","group":"g","envelopes":[]}"#,
+            r#"{"type":"ack","seq":1}"#,
+            r#"{"type":"receipt","id":"1","to":"b","status":"read","ids":["x"]}"#,
+            r#"{"type":"typing","to":"b","state":"started"}"#,
+            r#"{"type":"typing_group","group":"g","state":"stopped"}"#,
+        ];
+        for text in client {
+            let frame: ClientFrame = serde_json::from_str(text).expect(text);
+            assert!(
+                text.contains(&format!(r#""type":"{}""#, frame.kind())),
+                "{text}"
+            );
+        }
+        let server = [
+            ServerFrame::Hello {
+                account_id: "a".into(),
+                device_id: 1,
+                pending: 0,
+                dropped: 0,
+            },
+            ServerFrame::Message {
+                seq: 1,
+                server_id: "s".into(),
+                from: from(),
+                timestamp: 0,
+                group: None,
+                body: String::new(),
+            },
+            ServerFrame::Group {
+                seq: 1,
+                server_id: "s".into(),
+                from: from(),
+                timestamp: 0,
+                group: "g".into(),
+                change: crate::GroupChange::Created,
+                members: vec![],
+                version: 1,
+            },
+            ServerFrame::Receipt {
+                seq: 1,
+                server_id: "s".into(),
+                from: from(),
+                timestamp: 0,
+                status: ReceiptStatus::Delivered,
+                ids: vec![],
+            },
+            ServerFrame::KeysLow { one_time_keys: 1 },
+            ServerFrame::Typing {
+                from: from(),
+                group: None,
+                state: TypingState::Started,
+            },
+            ServerFrame::Sent {
+                id: "1".into(),
+                server_id: "s".into(),
+                timestamp: 0,
+            },
+            ServerFrame::Mismatch {
+                id: "1".into(),
+                missing: vec![],
+                extra: vec![],
+                devices: vec![],
+            },
+            ServerFrame::GroupMismatch {
+                id: "1".into(),
+                group: "g".into(),
+                missing: vec![],
+                extra: vec![],
+                devices: vec![],
+            },
+            ServerFrame::Error {
+                id: None,
+                code: "c".into(),
+                message: "m".into(),
+                retry_after: None,
+            },
+        ];
+        for frame in server {
+            let json = serde_json::to_value(&frame).expect("json");
+            assert_eq!(json["type"], frame.kind(), "{json}");
+        }
+    }
+}

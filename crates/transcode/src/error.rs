@@ -101,3 +101,44 @@ impl TranscodeError {
 fn secs(d: std::time::Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worker keeps only codes in `ERROR_CODES` from a child's report: every code an error
+    /// has must be there.
+    #[test]
+    fn every_code_is_listed() {
+        let second = std::time::Duration::from_secs(1);
+        let errors = [
+            TranscodeError::Unsupported("x"),
+            TranscodeError::FileTooLarge { size: 2, limit: 1 },
+            TranscodeError::TooManyPixels {
+                width: 2,
+                height: 2,
+                limit: 1,
+            },
+            TranscodeError::SideTooLong {
+                width: 2,
+                height: 2,
+                limit: 1,
+            },
+            TranscodeError::MemoryLimit {
+                needed: 2,
+                limit: 1,
+            },
+            TranscodeError::TooManyFrames { limit: 1 },
+            TranscodeError::TooLong {
+                duration: 2 * second,
+                limit: second,
+            },
+            TranscodeError::Corrupt(String::new()),
+            TranscodeError::Encode(String::new()),
+            TranscodeError::Io(std::io::Error::other("x")),
+        ];
+        for e in &errors {
+            assert!(ERROR_CODES.contains(&e.code()), "{}", e.code());
+        }
+    }
+}
