@@ -381,6 +381,26 @@ class Stack:
         say(f"{len(exprs)} dashboard queries run ({answered} with data); "
             f"{len(rules)} alert rules loaded")
 
+    def check_grafana(self) -> None:
+        """Grafana cannot run here: its provisioning must at least fit compose and the
+        dashboard (the data source it names, where compose mounts the dashboards)."""
+        grafana = ROOT / "deploy/grafana"
+        sources = yaml.safe_load((grafana / "provisioning/datasources/prometheus.yml").read_text())
+        source = sources["datasources"][0]
+        url = urllib.parse.urlparse(source["url"])
+        check(url.hostname in self.compose["services"]
+              and self.compose["services"][url.hostname]["image"].startswith("prom/prometheus:"),
+              f"the Grafana data source points at {source['url']}, not compose's Prometheus")
+        providers = yaml.safe_load((grafana / "provisioning/dashboards/sealpost.yml").read_text())
+        path = providers["providers"][0]["options"]["path"]
+        mounts = self.compose["services"]["grafana"]["volumes"]
+        check(f"./deploy/grafana/dashboards:{path}:ro" in mounts,
+              f"compose does not mount the dashboards where the provider reads them ({path})")
+        dashboard = json.loads((grafana / "dashboards/sealpost.json").read_text())
+        uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])}
+        check(uids == {source["uid"]}, f"dashboard data sources {uids}, provisioned {source['uid']}")
+        say("Grafana's provisioning fits compose and the dashboard")
+
     def check_logs(self) -> None:
         for name in self.nodes:
             log = self.log(name)
@@ -413,6 +433,7 @@ def main() -> int:
         stack.scenario()
         defined = stack.check_metrics()
         stack.check_prometheus(defined)
+        stack.check_grafana()
         stack.check_logs()
     except (Failed, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
         print(f"stack: FAILED: {e}", file=sys.stderr)
