@@ -21,7 +21,6 @@ the new form, so that a Dockerfile edit that would break the image turns CI red.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import os
 import re
@@ -149,12 +148,13 @@ def glob_regex(pattern: str) -> str:
     i = 0
     while i < len(pattern):
         c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(.*/)?")  # any number of directories, none included
+            i += 3
+            continue
         if pattern.startswith("**", i):
             out.append(".*")
             i += 2
-            if pattern.startswith("/", i):
-                out.append("/?")
-                i += 1
             continue
         if c == "*":
             out.append("[^/]*")
@@ -242,7 +242,9 @@ def copy_into(context: Path, files: set[str], sources: list[str], dest: str, fs:
     into_dir = dest.endswith("/") or dest in (".", "./") or len(sources) > 1
     for source in sources:
         source = os.path.normpath(source).lstrip("/")
-        matched = sorted(f for f in files if fnmatch.fnmatchcase(f, source)
+        if any(c in source for c in "*?["):
+            raise Failure(f"{where}: COPY {source}: wildcards are not replayed; name the files")
+        matched = sorted(f for f in files if f == source
                          or f.startswith(source.rstrip("/") + "/") or source == ".")
         if not matched:
             raise Failure(f"{where}: COPY {source}: no such file in the build context "
@@ -250,7 +252,7 @@ def copy_into(context: Path, files: set[str], sources: list[str], dest: str, fs:
         for rel in matched:
             if source == ".":
                 inner = rel
-            elif rel == source or fnmatch.fnmatchcase(rel, source):
+            elif rel == source:
                 inner = os.path.basename(rel) if into_dir else ""
             else:
                 inner = rel[len(source.rstrip("/")) + 1 :]
@@ -263,7 +265,9 @@ def copy_into(context: Path, files: set[str], sources: list[str], dest: str, fs:
                 shutil.copy2(src, out)
 
 
-ABSOLUTE = re.compile(r"(?<![\w.$/-])/(?!dev/|proc/)[A-Za-z0-9._*/-]+")
+# An absolute path in a shell command: at the start of a word, after `=` or a redirection, or in
+# quotes (not in a URL, nor after a variable), and not a device.
+ABSOLUTE = re.compile(r"(?<![^\s=<>(;&|'\"])/(?!dev/|proc/)[A-Za-z0-9._*/-]+")
 
 
 def replay_build(stage: Stage, context: Path, work: Path, target_dir: Path) -> FakeRoot:
@@ -569,8 +573,9 @@ def main() -> int:
         if args.command == "build":
             if work.exists() and any(work.iterdir()):
                 raise Failure(f"{work} is not empty")
-            for stage in stages[:-1]:
-                replay_build(stage, ROOT, work, target_dir)
+            if len(stages) != 2:
+                raise Failure("the replay knows one build stage and the runtime stage")
+            replay_build(stages[0], ROOT, work, target_dir)
             print(f"build stage replayed in {work}")
         else:
             check_runtime(stages, FakeRoot(work / "root"))

@@ -272,8 +272,9 @@ impl Metrics {
 }
 
 /// An OpenMetrics text exposition in the classic Prometheus text format: a counter family is
-/// named with its `_total` suffix, an `unknown` one is `untyped`, there are no `# UNIT` or
-/// `# EOF` lines, and help text does not escape quotes.
+/// named with its `_total` suffix, an `unknown` one is `untyped`, and there are no `# UNIT` or
+/// `# EOF` lines. (prometheus-client writes help text as it is given; ours has no line breaks
+/// or backslashes, which both formats would want escaped.)
 fn classic(openmetrics: &str) -> String {
     let counters: std::collections::HashSet<&str> = openmetrics
         .lines()
@@ -293,11 +294,7 @@ fn classic(openmetrics: &str) -> String {
             out.push_str(&format!("# TYPE {} {kind}\n", family(name)));
         } else if let Some(rest) = line.strip_prefix("# HELP ") {
             let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
-            out.push_str(&format!(
-                "# HELP {} {}\n",
-                family(name),
-                text.replace("\\\"", "\"")
-            ));
+            out.push_str(&format!("# HELP {} {text}\n", family(name)));
         } else if !(line.starts_with("# UNIT ") || line == "# EOF") {
             out.push_str(line);
             out.push('\n');
@@ -312,11 +309,11 @@ mod tests {
 
     #[test]
     fn the_classic_format_names_counters_with_their_suffix_and_has_no_openmetrics_lines() {
-        let openmetrics = "# HELP a_bytes Bytes \\\"sent\\\".\n# TYPE a_bytes counter\n# UNIT a_bytes bytes\n\
+        let openmetrics = "# HELP a_bytes Bytes sent.\n# TYPE a_bytes counter\n# UNIT a_bytes bytes\n\
                            a_bytes_total 3\n# HELP b A gauge.\n# TYPE b gauge\nb{x=\"1\"} 2\n# EOF\n";
         assert_eq!(
             classic(openmetrics),
-            "# HELP a_bytes_total Bytes \"sent\".\n# TYPE a_bytes_total counter\na_bytes_total 3\n\
+            "# HELP a_bytes_total Bytes sent.\n# TYPE a_bytes_total counter\na_bytes_total 3\n\
              # HELP b A gauge.\n# TYPE b gauge\nb{x=\"1\"} 2\n"
         );
     }

@@ -611,7 +611,15 @@ async fn the_gateway_counts_connections_frames_and_the_time_to_sent_and_to_the_r
     put(&mut a, json!({"type": "nonsense"})).await;
     assert_eq!(frame(&mut a).await["code"], "invalid-frame");
 
-    let text = app.metrics().await;
+    // A frame is counted once written: poll a little in case the count trails the frame.
+    let mut text = app.metrics().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while common::sample(&text, "sealpost_chat_delivery_latency_seconds_count") < 1.0
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        text = app.metrics().await;
+    }
     for (series, at_least) in [
         (r#"sealpost_chat_frames_received_total{type="send"}"#, 1.0),
         (

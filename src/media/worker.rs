@@ -156,27 +156,32 @@ impl MediaWorker {
         }
         let attempts = self.db.count_media_attempt(blob_id, unix_now()).await?;
         let max = i64::from(self.settings.max_attempts);
-        let started = std::time::Instant::now();
         let outcome = if attempts > max {
             gave_up(max, "earlier attempts did not finish")
         } else {
-            match self.process(blob_id).await {
+            let started = std::time::Instant::now();
+            let processed = self.process(blob_id).await;
+            let outcome = match &processed {
+                Ok(MediaOutcome::Ready { .. }) => "ready",
+                Ok(MediaOutcome::Failed { .. }) => "failed",
+                Err(_) => "retried",
+            };
+            self.metrics
+                .media_job_seconds
+                .get_or_create(&OutcomeLabels { outcome })
+                .observe(started.elapsed().as_secs_f64());
+            match processed {
                 Ok(outcome) => outcome,
                 Err(e) if attempts >= max => gave_up(max, &format!("{e:#}")),
-                Err(e) => {
-                    self.took("retried", started);
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
         };
         match &outcome {
             MediaOutcome::Ready { renditions, .. } => {
-                self.took("ready", started);
                 self.count("ready", "");
                 tracing::info!(blob = %blob_id, renditions = renditions.len(), "preview processed");
             }
             MediaOutcome::Failed { code, detail } => {
-                self.took("failed", started);
                 self.count("failed", code);
                 tracing::info!(blob = %blob_id, code, detail, "preview refused");
             }
@@ -319,13 +324,6 @@ impl MediaWorker {
                 code: code.to_owned(),
             })
             .inc();
-    }
-
-    fn took(&self, outcome: &'static str, started: std::time::Instant) {
-        self.metrics
-            .media_job_seconds
-            .get_or_create(&OutcomeLabels { outcome })
-            .observe(started.elapsed().as_secs_f64());
     }
 }
 

@@ -268,17 +268,23 @@ struct PartitionStatistics {
     partition: i32,
     #[serde(default)]
     fetch_state: String,
+    #[serde(default = "unknown_lag")]
     consumer_lag: i64,
 }
 
+/// librdkafka's "not known".
+fn unknown_lag() -> i64 {
+    -1
+}
+
 impl ClientContext for LagContext {
+    /// Keeps the lags of the newest statistics; statistics it cannot read leave none (a
+    /// gauge that is absent rather than one that stopped moving).
     fn stats_raw(&self, statistics: &[u8]) {
-        let Ok(statistics) = serde_json::from_slice::<Statistics>(statistics) else {
-            return;
-        };
+        let statistics = serde_json::from_slice::<Statistics>(statistics).ok();
         let mut lags: Vec<(i32, u64)> = statistics
-            .topics
-            .get(&self.topic)
+            .as_ref()
+            .and_then(|s| s.topics.get(&self.topic))
             .map(|t| {
                 t.partitions
                     .values()

@@ -109,16 +109,18 @@ enum End {
 }
 
 impl End {
-    /// The reason as the disconnect metric names it.
+    /// The reason as the disconnect metric names it, from the close code.
     fn reason(&self) -> &'static str {
         match self {
             Self::Gone => "gone",
-            Self::Close(_, reason) => match *reason {
-                "internal error" => "internal",
-                "text frames only" => "unsupported",
-                "token-expired" => "token_expired",
-                "too-slow" => "too_slow",
-                other => other,
+            Self::Close(code, _) => match *code {
+                CLOSE_REPLACED => "replaced",
+                CLOSE_REVOKED => "revoked",
+                CLOSE_TOKEN_EXPIRED => "token_expired",
+                CLOSE_TOO_SLOW => "too_slow",
+                CLOSE_RESTARTING => "restarting",
+                CLOSE_UNSUPPORTED => "unsupported",
+                _ => "internal",
             },
         }
     }
