@@ -412,19 +412,23 @@ def base_packages() -> set[str]:
     return closure(seeds)
 
 
-def package_of(path: str) -> str | None:
-    candidates = {path, os.path.realpath(path)}
-    for p in list(candidates):
-        if p.startswith("/usr/"):
-            candidates.add(p[4:])
-        else:
-            candidates.add("/usr" + p)
-    for candidate in sorted(candidates):
-        done = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True,
-                              check=False)
-        if done.returncode == 0:
-            return done.stdout.split(":")[0].strip()
-    return None
+def packages_of(paths: set[str]) -> dict[str, str]:
+    """The Debian package each file belongs to (one `dpkg -S` for them all), by the path given;
+    a file no package has is left out. A path may be known by its real path, or with or
+    without `/usr` (merged /usr)."""
+    variants = {}
+    for path in paths:
+        for p in {path, os.path.realpath(path)}:
+            variants[p] = path
+            variants[p[4:] if p.startswith("/usr/") else "/usr" + p] = path
+    done = subprocess.run(["dpkg", "-S", *sorted(variants)], capture_output=True, text=True,
+                          check=False)
+    found = {}
+    for line in done.stdout.splitlines():
+        package, _, file = line.partition(": ")
+        if file in variants and "," not in package:
+            found[variants[file]] = package.split(":")[0].strip()
+    return found
 
 
 def linked(binary: Path) -> dict[str, str]:
@@ -493,9 +497,13 @@ def check_runtime(stages: list[Stage], fs: FakeRoot) -> None:
     allowed = closure(explicit) | base
     used: set[str] = set()
     problems = []
-    for name, binary in sorted(binaries.items()):
-        for soname, path in sorted(linked(binary).items()):
-            package = package_of(path)
+    links = {name: linked(binary) for name, binary in sorted(binaries.items())}
+    programs = {program: shutil.which(program) for program in EXECUTABLES}
+    owners = packages_of({p for libs in links.values() for p in libs.values()}
+                         | {p for p in programs.values() if p})
+    for name, libs in links.items():
+        for soname, path in sorted(libs.items()):
+            package = owners.get(path)
             if package is None:
                 problems.append(f"{name} links {soname} ({path}), which no Debian package has")
                 continue
@@ -504,8 +512,8 @@ def check_runtime(stages: list[Stage], fs: FakeRoot) -> None:
                 problems.append(f"{name} links {soname} from {package}, which the runtime "
                                 "stage does not install")
     for program, why in EXECUTABLES.items():
-        path = shutil.which(program)
-        package = package_of(path) if path else None
+        path = programs[program]
+        package = owners.get(path) if path else None
         if package not in allowed:
             problems.append(f"the runtime image lacks {program} ({why})")
     for package in explicit:
@@ -561,8 +569,10 @@ def main() -> int:
     parser.add_argument("command", choices=["build", "runtime", "pins"])
     parser.add_argument("--work", type=Path,
                         help="the replay's directory (build: made fresh; runtime: the build's)")
+    parser.add_argument("--dockerfile", type=Path, default=ROOT / "Dockerfile",
+                        help="another Dockerfile (its self-test; the context stays this one)")
     args = parser.parse_args()
-    dockerfile = ROOT / "Dockerfile"
+    dockerfile = args.dockerfile
     target_dir = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
     try:
         stages = parse_dockerfile(dockerfile)

@@ -16,9 +16,10 @@
 #      OpenAPI document freshness, then a live server (SQLite + files in a temp dir) driven by
 #      tests/interop/tus_interop.py (tuspy) and by schemathesis, and tuspy again on
 #      PostgreSQL + S3 + Kafka; the Dockerfile's build stage replayed (a release build,
-#      scripts/image.py) and its runtime stage checked against what that build linked; the
-#      compose stack run natively from its files with the replayed build's binaries and
-#      driven through nginx (scripts/stack.sh).
+#      scripts/image.py) and its runtime stage checked against what that build linked (and
+#      those checks shown to refuse broken edits of the Dockerfile); the compose stack run
+#      natively from its files with the replayed build's binaries and driven through nginx
+#      (scripts/stack.sh).
 #
 # Ends with a line `N passed, N failed` counting the stages of step 3; exits non-zero if any
 # stage failed. A cargo failure stops the run at once.
@@ -282,6 +283,11 @@ section "Docker image: the runtime stage against the binaries the build made"
 rc=$IMAGE_BUILT
 ((rc != 0)) || "$PYTHON" "$ROOT/scripts/image.py" runtime --work "$IMAGE" || rc=$?
 stage_result image-runtime "$rc"
+
+section "Docker image: the checks refuse a Dockerfile with one breaking edit (tests/stack/image_selftest.py)"
+rc=$IMAGE_BUILT
+((rc != 0)) || "$PYTHON" "$ROOT/tests/stack/image_selftest.py" --work "$IMAGE" || rc=$?
+stage_result image-checks-bite "$rc"
 
 section "the compose stack, natively, through nginx (scripts/stack.sh)"
 rc=$IMAGE_BUILT
