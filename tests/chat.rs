@@ -558,7 +558,13 @@ async fn a_device_that_stops_reading_is_disconnected_and_resumes_from_its_inbox(
     );
     // The close frame (4008) reaches a client only if its buffers had room for it.
     assert!(matches!(code, None | Some(4008)), "{code:?}");
-    // Nothing was acknowledged, so the next connection gets every message, from the first.
+    // Nothing was acknowledged, so the next connection gets every message, from the first,
+    // once the delivery worker stored them all (it may trail the sends on a busy machine).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while app.metric("sealpost_chat_inbox_messages").await < MESSAGES as f64 {
+        assert!(std::time::Instant::now() < deadline, "not all stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut b = connect(&app, &bob.token).await;
     let hello = frame(&mut b).await;
     assert_eq!(hello["pending"], MESSAGES, "{hello}");
