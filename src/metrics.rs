@@ -256,6 +256,13 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a caching proxy's authorisation check.
+    pub fn authorization(&self, outcome: &'static str) {
+        self.authorizations
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

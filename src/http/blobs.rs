@@ -14,7 +14,6 @@ use crate::blobs::links::LinkParams;
 use crate::blobs::{Access, BlobService};
 use crate::config::DownloadMode;
 use crate::error::{ApiError, ApiResult};
-use crate::metrics::OutcomeLabels;
 use crate::state::AppState;
 
 /// Blobs are opaque bytes: a browser must never run or render them as a page.
@@ -143,24 +142,19 @@ async fn serve(
     } else {
         Wanted::Full
     };
-    let (status, bytes) = match wanted {
+    let (status, bytes, outcome) = match wanted {
+        // A range asked for with a stale If-Range: the whole blob instead.
         Wanted::Full if !current && headers.contains_key(header::RANGE) => {
-            state.metrics.download("if_range_stale");
-            (StatusCode::OK, 0..size)
+            (StatusCode::OK, 0..size, "if_range_stale")
         }
-        Wanted::Full => {
-            state.metrics.download("full");
-            (StatusCode::OK, 0..size)
-        }
-        Wanted::Part(bytes) => {
-            state.metrics.download("partial");
-            (StatusCode::PARTIAL_CONTENT, bytes)
-        }
+        Wanted::Full => (StatusCode::OK, 0..size, "full"),
+        Wanted::Part(bytes) => (StatusCode::PARTIAL_CONTENT, bytes, "partial"),
         Wanted::Unsatisfiable => {
             state.metrics.download("unsatisfiable");
             return Err(ApiError::RangeNotSatisfiable(size));
         }
     };
+    state.metrics.download(outcome);
     let body = if *method == Method::HEAD {
         Body::empty()
     } else {
@@ -297,11 +291,7 @@ pub async fn authorize_blob(
     };
     let e = match check.await {
         Ok(access) => {
-            state
-                .metrics
-                .authorizations
-                .get_or_create(&OutcomeLabels { outcome: "allowed" })
-                .inc();
+            state.metrics.authorization("allowed");
             let mut response = StatusCode::NO_CONTENT.into_response();
             if let Ok(value) = HeaderValue::from_str(&BlobService::cache_control(access)) {
                 response
@@ -316,11 +306,7 @@ pub async fn authorize_blob(
     if status >= 500 {
         return e.into_response();
     }
-    state
-        .metrics
-        .authorizations
-        .get_or_create(&OutcomeLabels { outcome: "refused" })
-        .inc();
+    state.metrics.authorization("refused");
     let mut problem = e.to_problem();
     if status != 401 {
         problem.status = 403;

@@ -248,10 +248,6 @@ impl Subscription for MeteredSubscription {
         let Self { inner, _entry } = *self;
         inner.close().await;
     }
-
-    fn lag(&self) -> Option<Arc<dyn Lag>> {
-        self.inner.lag()
-    }
 }
 
 #[cfg(test)]
