@@ -496,6 +496,8 @@ pub struct UploadSettings {
     pub max_active_per_account: u32,
     /// Sum of declared lengths of one account's unfinished uploads.
     pub max_active_bytes_per_account: u64,
+    /// Partial uploads one tus final upload may concatenate.
+    pub max_concat_parts: usize,
     /// Bytes between durable checkpoints while a request streams in.
     pub checkpoint_bytes: u64,
     /// Upload requests streaming at once on this node; more get 503.
@@ -569,6 +571,7 @@ impl Default for UploadSettings {
             finished_retention: Duration::from_secs(7 * 24 * 3600),
             max_active_per_account: 20,
             max_active_bytes_per_account: 10 << 30,
+            max_concat_parts: 64,
             checkpoint_bytes: 8 << 20,
             max_concurrent_transfers: 256,
             idle_timeout: Duration::from_secs(60),

@@ -46,6 +46,9 @@ pub enum ApiError {
     /// The upload is already complete.
     #[error("the upload is already complete")]
     CompletedUpload,
+    /// A tus final upload takes no appends: it is the concatenation of its partial uploads.
+    #[error("a final upload is the concatenation of its partial uploads and takes no PATCH")]
+    FinalUpload,
     /// The upload failed earlier (e.g. its SHA-256 did not match).
     #[error("the upload failed earlier ({0}); start a new one")]
     UploadFailed(String),
@@ -122,6 +125,7 @@ impl ApiError {
             Self::OffsetMismatch { .. } => (409, "mismatching-upload-offset"),
             Self::InconsistentLength(_) => (400, "inconsistent-upload-length"),
             Self::CompletedUpload => (400, "completed-upload"),
+            Self::FinalUpload => (403, "final-upload"),
             Self::UploadFailed(_) => (400, "upload-failed"),
             Self::Superseded => (409, "upload-superseded"),
             Self::UploadConflict => (409, "upload-conflict"),

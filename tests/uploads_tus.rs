@@ -32,6 +32,7 @@ async fn options_advertises_the_protocol() {
         "expiration",
         "checksum",
         "termination",
+        "concatenation",
     ] {
         assert!(ext.split(',').any(|x| x == e), "{e} missing from {ext}");
     }
@@ -598,4 +599,72 @@ async fn a_failed_creation_with_upload_still_says_where_the_upload_is() {
         app.tus_patch(&user, &url, 0, vec![3; 10]).await.status(),
         204
     );
+}
+
+#[tokio::test]
+async fn method_override_turns_a_post_into_patch_or_delete() {
+    let app = TestApp::spawn().await;
+    let user = app.user(&phone()).await;
+    let url = app.tus_new(&user, 6).await;
+    let post = |method: &'static str, offset: u64, body: &'static [u8]| {
+        app.client
+            .post(app.url(&url))
+            .bearer_auth(&user.token)
+            .header("Tus-Resumable", "1.0.0")
+            .header("X-HTTP-Method-Override", method)
+            .header("Upload-Offset", offset.to_string())
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(body)
+            .send()
+    };
+    let res = post("PATCH", 0, b"abc").await.expect("patch");
+    assert_eq!(res.status(), 204);
+    assert_eq!(header(&res, "upload-offset").as_deref(), Some("3"));
+    assert_problem(
+        post("GET", 3, b"").await.expect("get"),
+        400,
+        "invalid-method-override",
+    )
+    .await;
+    let res = post("DELETE", 3, b"").await.expect("delete");
+    assert_eq!(res.status(), 204);
+    assert_eq!(app.tus_head(&user, &url).await.status(), 404);
+}
+
+#[tokio::test]
+async fn sha256_metadata_may_be_the_digest_as_text() {
+    let app = TestApp::spawn().await;
+    let user = app.user(&phone()).await;
+    let data = payload(10_000, 9);
+    // What string-based metadata APIs (tus-js-client, tuspy, URLSession) send: UTF-8 text.
+    let digest = sha256_hex(&data);
+    for (text, ok) in [(digest.clone(), true), (sha256_hex(b"other"), false)] {
+        let res = app
+            .tus_create(
+                &user,
+                &[
+                    ("Upload-Length", data.len().to_string()),
+                    ("Upload-Metadata", format!("sha256 {}", b64(&text))),
+                ],
+            )
+            .await;
+        let url = location(&res);
+        let res = app.tus_patch(&user, &url, 0, data.clone()).await;
+        if ok {
+            assert_eq!(res.status(), 204);
+            assert_eq!(header(&res, "sealpost-blob-id"), Some(digest.clone()));
+        } else {
+            assert_problem(res, 460, "sha256-mismatch").await;
+        }
+    }
+    let res = app
+        .tus_create(
+            &user,
+            &[
+                ("Upload-Length", "1".into()),
+                ("Upload-Metadata", format!("sha256 {}", b64("not a digest"))),
+            ],
+        )
+        .await;
+    assert_problem(res, 400, "invalid-metadata").await;
 }

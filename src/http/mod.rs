@@ -50,7 +50,8 @@ fn media_routes() -> OpenApiRouter<AppState> {
             uploads::head_upload,
             uploads::get_upload,
             uploads::patch_upload,
-            uploads::delete_upload
+            uploads::delete_upload,
+            uploads::override_upload
         ))
         .layer(middleware::from_fn(uploads::tus_resumable_header));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -87,8 +88,9 @@ fn ops_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::metrics))
 }
 
-/// The request and response headers a browser client of the upload protocols needs.
-const CORS_REQUEST_HEADERS: [&str; 10] = [
+/// The request headers browser clients send: both upload protocols (every draft version, tus
+/// concatenation and method override) and conditional or partial downloads.
+const CORS_REQUEST_HEADERS: [&str; 16] = [
     "authorization",
     "content-type",
     "tus-resumable",
@@ -97,10 +99,18 @@ const CORS_REQUEST_HEADERS: [&str; 10] = [
     "upload-defer-length",
     "upload-metadata",
     "upload-checksum",
+    "upload-concat",
     "upload-complete",
+    "upload-incomplete",
     "upload-draft-interop-version",
+    "x-http-method-override",
+    "range",
+    "if-range",
+    "if-none-match",
 ];
-const CORS_RESPONSE_HEADERS: [&str; 13] = [
+/// Every response header a browser script may need to read that is not CORS-safelisted
+/// (`tests/ops.rs` checks this against what the upload and download routes send).
+const CORS_RESPONSE_HEADERS: [&str; 21] = [
     "location",
     "tus-resumable",
     "tus-version",
@@ -109,11 +119,19 @@ const CORS_RESPONSE_HEADERS: [&str; 13] = [
     "tus-checksum-algorithm",
     "upload-offset",
     "upload-length",
+    "upload-defer-length",
     "upload-expires",
     "upload-metadata",
+    "upload-concat",
     "upload-complete",
+    "upload-incomplete",
     "upload-limit",
+    "upload-draft-interop-version",
     "sealpost-blob-id",
+    "etag",
+    "content-range",
+    "accept-ranges",
+    "retry-after",
 ];
 
 /// CORS for the configured origins, or `None` when none are configured.

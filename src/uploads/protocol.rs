@@ -3,7 +3,7 @@
 
 use axum::http::HeaderMap;
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use sealpost_proto::UploadKind;
 
 use crate::error::{ApiError, ApiResult};
@@ -11,8 +11,7 @@ use crate::error::{ApiError, ApiResult};
 /// The tus protocol version served.
 pub const TUS_VERSION: &str = "1.0.0";
 /// tus extensions served.
-pub const TUS_EXTENSIONS: &str =
-    "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination";
+pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination,concatenation";
 /// tus checksum algorithms served.
 pub const TUS_CHECKSUM_ALGORITHMS: &str = "sha1,sha256";
 /// Draft interop versions served (draft-ietf-httpbis-resumable-upload-09 … -12).
@@ -170,8 +169,11 @@ pub fn parse_metadata(headers: &HeaderMap) -> ApiResult<Metadata> {
                 })?);
             }
             "sha256" => {
-                let digest = bytes.filter(|b| b.len() == 32).ok_or_else(|| {
-                    meta_err("sha256 must be the base64 of the 32-byte SHA-256 of the whole upload")
+                let digest = bytes.as_deref().and_then(sha256_digest).ok_or_else(|| {
+                    meta_err(
+                        "sha256 must be the SHA-256 of the whole upload: its 32 bytes, or the text \
+                         of its hex (64 digits) or base64 (with or without padding)",
+                    )
                 })?;
                 meta.sha256 = Some(hex::encode(digest));
             }
@@ -179,6 +181,93 @@ pub fn parse_metadata(headers: &HeaderMap) -> ApiResult<Metadata> {
         }
     }
     Ok(meta)
+}
+
+/// The digest a `sha256` metadata value carries, in any of the forms clients send: the raw 32
+/// bytes (byte-oriented clients), or as text, what string-based metadata APIs (tus-js-client,
+/// tuspy, Uppy, `URLSession`) can send: hex (64 digits, either case) or base64 (standard or
+/// URL-safe alphabet, padded or not). The lengths (32, 64, 43/44) tell the forms apart.
+fn sha256_digest(value: &[u8]) -> Option<[u8; 32]> {
+    if let Ok(raw) = <[u8; 32]>::try_from(value) {
+        return Some(raw);
+    }
+    let text = std::str::from_utf8(value).ok()?.trim();
+    let decoded = match text.len() {
+        64 => hex::decode(text).ok()?,
+        43 | 44 => {
+            let unpadded = text.trim_end_matches('=');
+            let engine = if unpadded.contains(['-', '_']) {
+                &URL_SAFE_NO_PAD
+            } else {
+                &STANDARD_NO_PAD
+            };
+            engine.decode(unpadded).ok()?
+        }
+        _ => return None,
+    };
+    decoded.try_into().ok()
+}
+
+/// tus concatenation (`Upload-Concat`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Concat {
+    /// `partial`: an upload that only a final upload uses.
+    Partial,
+    /// `final;<url> <url> …`: the concatenation of these partial uploads (their ids), in order.
+    Final(Vec<String>),
+}
+
+impl Concat {
+    /// The value stored with the upload (`partial`, or `final;<id> <id> …`).
+    pub fn stored(&self) -> String {
+        match self {
+            Self::Partial => "partial".into(),
+            Self::Final(parts) => format!("final;{}", parts.join(" ")),
+        }
+    }
+}
+
+fn concat_err(detail: impl Into<String>) -> ApiError {
+    ApiError::BadRequest("invalid-concatenation", detail.into())
+}
+
+/// Parses `Upload-Concat`: `partial`, or `final;` and the partial uploads' URLs (absolute, or
+/// paths) separated by spaces, at most `max_parts` of them.
+pub fn parse_concat(headers: &HeaderMap, max_parts: usize) -> ApiResult<Option<Concat>> {
+    let Some(raw) = header(headers, "upload-concat")? else {
+        return Ok(None);
+    };
+    if raw == "partial" {
+        return Ok(Some(Concat::Partial));
+    }
+    let Some(urls) = raw.strip_prefix("final;") else {
+        return Err(concat_err(
+            "Upload-Concat must be 'partial' or 'final;<url> <url> …'",
+        ));
+    };
+    let parts = urls
+        .split_ascii_whitespace()
+        .map(|url| {
+            let path = url.split(['?', '#']).next().unwrap_or_default();
+            path.rsplit_once("/v1/uploads/")
+                .map(|(_, id)| id.trim_end_matches('/'))
+                .filter(|id| upload_id_is_valid(id))
+                .map(str::to_owned)
+                .ok_or_else(|| concat_err(format!("{url:?} is not the URL of an upload")))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    if parts.is_empty() || parts.len() > max_parts {
+        return Err(concat_err(format!(
+            "a final upload concatenates 1 to {max_parts} partial uploads, not {}",
+            parts.len()
+        )));
+    }
+    Ok(Some(Concat::Final(parts)))
+}
+
+/// Whether `id` has the form of an upload id (32 lowercase hex digits).
+pub fn upload_id_is_valid(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// A per-request checksum (`Upload-Checksum: <algorithm> <base64 digest>`).
@@ -292,9 +381,32 @@ mod tests {
         assert_eq!(m.content_type.as_deref(), Some("image/jpeg"));
         assert_eq!(m.kind, Some(UploadKind::Preview));
         assert_eq!(m.sha256, Some("ab".repeat(32)));
+        // The digest as text, the way string-based metadata APIs send it.
+        let digest = [0xab_u8; 32];
+        for text in [
+            hex::encode(digest),
+            hex::encode_upper(digest),
+            STANDARD.encode(digest),
+            STANDARD_NO_PAD.encode(digest),
+            URL_SAFE_NO_PAD.encode([0xfb_u8; 32]),
+        ] {
+            let raw = format!("sha256 {}", STANDARD.encode(text.as_bytes()));
+            let m = parse_metadata(&headers(&[("upload-metadata", &raw)])).expect(&text);
+            let want = if text.contains(['-', '_']) {
+                "fb"
+            } else {
+                "ab"
+            };
+            assert_eq!(m.sha256, Some(want.repeat(32)), "{text}");
+        }
+        let too_short = STANDARD.encode(hex::encode([0xab_u8; 31]));
+        let not_hex = STANDARD.encode("g".repeat(64));
         for bad in [
             "kind Ym9ndXM=",
             "sha256 YWJj",
+            &format!("sha256 {too_short}"),
+            &format!("sha256 {not_hex}"),
+            "sha256",
             "filename !!!",
             "a YQ==,a YQ==",
         ] {
@@ -303,6 +415,28 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn concatenation_headers() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let parse = |v: &str| parse_concat(&headers(&[("upload-concat", v)]), 3);
+        assert_eq!(parse("partial").ok(), Some(Some(Concat::Partial)));
+        let urls = format!("final;https://m.example/v1/uploads/{id} /v1/uploads/{id}?x=1");
+        assert_eq!(
+            parse(&urls).ok(),
+            Some(Some(Concat::Final(vec![id.into(), id.into()])))
+        );
+        for bad in [
+            "partial;",
+            "final;",
+            "final;/v1/uploads/nothex",
+            &format!("final;/v1/blobs/{id}"),
+            &format!("final;/v1/uploads/{id} /v1/uploads/{id} /v1/uploads/{id} /v1/uploads/{id}"),
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_concat(&HeaderMap::new(), 3).ok(), Some(None));
     }
 
     #[test]

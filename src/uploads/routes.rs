@@ -13,10 +13,11 @@ use sealpost_proto::{Problem, UploadStatus};
 
 use super::api_doc::{AppendHeaders, BinaryBody, CreateHeaders, ProtocolHeaders};
 use super::protocol::{
-    DRAFT_CONTENT_TYPE, Protocol, TUS_CHECKSUM_ALGORITHMS, TUS_CONTENT_TYPE, TUS_EXTENSIONS,
-    TUS_VERSION, content_type, parse_checksum, parse_metadata, sf_bool, u64_header,
+    Concat, DRAFT_CONTENT_TYPE, Protocol, TUS_CHECKSUM_ALGORITHMS, TUS_CONTENT_TYPE,
+    TUS_EXTENSIONS, TUS_VERSION, content_type, parse_checksum, parse_concat, parse_metadata,
+    sf_bool, u64_header, upload_id_is_valid,
 };
-use super::service::{AppendSpec, CreateSpec, UploadView, is_expired};
+use super::service::{AppendSpec, CreateSpec, UploadView, is_expired, is_partial};
 use crate::error::{ApiError, ApiResult};
 use crate::http::client::ClientAddr;
 use crate::http::interim::ClientConn;
@@ -36,8 +37,7 @@ fn http_date(unix: i64) -> String {
 }
 
 fn valid_upload_id(id: &str) -> ApiResult<()> {
-    let ok = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if ok {
+    if upload_id_is_valid(id) {
         Ok(())
     } else {
         Err(ApiError::NotFound("no such upload"))
@@ -53,6 +53,17 @@ impl AppState {
             .unwrap_or("")
             .trim_end_matches('/');
         format!("{base}/v1/uploads/{id}")
+    }
+
+    /// `Upload-Concat` as tus sends it: `partial`, or `final;` and the parts' URLs.
+    fn concat_header(&self, stored: &str) -> String {
+        match stored.strip_prefix("final;") {
+            Some(ids) => {
+                let urls: Vec<String> = ids.split(' ').map(|id| self.location(id)).collect();
+                format!("final;{}", urls.join(" "))
+            }
+            None => stored.to_owned(),
+        }
     }
 
     fn upload_limit(&self, row: Option<&UploadRow>) -> String {
@@ -76,11 +87,14 @@ impl AppState {
         }
         match protocol {
             Protocol::Tus => {
-                if row.state == "active" {
+                if row.state == "active" || is_partial(row) {
                     set(&mut h, "upload-expires", http_date(row.expires_at));
                 }
                 if let Some(meta) = &row.metadata {
                     set(&mut h, "upload-metadata", meta);
+                }
+                if let Some(concat) = &row.concat {
+                    set(&mut h, "upload-concat", self.concat_header(concat));
                 }
             }
             Protocol::Draft(_) => {
@@ -206,6 +220,13 @@ pub async fn create_upload(
     let checksum = parse_checksum(&headers)?;
     let content_length = u64_header(&headers, "content-length")?;
     let mut length = u64_header(&headers, "upload-length")?;
+    let concat = match protocol {
+        Protocol::Tus => parse_concat(&headers, state.settings.uploads.max_concat_parts)?,
+        Protocol::Draft(_) => None,
+    };
+    if let Some(Concat::Final(parts)) = concat {
+        return create_final(&state, &auth, &headers, parts, metadata).await;
+    }
     let complete = match protocol {
         Protocol::Tus => {
             let deferred = headers
@@ -264,7 +285,14 @@ pub async fn create_upload(
     }
     let row = state
         .uploads
-        .create(&auth.account_id, CreateSpec { length, metadata })
+        .create(
+            &auth.account_id,
+            CreateSpec {
+                length,
+                metadata,
+                concat,
+            },
+        )
         .await?;
     let location = state.location(&row.id);
     // Only on HTTP/1.1 (RFC 9110 forbids 1xx to HTTP/1.0), and through a proxy only when it
@@ -311,6 +339,36 @@ pub async fn create_upload(
     };
     let mut h = state.state_headers(protocol, &row);
     set(&mut h, "location", &location);
+    Ok((StatusCode::CREATED, h, axum::Json(status_body(&row))).into_response())
+}
+
+/// tus concatenation: creates the final upload that `parts` make, in order, and responds as a
+/// creation does once its blob is stored.
+async fn create_final(
+    state: &AppState,
+    auth: &Authenticated,
+    headers: &HeaderMap,
+    parts: Vec<String>,
+    metadata: super::protocol::Metadata,
+) -> ApiResult<Response> {
+    if headers.contains_key("upload-length") || headers.contains_key("upload-defer-length") {
+        return Err(ApiError::BadRequest(
+            "invalid-concatenation",
+            "a final upload's length is the sum of its parts: send no Upload-Length".into(),
+        ));
+    }
+    if u64_header(headers, "content-length")?.is_some_and(|l| l > 0) {
+        return Err(ApiError::BadRequest(
+            "invalid-concatenation",
+            "a final upload takes no body: its bytes are its partial uploads'".into(),
+        ));
+    }
+    let row = state
+        .uploads
+        .concatenate(&auth.account_id, parts, metadata)
+        .await?;
+    let mut h = state.state_headers(Protocol::Tus, &row);
+    set(&mut h, "location", state.location(&row.id));
     Ok((StatusCode::CREATED, h, axum::Json(status_body(&row))).into_response())
 }
 
@@ -488,4 +546,57 @@ pub async fn delete_upload(
     Protocol::detect(&headers)?;
     state.uploads.terminate(&auth.account_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// tus `X-HTTP-Method-Override`: a `POST` whose `X-HTTP-Method-Override` says `PATCH` or `DELETE`
+/// is that request, for clients behind proxies that drop those methods (tus-js-client's
+/// `overridePatchMethod`).
+#[utoipa::path(
+    post, path = "/v1/uploads/{id}", tag = "uploads",
+    params(
+        ("id" = String, Path, description = "Upload id"),
+        ("X-HTTP-Method-Override" = String, Header, description = "`PATCH` or `DELETE`"),
+        ProtocolHeaders, AppendHeaders,
+    ),
+    request_body(content(
+        (BinaryBody = "application/offset+octet-stream"),
+        (BinaryBody = "application/partial-upload"),
+    )),
+    responses(
+        (status = 204, description = "As the overridden method: bytes stored (PATCH) or terminated (DELETE)"),
+        (status = 200, description = "Draft PATCH: the upload is complete", body = UploadStatus),
+        (status = 400, description = "No override, or one other than PATCH or DELETE; else as the overridden method", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such upload for this account", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Upload-Offset mismatch or taken over", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The upload expired", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Unsupported protocol version", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Past the upload's length or the size limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Wrong Content-Type", body = Problem, content_type = "application/problem+json"),
+        (status = 460, description = "Checksum or SHA-256 mismatch", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Busy or shutting down; resume later", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn override_upload(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let method = headers
+        .get("x-http-method-override")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_uppercase());
+    match method.as_deref() {
+        Some("PATCH") => patch_upload(State(state), auth, Path(id), headers, body).await,
+        Some("DELETE") => delete_upload(State(state), auth, Path(id), headers)
+            .await
+            .map(IntoResponse::into_response),
+        _ => Err(ApiError::BadRequest(
+            "invalid-method-override",
+            "POST to an upload needs X-HTTP-Method-Override: PATCH or DELETE".into(),
+        )),
+    }
 }

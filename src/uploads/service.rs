@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use rand::Rng;
 use sealpost_auth::unix_now;
 use sealpost_bus::Bus;
@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::{Checksum, Metadata};
+use super::protocol::{Checksum, Concat, Metadata};
 use super::sink::{Durable, Finished, Sink, restore_sha256, save_sha256};
 use super::takeover::{Takeover, UploadGuard};
 use crate::config::UploadSettings;
@@ -30,6 +30,8 @@ pub struct CreateSpec {
     pub length: Option<u64>,
     /// Parsed `Upload-Metadata`.
     pub metadata: Metadata,
+    /// tus concatenation, if any.
+    pub concat: Option<Concat>,
 }
 
 /// What an append request carries.
@@ -57,6 +59,26 @@ enum Stop {
     Superseded,
     Shutdown,
     TooLarge,
+}
+
+/// Who appends to an upload: its client, or the server concatenating a final upload's parts
+/// (the only writer a final upload takes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    Client,
+    Concatenation,
+}
+
+/// Whether the upload is a tus final upload (a concatenation).
+pub fn is_final(row: &UploadRow) -> bool {
+    row.concat
+        .as_deref()
+        .is_some_and(|c| c.starts_with("final;"))
+}
+
+/// Whether the upload is a tus partial upload.
+pub fn is_partial(row: &UploadRow) -> bool {
+    row.concat.as_deref() == Some("partial")
 }
 
 /// Uploads and their lifecycle.
@@ -172,13 +194,17 @@ impl UploadService {
             metadata: meta.raw,
             now,
             expires_at: self.expiry(now),
+            concat: spec.concat.as_ref().map(Concat::stored),
         };
+        // A final upload holds no bytes of its own: its parts were counted when created.
+        let is_final = matches!(spec.concat, Some(Concat::Final(_)));
         let max_count = i64::from(self.settings.max_active_per_account);
         let fits = |usage: &sealpost_db::UploadUsage| {
-            usage.count < max_count
-                && self
-                    .check_quota(to_u64(usage.bytes).saturating_add(spec.length.unwrap_or(0)))
-                    .is_ok()
+            is_final
+                || usage.count < max_count
+                    && self
+                        .check_quota(to_u64(usage.bytes).saturating_add(spec.length.unwrap_or(0)))
+                        .is_ok()
         };
         let (usage, inserted) = self.db.insert_upload_if(&new, now, fits).await?;
         if !inserted {
@@ -211,6 +237,121 @@ impl UploadService {
             return self.finalize(&row, row.lease).await;
         }
         Ok(row)
+    }
+
+    /// Creates a tus final upload: `parts` (finished partial uploads of `account`, in order)
+    /// streamed into one upload that completes as one blob, its SHA-256 (and any declared
+    /// `sha256`) over the whole. The parts' bytes and rows are deleted once the blob is stored;
+    /// if the concatenation fails, the final upload is deleted and the parts stay for a retry.
+    pub async fn concatenate(
+        self: &Arc<Self>,
+        account: &str,
+        parts: Vec<String>,
+        metadata: Metadata,
+    ) -> ApiResult<UploadRow> {
+        let now = unix_now();
+        let mut sources = Vec::with_capacity(parts.len());
+        let mut total = 0u64;
+        for id in &parts {
+            let part = match self.db.upload(id).await? {
+                Some(row) if row.account_id == account => row,
+                _ => return Err(Self::concat_err(format!("upload {id} does not exist"))),
+            };
+            let key = part
+                .storage_key
+                .clone()
+                .filter(|_| is_partial(&part) && part.state == "complete" && part.expires_at > now)
+                .ok_or_else(|| {
+                    Self::concat_err(format!(
+                        "upload {id} is not a finished partial upload (Upload-Concat: partial, \
+                         all its bytes sent, not expired)"
+                    ))
+                })?;
+            total = total.saturating_add(part.offset());
+            sources.push((key, part.offset()));
+        }
+        let spec = CreateSpec {
+            length: Some(total),
+            metadata,
+            concat: Some(Concat::Final(parts.clone())),
+        };
+        let row = self.create(account, spec).await?;
+        let row = if row.state == "complete" {
+            row
+        } else {
+            match self.append_parts(account, &row.id, total, sources).await {
+                Ok(row) => row,
+                Err(e) => {
+                    if let Err(cleanup) = self.terminate(account, &row.id).await {
+                        tracing::warn!(upload = %row.id, error = %cleanup, "cannot delete a failed final upload");
+                    }
+                    return Err(e);
+                }
+            }
+        };
+        let mut consumed = parts;
+        consumed.sort_unstable();
+        consumed.dedup();
+        for id in consumed {
+            if let Err(e) = self.delete_part(&id).await {
+                tracing::warn!(upload = %id, error = %e, "cannot delete a concatenated partial upload; it expires later");
+            }
+        }
+        tracing::info!(upload = %row.id, size = total, "final upload concatenated");
+        Ok(row)
+    }
+
+    fn concat_err(detail: String) -> ApiError {
+        ApiError::BadRequest("invalid-concatenation", detail)
+    }
+
+    /// Streams the parts' stored bytes into the final upload `id` (hashing and checkpointing
+    /// them as any append does).
+    async fn append_parts(
+        self: &Arc<Self>,
+        account: &str,
+        id: &str,
+        total: u64,
+        sources: Vec<(String, u64)>,
+    ) -> ApiResult<UploadRow> {
+        let store = self.store.clone();
+        let bytes = futures_util::stream::iter(sources.into_iter().filter(|(_, size)| *size > 0))
+            .then(move |(key, size)| {
+                let store = store.clone();
+                async move {
+                    store
+                        .read(&key, 0..size)
+                        .await
+                        .map_err(std::io::Error::other)
+                }
+            })
+            .try_flatten();
+        let spec = AppendSpec {
+            offset: 0,
+            body: Body::from_stream(bytes),
+            content_length: Some(total),
+            declared_length: None,
+            complete: None,
+            checksum: None,
+        };
+        self.append_as(account, id, spec, Writer::Concatenation)
+            .await
+            .map_err(|e| match e {
+                // The "body" is the parts' stored bytes: failing to read them is ours.
+                ApiError::BadRequest("request-interrupted", _) => {
+                    ApiError::Internal(format!("reading the partial uploads of {id} failed"))
+                }
+                e => e,
+            })
+    }
+
+    /// Deletes a concatenated partial upload's bytes, then its row.
+    async fn delete_part(&self, id: &str) -> ApiResult<()> {
+        if let Some(key) = self.db.upload(id).await?.and_then(|r| r.storage_key) {
+            self.store.delete(&key).await?;
+        }
+        self.db.delete_upload(id).await?;
+        Ok(())
     }
 
     fn check_quota(&self, total: u64) -> ApiResult<()> {
@@ -319,9 +460,19 @@ impl UploadService {
         id: &str,
         spec: AppendSpec,
     ) -> ApiResult<UploadRow> {
+        self.append_as(account, id, spec, Writer::Client).await
+    }
+
+    async fn append_as(
+        self: &Arc<Self>,
+        account: &str,
+        id: &str,
+        spec: AppendSpec,
+        writer: Writer,
+    ) -> ApiResult<UploadRow> {
         let this = self.clone();
         let (account, id) = (account.to_owned(), id.to_owned());
-        Self::detached(async move { this.append_inner(&account, &id, spec).await }).await
+        Self::detached(async move { this.append_inner(&account, &id, spec, writer).await }).await
     }
 
     async fn append_inner(
@@ -329,8 +480,12 @@ impl UploadService {
         account: &str,
         id: &str,
         spec: AppendSpec,
+        writer: Writer,
     ) -> ApiResult<UploadRow> {
         let (guard, row) = self.take_over(account, id).await?;
+        if writer == Writer::Client && is_final(&row) {
+            return Err(ApiError::FinalUpload);
+        }
         let now = unix_now();
         let empty = spec.content_length == Some(0);
         if row.state == "complete"
@@ -705,6 +860,21 @@ impl UploadService {
             }
             Err(e) => return Err(e.into()),
         };
+        if is_partial(row) {
+            let kept = self
+                .db
+                .complete_partial_upload(&row.id, lease, to_i64(size), &key, now, self.expiry(now))
+                .await?;
+            if !kept {
+                return Err(ApiError::Superseded);
+            }
+            tracing::info!(upload = %row.id, size, "partial upload complete");
+            return self
+                .db
+                .upload(&row.id)
+                .await?
+                .ok_or(ApiError::NotFound("no such upload"));
+        }
         let Some(completion) = self
             .db
             .complete_upload(&row.id, lease, blob.as_str(), to_i64(size), &key, now)
@@ -755,6 +925,9 @@ impl UploadService {
         Self::detached(async move {
             let (_guard, row) = this.take_over(&account, &id).await?;
             this.store.discard_staged(&id).await?;
+            if let Some(key) = &row.storage_key {
+                this.store.delete(key).await?;
+            }
             this.db.delete_upload(&id).await?;
             tracing::info!(upload = %id, "upload terminated");
             Ok(row)
@@ -767,11 +940,14 @@ impl UploadService {
     pub async fn sweep(&self) -> ApiResult<(usize, u64)> {
         let now = unix_now();
         let mut expired = 0;
-        for id in self.db.due_uploads(now, 500).await? {
+        for (id, key) in self.db.due_uploads(now, 500).await? {
             if self.db.expire_upload(&id, now).await? {
                 expired += 1;
                 if let Err(e) = self.store.discard_staged(&id).await {
                     tracing::warn!(upload = %id, error = %e, "cannot delete an expired upload's bytes");
+                }
+                if let Some(key) = key {
+                    self.delete_copy(&key).await;
                 }
             }
         }

@@ -6,8 +6,9 @@ Registers a fresh account (Ed25519 identity key), logs in, then:
   1. uploads a ~3 MiB random file in 1 MiB chunks and downloads the blob back;
   2. uploads part of a file, drops the uploader, checks the server's offset with HEAD, resumes
      with a NEW client and uploader given the upload URL, and downloads the blob back;
-  3. uploads with the `sha256` metadata key and tuspy's per-chunk `Upload-Checksum` (sha1, the
-     tuspy default, and sha256 through a subclass);
+  3. uploads with the `sha256` metadata key, given to tuspy's ordinary string metadata as the
+     hex or base64 text of the digest, and tuspy's per-chunk `Upload-Checksum` (sha1, the tuspy
+     default, and sha256 through a subclass);
   4. checks that a corrupted chunk checksum is refused with 460 and the upload can go on.
 
 Needs: Python 3.9+, `tuspy`, `cryptography`, `requests` (a tuspy dependency).
@@ -18,6 +19,7 @@ Prints one `PASS name` / `FAIL name: why` line per check and exits 1 if any fail
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import io
 import os
@@ -179,11 +181,9 @@ def resume_after_single_chunk(s: Session) -> None:
     s.check_complete(resumed, data)
 
 
-def sha256_metadata_and_checksums(s: Session, uploader_cls: type[Uploader]) -> None:
+def sha256_metadata_and_checksums(s: Session, uploader_cls: type[Uploader], form: str) -> None:
+    """`sha256` declared through tuspy's ordinary string metadata (UTF-8), as text in `form`."""
     data = os.urandom(2 * MIB + 4321)
-    digest = hashlib.sha256(data).digest()
-    # tus metadata values are base64 of raw bytes; the `sha256` key's raw bytes are the 32-byte
-    # digest. tuspy base64-encodes value.encode(metadata_encoding), so latin-1 carries raw bytes.
     uploader = uploader_cls(
         file_stream=io.BytesIO(data),
         client=s.tus(),
@@ -191,9 +191,8 @@ def sha256_metadata_and_checksums(s: Session, uploader_cls: type[Uploader]) -> N
         metadata={
             "filename": "checked.bin",
             "kind": "encrypted",
-            "sha256": digest.decode("latin-1"),
+            "sha256": digest_text(data, form),
         },
-        metadata_encoding="latin-1",
         upload_checksum=True,
     )
     uploader.upload()
@@ -204,14 +203,18 @@ def sha256_metadata_and_checksums(s: Session, uploader_cls: type[Uploader]) -> N
     expect(r.json().get("kind") == "encrypted", f"status kind: {r.text}")
 
 
+def digest_text(data: bytes, form: str) -> str:
+    """The SHA-256 of `data` as the text an app would put in string metadata."""
+    digest = hashlib.sha256(data)
+    return digest.hexdigest() if form == "hex" else base64.b64encode(digest.digest()).decode()
+
+
 def wrong_sha256_metadata_fails(s: Session) -> None:
     data = os.urandom(MIB + 10)
-    wrong = hashlib.sha256(data + b"x").digest()
     uploader = s.tus().uploader(
         file_stream=io.BytesIO(data),
         chunk_size=MIB,
-        metadata={"sha256": wrong.decode("latin-1")},
-        metadata_encoding="latin-1",
+        metadata={"sha256": digest_text(data + b"x", "hex")},
     )
     try:
         uploader.upload()
@@ -291,8 +294,10 @@ def main() -> int:
     c.run("chunked-upload-3MiB", chunked_upload, s)
     c.run("interrupted-upload-resumed-by-new-client", interrupted_upload, s)
     c.run("resume-from-unaligned-offset", resume_after_single_chunk, s)
-    c.run("sha256-metadata-and-sha1-checksum", sha256_metadata_and_checksums, s, Uploader)
-    c.run("sha256-metadata-and-sha256-checksum", sha256_metadata_and_checksums, s, Sha256Uploader)
+    c.run("sha256-hex-metadata-and-sha1-checksum", sha256_metadata_and_checksums, s, Uploader,
+          "hex")
+    c.run("sha256-base64-metadata-and-sha256-checksum", sha256_metadata_and_checksums, s,
+          Sha256Uploader, "base64")
     c.run("wrong-sha256-metadata-fails-460", wrong_sha256_metadata_fails, s)
     c.run("bad-chunk-checksum-refused-460", bad_chunk_checksum_is_refused, s)
     c.run("termination", termination, s)

@@ -34,6 +34,7 @@ fn upload(id: &str, account: &str) -> NewUpload {
         metadata: None,
         now: 100,
         expires_at: 200,
+        concat: None,
     }
 }
 
@@ -172,10 +173,81 @@ async fn completion_dedups_blobs_and_usage_counts_active_uploads() {
     assert_eq!(db.upload_usage("a", 150).await.expect("usage").count, 1);
     assert_eq!(
         db.due_uploads(250, 10).await.expect("due"),
-        vec!["u3".to_owned()]
+        vec![("u3".to_owned(), None)]
     );
     assert!(db.expire_upload("u3", 250).await.expect("expire"));
     assert_eq!(db.purge_finished_uploads(250).await.expect("purge"), 3);
+}
+
+#[tokio::test]
+async fn finished_partial_uploads_count_until_they_expire_and_finals_never_count() {
+    let (_dir, db) = fresh().await;
+    db.insert_account(&account("a", "+100"))
+        .await
+        .expect("account");
+    for (id, concat) in [("p1", "partial"), ("p2", "partial"), ("f", "final;p1 p2")] {
+        let new = NewUpload {
+            concat: Some(concat.into()),
+            ..upload(id, "a")
+        };
+        db.insert_upload_if(&new, 0, |_| true)
+            .await
+            .expect("upload");
+    }
+    let usage = db.upload_usage("a", 150).await.expect("usage");
+    assert_eq!(
+        (usage.count, usage.bytes),
+        (2, 20),
+        "the final is not counted"
+    );
+    let lease = db
+        .take_upload_lease("p1", 0, 0)
+        .await
+        .expect("lease")
+        .expect("row")
+        .lease;
+    assert!(
+        !db.complete_partial_upload("p1", lease - 1, 10, "k/p1", 150, 400)
+            .await
+            .expect("fenced off")
+    );
+    assert!(
+        db.complete_partial_upload("p1", lease, 10, "k/p1", 150, 400)
+            .await
+            .expect("complete")
+    );
+    let row = db.upload("p1").await.expect("read").expect("row");
+    assert_eq!(
+        (
+            row.state.as_str(),
+            row.storage_key.as_deref(),
+            row.expires_at
+        ),
+        ("complete", Some("k/p1"), 400)
+    );
+    let usage = db.upload_usage("a", 150).await.expect("usage");
+    assert_eq!(
+        (usage.count, usage.bytes),
+        (2, 20),
+        "a finished part still holds its bytes"
+    );
+    let mut due = db.due_uploads(300, 10).await.expect("due");
+    due.sort();
+    assert_eq!(due, vec![("f".to_owned(), None), ("p2".to_owned(), None)]);
+    assert_eq!(
+        db.purge_finished_uploads(1000).await.expect("purge"),
+        0,
+        "a finished part is expired (its bytes deleted) before its row goes"
+    );
+    assert_eq!(
+        db.due_uploads(500, 10).await.expect("due")[2],
+        ("p1".to_owned(), Some("k/p1".to_owned()))
+    );
+    for id in ["p1", "p2", "f"] {
+        assert!(db.expire_upload(id, 500).await.expect("expire"));
+    }
+    assert_eq!(db.upload_usage("a", 150).await.expect("usage").count, 0);
+    assert_eq!(db.purge_finished_uploads(1000).await.expect("purge"), 3);
 }
 
 #[tokio::test]

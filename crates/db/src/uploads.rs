@@ -8,7 +8,8 @@ use crate::{BlobCompletion, Db, DbError};
 macro_rules! upload_columns {
     () => {
         "id, account_id, state, kind, length, upload_offset, hash_state, declared_sha256, \
-         filename, content_type, metadata, blob_id, error, lease, created_at, updated_at, expires_at"
+         filename, content_type, metadata, blob_id, error, lease, created_at, updated_at, expires_at, \
+         concat, storage_key"
     };
 }
 
@@ -47,8 +48,12 @@ pub struct UploadRow {
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
-    /// Unix seconds after which an active upload is expired.
+    /// Unix seconds after which an active upload (or a finished partial one) is expired.
     pub expires_at: i64,
+    /// tus concatenation: `partial`, or `final;<id> <id> …` listing the parts in order.
+    pub concat: Option<String>,
+    /// Where a finished partial upload's bytes are stored.
+    pub storage_key: Option<String>,
 }
 
 /// What a new upload starts with.
@@ -76,6 +81,8 @@ pub struct NewUpload {
     pub now: i64,
     /// Unix seconds.
     pub expires_at: i64,
+    /// tus concatenation: `partial` or `final;<id> <id> …`.
+    pub concat: Option<String>,
 }
 
 /// An account's unfinished uploads.
@@ -87,10 +94,35 @@ pub struct UploadUsage {
     pub bytes: i64,
 }
 
-/// An account's active, unexpired uploads: count `n` and bytes `b`.
-const USAGE: &str = "SELECT COUNT(*) AS n, \
+/// The condition for rows an upload's expiry applies to: active uploads, and finished partial
+/// uploads (whose bytes wait for a final upload). Never NULL, so it can be negated.
+macro_rules! expiring {
+    () => {
+        "(state = 'active' OR (state = 'complete' AND COALESCE(concat, '') = 'partial'))"
+    };
+}
+
+/// An account's unfinished, unexpired uploads: count `n` and bytes `b`. Finished partial uploads
+/// count (their bytes are still held); final uploads do not (their bytes are their parts').
+const USAGE: &str = concat!(
+    "SELECT COUNT(*) AS n, \
      CAST(COALESCE(SUM(COALESCE(length, upload_offset)), 0) AS BIGINT) AS b \
-     FROM uploads WHERE account_id = $1 AND state = 'active' AND expires_at > $2";
+     FROM uploads WHERE account_id = $1 AND expires_at > $2 \
+     AND (concat IS NULL OR concat = 'partial') AND ",
+    expiring!()
+);
+
+/// Drops a finished upload's manifest: the store needs it no more.
+async fn forget_manifest(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: &str,
+) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM upload_manifest WHERE upload_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
 
 impl Db {
     /// Inserts an upload in state `active` at offset 0, if `admit` accepts the account's usage
@@ -123,8 +155,8 @@ impl Db {
         }
         sqlx::query(
             "INSERT INTO uploads (id, account_id, state, kind, length, upload_offset, hash_state, \
-             declared_sha256, filename, content_type, metadata, lease, created_at, updated_at, expires_at) \
-             VALUES ($1, $2, 'active', $3, $4, 0, $5, $6, $7, $8, $9, 0, $10, $10, $11)",
+             declared_sha256, filename, content_type, metadata, lease, created_at, updated_at, expires_at, \
+             concat) VALUES ($1, $2, 'active', $3, $4, 0, $5, $6, $7, $8, $9, 0, $10, $10, $11, $12)",
         )
         .bind(&u.id)
         .bind(&u.account_id)
@@ -137,6 +169,7 @@ impl Db {
         .bind(&u.metadata)
         .bind(u.now)
         .bind(u.expires_at)
+        .bind(&u.concat)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -282,10 +315,7 @@ impl Db {
             completion.media_queued = crate::media::enqueue(&mut tx, blob_id, now).await?;
         }
         crate::media::touch_renditions(&mut tx, blob_id, now).await?;
-        sqlx::query("DELETE FROM upload_manifest WHERE upload_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        forget_manifest(&mut tx, id).await?;
         tx.commit().await?;
         Ok(Some(completion))
     }
@@ -311,6 +341,39 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Marks a partial upload complete with its bytes stored under `storage_key`, where they
+    /// wait for a final upload until `expires_at`. Returns false when fenced off.
+    pub async fn complete_partial_upload(
+        &self,
+        id: &str,
+        lease: i64,
+        size: i64,
+        storage_key: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE uploads SET state = 'complete', storage_key = $3, upload_offset = $4, length = $4, \
+             updated_at = $5, expires_at = $6 \
+             WHERE id = $1 AND lease = $2 AND state = 'active' AND concat = 'partial'",
+        )
+        .bind(id)
+        .bind(lease)
+        .bind(storage_key)
+        .bind(size)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        forget_manifest(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Deletes an upload row (termination).
     pub async fn delete_upload(&self, id: &str) -> Result<(), DbError> {
         sqlx::query("DELETE FROM uploads WHERE id = $1")
@@ -333,26 +396,35 @@ impl Db {
         })
     }
 
-    /// Ids of active uploads whose expiry has passed.
-    pub async fn due_uploads(&self, now: i64, limit: i64) -> Result<Vec<String>, DbError> {
-        let rows = sqlx::query(
-            "SELECT id FROM uploads WHERE state = 'active' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
-        )
+    /// Uploads whose expiry has passed, with the storage key of a finished partial upload's
+    /// bytes.
+    pub async fn due_uploads(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, Option<String>)>, DbError> {
+        let rows = sqlx::query(concat!(
+            "SELECT id, storage_key FROM uploads WHERE ",
+            expiring!(),
+            " AND expires_at <= $1 ORDER BY expires_at LIMIT $2"
+        ))
         .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| r.try_get("id").map_err(DbError::from))
+            .map(|r| Ok((r.try_get("id")?, r.try_get("storage_key")?)))
             .collect()
     }
 
     /// Marks a due upload expired, fencing off any writer. Returns false when it was not due.
     pub async fn expire_upload(&self, id: &str, now: i64) -> Result<bool, DbError> {
-        let done = sqlx::query(
+        let done = sqlx::query(concat!(
             "UPDATE uploads SET state = 'expired', lease = lease + 1, updated_at = $2 \
-             WHERE id = $1 AND state = 'active' AND expires_at <= $2",
-        )
+             WHERE id = $1 AND ",
+            expiring!(),
+            " AND expires_at <= $2"
+        ))
         .bind(id)
         .bind(now)
         .execute(&self.pool)
@@ -360,12 +432,17 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Deletes rows of finished (complete, failed, expired) uploads whose expiry is before `cutoff`.
+    /// Deletes rows of finished (complete, failed, expired) uploads whose expiry is before
+    /// `cutoff`, except finished partial uploads, which expire first (deleting their bytes).
     pub async fn purge_finished_uploads(&self, cutoff: i64) -> Result<u64, DbError> {
-        let done = sqlx::query("DELETE FROM uploads WHERE state <> 'active' AND expires_at <= $1")
-            .bind(cutoff)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(concat!(
+            "DELETE FROM uploads WHERE NOT ",
+            expiring!(),
+            " AND expires_at <= $1"
+        ))
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 
