@@ -115,7 +115,7 @@ async fn draft_errors() {
         .client
         .post(app.url("/v1/uploads"))
         .bearer_auth(&user.token)
-        .header("Upload-Draft-Interop-Version", "3")
+        .header("Upload-Draft-Interop-Version", "2")
         .header("Upload-Complete", "?1")
         .send()
         .await
@@ -377,4 +377,232 @@ async fn no_104_goes_through_a_proxy_unless_proxies_pass_it_on() {
     let user = app.user(&phone()).await;
     let first = first_response(&app, &user, "X-Forwarded-For: 203.0.113.5\r\n").await;
     assert!(first.starts_with("HTTP/1.1 104 "), "{first}");
+}
+
+/// What one interop version's requests and responses look like.
+struct Version {
+    number: u32,
+    /// The completeness header and its value for "complete" / "more to come".
+    complete: (&'static str, &'static str),
+    incomplete: (&'static str, &'static str),
+    /// Whether appends must be `application/partial-upload`.
+    typed_appends: bool,
+    /// Status of an append that leaves the upload incomplete.
+    incomplete_append: u16,
+    /// The `Upload-Limit` key of the remaining lifetime.
+    lifetime: &'static str,
+}
+
+fn versions() -> Vec<Version> {
+    (3..=9)
+        .map(|number| Version {
+            number,
+            complete: if number == 3 {
+                ("upload-incomplete", "?0")
+            } else {
+                ("upload-complete", "?1")
+            },
+            incomplete: if number == 3 {
+                ("upload-incomplete", "?1")
+            } else {
+                ("upload-complete", "?0")
+            },
+            typed_appends: number >= 6,
+            incomplete_append: if number <= 6 { 201 } else { 204 },
+            lifetime: if number <= 6 { "expires" } else { "max-age" },
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_interop_version_speaks_its_own_headers_over_one_upload() {
+    let app = TestApp::spawn().await;
+    let user = app.user(&phone()).await;
+    for v in versions() {
+        let n = v.number.to_string();
+        let request = |method: reqwest::Method, url: &str| {
+            app.client
+                .request(method, app.url(url))
+                .bearer_auth(&user.token)
+                .header("Upload-Draft-Interop-Version", n.clone())
+        };
+        let data = payload(3000, 7);
+        let res = request(reqwest::Method::POST, "/v1/uploads")
+            .header(v.incomplete.0, v.incomplete.1)
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(res.status(), 201, "v{n}");
+        assert_eq!(
+            header(&res, v.incomplete.0).as_deref(),
+            Some(v.incomplete.1),
+            "v{n}"
+        );
+        assert_eq!(
+            header(&res, "upload-draft-interop-version"),
+            Some(n.clone())
+        );
+        let limit = header(&res, "upload-limit").expect("Upload-Limit");
+        assert!(limit.contains(&format!("{}=", v.lifetime)), "v{n}: {limit}");
+        let url = location(&res);
+
+        let append = |offset: u64, body: &[u8], completeness: Option<(&str, &str)>, typed: bool| {
+            let mut req = request(reqwest::Method::PATCH, &url)
+                .header("Upload-Offset", offset.to_string())
+                .body(body.to_vec());
+            if let Some((name, value)) = completeness {
+                req = req.header(name, value);
+            }
+            if typed {
+                req = req.header("Content-Type", "application/partial-upload");
+            }
+            req.send()
+        };
+        if v.typed_appends {
+            let res = append(0, &data[..1000], Some(v.incomplete), false)
+                .await
+                .expect("append");
+            assert_eq!(res.status(), 415, "v{n} wants application/partial-upload");
+        }
+        let res = append(0, &data[..1000], Some(v.incomplete), v.typed_appends)
+            .await
+            .expect("append");
+        assert_eq!(res.status(), v.incomplete_append, "v{n}");
+        assert_eq!(
+            header(&res, "upload-offset").as_deref(),
+            Some("1000"),
+            "v{n}"
+        );
+        assert_eq!(
+            header(&res, v.incomplete.0).as_deref(),
+            Some(v.incomplete.1),
+            "v{n}"
+        );
+
+        // A version 9 client may ask for the offset with GET; every version with HEAD.
+        let head = request(reqwest::Method::HEAD, &url)
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(head.status(), 204, "v{n}");
+        assert_eq!(
+            header(&head, "upload-offset").as_deref(),
+            Some("1000"),
+            "v{n}"
+        );
+        assert_eq!(
+            header(&head, v.incomplete.0).as_deref(),
+            Some(v.incomplete.1),
+            "v{n}"
+        );
+        let get = request(reqwest::Method::GET, &url)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(get.status(), 200, "v{n}");
+        assert_eq!(
+            header(&get, "upload-offset").as_deref(),
+            Some("1000"),
+            "v{n}"
+        );
+
+        let res = append(500, &data[..1], Some(v.incomplete), v.typed_appends)
+            .await
+            .expect("append");
+        if v.number >= 7 {
+            assert_eq!(
+                header(&res, "upload-complete").as_deref(),
+                Some("?0"),
+                "v{n}"
+            );
+        }
+        assert_problem(res, 409, "mismatching-upload-offset").await;
+
+        // Through version 6 an append without the completeness header is the last one; from 7
+        // the header is required.
+        let res = append(1000, &data[1000..], None, v.typed_appends)
+            .await
+            .expect("append");
+        let res = if v.number <= 6 {
+            res
+        } else {
+            assert_eq!(
+                header(&res, "upload-complete").as_deref(),
+                Some("?0"),
+                "v{n}"
+            );
+            assert_problem(res, 400, "invalid-header").await;
+            append(1000, &data[1000..], Some(v.complete), v.typed_appends)
+                .await
+                .expect("append")
+        };
+        assert_eq!(res.status(), 200, "v{n}");
+        assert_eq!(
+            header(&res, v.complete.0).as_deref(),
+            Some(v.complete.1),
+            "v{n}"
+        );
+        assert_eq!(
+            header(&res, "sealpost-blob-id"),
+            Some(sha256_hex(&data)),
+            "v{n}"
+        );
+
+        // Cancellation.
+        let res = request(reqwest::Method::POST, "/v1/uploads")
+            .header(v.incomplete.0, v.incomplete.1)
+            .send()
+            .await
+            .expect("create");
+        let url = location(&res);
+        let res = request(reqwest::Method::DELETE, &url)
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(res.status(), 204, "v{n}");
+        let head = request(reqwest::Method::HEAD, &url)
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(head.status(), 404, "v{n}");
+    }
+}
+
+#[tokio::test]
+async fn an_upload_created_at_one_version_resumes_at_another() {
+    let app = TestApp::spawn().await;
+    let user = app.user(&phone()).await;
+    let data = payload(2000, 8);
+    let res = draft(&app, reqwest::Method::POST, "/v1/uploads", &user)
+        .header("Upload-Complete", "?0")
+        .body(data[..700].to_vec())
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(res.status(), 201);
+    let url = location(&res);
+    let head = app
+        .client
+        .head(app.url(&url))
+        .bearer_auth(&user.token)
+        .header("Upload-Draft-Interop-Version", "3")
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(head.status(), 204);
+    assert_eq!(header(&head, "upload-incomplete").as_deref(), Some("?1"));
+    assert!(header(&head, "upload-complete").is_none());
+    // Version 5 (iOS 18.0, tus-js-client's ietf-draft-03): no media type, no header = the end.
+    let res = app
+        .client
+        .patch(app.url(&url))
+        .bearer_auth(&user.token)
+        .header("Upload-Draft-Interop-Version", "5")
+        .header("Upload-Offset", "700")
+        .body(data[700..].to_vec())
+        .send()
+        .await
+        .expect("append");
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "sealpost-blob-id"), Some(sha256_hex(&data)));
 }

@@ -53,7 +53,7 @@ fn media_routes() -> OpenApiRouter<AppState> {
             uploads::delete_upload,
             uploads::override_upload
         ))
-        .layer(middleware::from_fn(uploads::tus_resumable_header));
+        .layer(middleware::from_fn(uploads::protocol_headers));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(accounts::register))
         .routes(routes!(accounts::lookup))

@@ -36,9 +36,10 @@ pub struct ProtocolHeaders {
     #[serde(rename = "Tus-Resumable")]
     #[param(nullable = false, inline)]
     pub tus_resumable: Option<TusVersion>,
-    /// `8` or `9` on IETF draft requests; omitted on tus requests.
+    /// `3` to `9` on IETF draft requests (docs/uploads.md has what differs); omitted on tus
+    /// requests.
     #[serde(rename = "Upload-Draft-Interop-Version")]
-    #[param(nullable = false, minimum = 8, maximum = 9)]
+    #[param(nullable = false, minimum = 3, maximum = 9)]
     pub upload_draft_interop_version: Option<u32>,
 }
 
@@ -54,13 +55,24 @@ pub struct CreateHeaders {
     #[serde(rename = "Upload-Defer-Length")]
     #[param(nullable = false, minimum = 1, maximum = 1)]
     pub upload_defer_length: Option<u8>,
-    /// Draft (required there): `?1` if this request carries the last byte.
+    /// Draft from interop version 4 (required there): `?1` if this request carries the last
+    /// byte.
     #[serde(rename = "Upload-Complete")]
     #[param(nullable = false, inline)]
     pub upload_complete: Option<SfBoolean>,
-    /// Comma-separated `key base64(value)` pairs: `filename`, `content_type`, `sha256` (base64 of
-    /// the 32-byte SHA-256 of the whole upload, verified on completion), `kind`
-    /// (`encrypted` or `preview`).
+    /// Draft interop version 3 (required there): `?1` if more bytes follow, `?0` if this request
+    /// carries the last byte.
+    #[serde(rename = "Upload-Incomplete")]
+    #[param(nullable = false, inline)]
+    pub upload_incomplete: Option<SfBoolean>,
+    /// tus concatenation: `partial`, or `final;<url> <url> …` (the partial uploads, in order;
+    /// then no `Upload-Length` and no body).
+    #[serde(rename = "Upload-Concat")]
+    #[param(nullable = false)]
+    pub upload_concat: Option<String>,
+    /// Comma-separated `key base64(value)` pairs: `filename`, `content_type`, `sha256` (the
+    /// SHA-256 of the whole upload, verified on completion: its 32 bytes, or as text its hex or
+    /// base64, which is what string-based clients send), `kind` (`encrypted` or `preview`).
     #[serde(rename = "Upload-Metadata")]
     #[param(nullable = false)]
     pub upload_metadata: Option<String>,
@@ -82,10 +94,15 @@ pub struct AppendHeaders {
     #[serde(rename = "Upload-Length")]
     #[param(nullable = false, minimum = 0)]
     pub upload_length: Option<u64>,
-    /// Draft (required there): `?1` if this request carries the last byte.
+    /// Draft from interop version 4: `?1` if this request carries the last byte (required from
+    /// version 7; before, a missing header means it does).
     #[serde(rename = "Upload-Complete")]
     #[param(nullable = false, inline)]
     pub upload_complete: Option<SfBoolean>,
+    /// Draft interop version 3: `?1` if more bytes follow (missing means none do).
+    #[serde(rename = "Upload-Incomplete")]
+    #[param(nullable = false, inline)]
+    pub upload_incomplete: Option<SfBoolean>,
     /// `sha1 <base64>` or `sha256 <base64>` over this body; on mismatch nothing is kept (460).
     #[serde(rename = "Upload-Checksum")]
     #[param(nullable = false, pattern = "^(sha1|sha256) [A-Za-z0-9+/]+={0,2}$")]

@@ -1,7 +1,7 @@
 //! Header grammar of the two upload protocols spoken on `/v1/uploads`: tus 1.0.0 and the IETF
 //! resumable-upload draft (selected per request by `Upload-Draft-Interop-Version`).
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use sealpost_proto::UploadKind;
@@ -14,8 +14,11 @@ pub const TUS_VERSION: &str = "1.0.0";
 pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination,concatenation";
 /// tus checksum algorithms served.
 pub const TUS_CHECKSUM_ALGORITHMS: &str = "sha1,sha256";
-/// Draft interop versions served (draft-ietf-httpbis-resumable-upload-09 … -12).
-pub const DRAFT_INTEROP_VERSIONS: [u32; 2] = [8, 9];
+/// The oldest draft interop version served: 3, draft-ietf-httpbis-resumable-upload-01, which
+/// Apple's `URLSession` speaks on iOS 17 and macOS 14.
+pub const DRAFT_OLDEST: u32 = 3;
+/// The newest draft interop version served: 9, draft-ietf-httpbis-resumable-upload-12.
+pub const DRAFT_NEWEST: u32 = 9;
 /// The media type of tus PATCH bodies.
 pub const TUS_CONTENT_TYPE: &str = "application/offset+octet-stream";
 /// The media type of draft append bodies.
@@ -27,7 +30,93 @@ pub enum Protocol {
     /// tus 1.0.0.
     Tus,
     /// The IETF draft at this interop version.
-    Draft(u32),
+    Draft(Draft),
+}
+
+/// An interop version of the IETF draft, and what differs between versions (the table in
+/// docs/uploads.md). Each request is answered in the version it carries: an upload created at
+/// one version can be resumed at another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Draft(u32);
+
+impl Draft {
+    /// The version number.
+    pub fn version(self) -> u32 {
+        self.0
+    }
+
+    /// Reads the completeness of a request: `Upload-Incomplete` (`?1` = more to come) in
+    /// version 3, `Upload-Complete` (`?1` = this is the end) from version 4.
+    pub fn complete(self, headers: &HeaderMap) -> ApiResult<Option<bool>> {
+        if self.0 == 3 {
+            Ok(sf_bool(headers, "upload-incomplete")?.map(|incomplete| !incomplete))
+        } else {
+            sf_bool(headers, "upload-complete")
+        }
+    }
+
+    /// The completeness of an append: through version 6 a missing header means the append
+    /// completes the upload; from version 7 the header is required.
+    pub fn append_complete(self, headers: &HeaderMap) -> ApiResult<bool> {
+        match self.complete(headers)? {
+            Some(complete) => Ok(complete),
+            None if self.0 <= 6 => Ok(true),
+            None => Err(ApiError::BadRequest(
+                "invalid-header",
+                "Upload-Complete is required".into(),
+            )),
+        }
+    }
+
+    /// Writes the completeness header of this version.
+    pub fn set_complete(self, h: &mut HeaderMap, complete: bool) {
+        let (name, value) = match (self.0, complete) {
+            (3, done) => ("upload-incomplete", !done),
+            (_, done) => ("upload-complete", done),
+        };
+        h.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(if value { "?1" } else { "?0" }),
+        );
+    }
+
+    /// The media type appends must have: `application/partial-upload` from version 6; none
+    /// (any) before.
+    pub fn append_content_type(self) -> Option<&'static str> {
+        (self.0 >= 6).then_some(DRAFT_CONTENT_TYPE)
+    }
+
+    /// The status of an append that leaves the upload incomplete: 201 through version 6 (which
+    /// require it), 204 from version 7.
+    pub fn incomplete_append_status(self) -> StatusCode {
+        if self.0 <= 6 {
+            StatusCode::CREATED
+        } else {
+            StatusCode::NO_CONTENT
+        }
+    }
+
+    /// The `Upload-Limit` key for the upload's remaining lifetime in seconds: `expires` in
+    /// version 6, `max-age` from version 7 (clients ignore keys they do not know).
+    pub fn lifetime_key(self) -> &'static str {
+        if self.0 <= 6 { "expires" } else { "max-age" }
+    }
+
+    /// Whether every response about an append, errors included, says whether the upload is
+    /// complete (version 7 on).
+    pub fn completeness_on_every_response(self) -> bool {
+        self.0 >= 7
+    }
+
+    /// The version a request names in `Upload-Draft-Interop-Version`, if it is one served.
+    pub fn requested(headers: &HeaderMap) -> Option<Self> {
+        let v = headers.get("upload-draft-interop-version")?.to_str().ok()?;
+        v.trim()
+            .parse()
+            .ok()
+            .filter(|n| (DRAFT_OLDEST..=DRAFT_NEWEST).contains(n))
+            .map(Self)
+    }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> ApiResult<Option<&'a str>> {
@@ -61,12 +150,12 @@ impl Protocol {
     /// `Upload-Draft-Interop-Version` is present, else tus (which needs `Tus-Resumable: 1.0.0`).
     pub fn detect(headers: &HeaderMap) -> ApiResult<Self> {
         if let Some(v) = header(headers, "upload-draft-interop-version")? {
-            return match v.parse::<u32>() {
-                Ok(n) if DRAFT_INTEROP_VERSIONS.contains(&n) => Ok(Self::Draft(n)),
-                _ => Err(ApiError::UnsupportedVersion(format!(
-                    "Upload-Draft-Interop-Version {v} is not supported; this server speaks {DRAFT_INTEROP_VERSIONS:?}"
-                ))),
-            };
+            return Draft::requested(headers).map(Self::Draft).ok_or_else(|| {
+                ApiError::UnsupportedVersion(format!(
+                    "Upload-Draft-Interop-Version {v} is not supported; this server speaks \
+                     {DRAFT_OLDEST} to {DRAFT_NEWEST}"
+                ))
+            });
         }
         match header(headers, "tus-resumable")? {
             Some(TUS_VERSION) => Ok(Self::Tus),
@@ -74,8 +163,8 @@ impl Protocol {
                 "Tus-Resumable {other} is not supported; this server speaks {TUS_VERSION}"
             ))),
             None => Err(ApiError::UnsupportedVersion(format!(
-                "send Tus-Resumable: {TUS_VERSION} (tus) or Upload-Draft-Interop-Version: {} (IETF draft)",
-                DRAFT_INTEROP_VERSIONS[0]
+                "send Tus-Resumable: {TUS_VERSION} (tus) or Upload-Draft-Interop-Version: \
+                 {DRAFT_OLDEST} to {DRAFT_NEWEST} (IETF draft)"
             ))),
         }
     }
@@ -356,12 +445,13 @@ mod tests {
         );
         assert_eq!(
             Protocol::detect(&headers(&[("upload-draft-interop-version", "8")])).ok(),
-            Some(Protocol::Draft(8))
+            Some(Protocol::Draft(Draft(8)))
         );
         for bad in [
             vec![],
             vec![("tus-resumable", "0.2.2")],
-            vec![("upload-draft-interop-version", "6")],
+            vec![("upload-draft-interop-version", "2")],
+            vec![("upload-draft-interop-version", "10")],
         ] {
             assert!(matches!(
                 Protocol::detect(&headers(&bad)),
@@ -415,6 +505,29 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn draft_versions_differ_in_completeness_and_media_type() {
+        let v3 = Draft(3);
+        let v5 = Draft(5);
+        let v7 = Draft(7);
+        let incomplete = headers(&[("upload-incomplete", "?1")]);
+        assert_eq!(v3.complete(&incomplete).ok(), Some(Some(false)));
+        assert_eq!(v5.complete(&incomplete).ok(), Some(None), "not a v5 header");
+        let none = HeaderMap::new();
+        assert_eq!(v5.append_complete(&none).ok(), Some(true));
+        assert!(v7.append_complete(&none).is_err());
+        let mut h = HeaderMap::new();
+        v3.set_complete(&mut h, true);
+        assert_eq!(
+            h.get("upload-incomplete").map(|v| v.as_bytes()),
+            Some(&b"?0"[..])
+        );
+        assert_eq!(v5.append_content_type(), None);
+        assert_eq!(Draft(6).append_content_type(), Some(DRAFT_CONTENT_TYPE));
+        assert_eq!(Draft(6).lifetime_key(), "expires");
+        assert_eq!(v7.lifetime_key(), "max-age");
     }
 
     #[test]

@@ -13,9 +13,9 @@ use sealpost_proto::{Problem, UploadStatus};
 
 use super::api_doc::{AppendHeaders, BinaryBody, CreateHeaders, ProtocolHeaders};
 use super::protocol::{
-    Concat, DRAFT_CONTENT_TYPE, Protocol, TUS_CHECKSUM_ALGORITHMS, TUS_CONTENT_TYPE,
+    Concat, DRAFT_CONTENT_TYPE, Draft, Protocol, TUS_CHECKSUM_ALGORITHMS, TUS_CONTENT_TYPE,
     TUS_EXTENSIONS, TUS_VERSION, content_type, parse_checksum, parse_concat, parse_metadata,
-    sf_bool, u64_header, upload_id_is_valid,
+    u64_header, upload_id_is_valid,
 };
 use super::service::{AppendSpec, CreateSpec, UploadView, is_expired, is_partial};
 use crate::error::{ApiError, ApiResult};
@@ -66,12 +66,14 @@ impl AppState {
         }
     }
 
-    fn upload_limit(&self, row: Option<&UploadRow>) -> String {
-        let max_age = row.map_or(self.settings.uploads.ttl.as_secs(), |r| {
+    /// `Upload-Limit`: the size limit and the upload's remaining lifetime, under the key
+    /// `lifetime_key` (see [`Draft::lifetime_key`]).
+    fn upload_limit(&self, row: Option<&UploadRow>, lifetime_key: &str) -> String {
+        let lifetime = row.map_or(self.settings.uploads.ttl.as_secs(), |r| {
             u64::try_from(r.expires_at - unix_now()).unwrap_or(0)
         });
         format!(
-            "max-size={}, max-age={max_age}",
+            "max-size={}, {lifetime_key}={lifetime}",
             self.settings.uploads.max_size
         )
     }
@@ -97,13 +99,13 @@ impl AppState {
                     set(&mut h, "upload-concat", self.concat_header(concat));
                 }
             }
-            Protocol::Draft(_) => {
+            Protocol::Draft(draft) => {
+                draft.set_complete(&mut h, row.state == "complete");
                 set(
                     &mut h,
-                    "upload-complete",
-                    if row.state == "complete" { "?1" } else { "?0" },
+                    "upload-limit",
+                    self.upload_limit(Some(row), draft.lifetime_key()),
                 );
-                set(&mut h, "upload-limit", self.upload_limit(Some(row)));
             }
         }
         if let Some(blob) = &row.blob_id {
@@ -130,17 +132,28 @@ fn status_body(row: &UploadRow) -> UploadStatus {
     }
 }
 
-/// Adds `Tus-Resumable` to every tus response (success or error) on the upload routes.
-pub async fn tus_resumable_header(request: Request<Body>, next: Next) -> Response {
-    let draft = request
+/// Protocol headers on every response of the upload routes, errors included: `Tus-Resumable`
+/// for tus; for the draft, its interop version echoed and, from version 7, whether the upload
+/// is complete (an error leaves it incomplete).
+pub async fn protocol_headers(request: Request<Body>, next: Next) -> Response {
+    let asked_draft = request
         .headers()
         .contains_key("upload-draft-interop-version");
+    let draft = Draft::requested(request.headers());
     let mut response = next.run(request).await;
-    if !draft {
-        response.headers_mut().insert(
-            HeaderName::from_static("tus-resumable"),
-            HeaderValue::from_static(TUS_VERSION),
-        );
+    let status = response.status();
+    let headers = response.headers_mut();
+    match draft {
+        Some(draft) => {
+            set(headers, "upload-draft-interop-version", draft.version());
+            if draft.completeness_on_every_response()
+                && (status.is_client_error() || status.is_server_error())
+            {
+                draft.set_complete(headers, false);
+            }
+        }
+        None if !asked_draft => set(headers, "tus-resumable", TUS_VERSION),
+        None => {}
     }
     response
 }
@@ -163,7 +176,7 @@ pub async fn options_uploads(State(state): State<AppState>) -> Response {
     set(&mut h, "tus-extension", TUS_EXTENSIONS);
     set(&mut h, "tus-max-size", state.settings.uploads.max_size);
     set(&mut h, "tus-checksum-algorithm", TUS_CHECKSUM_ALGORITHMS);
-    set(&mut h, "upload-limit", state.upload_limit(None));
+    set(&mut h, "upload-limit", state.upload_limit(None, "max-age"));
     set(
         &mut h,
         "accept-patch",
@@ -249,11 +262,13 @@ pub async fn create_upload(
             }
             None
         }
-        Protocol::Draft(_) => {
-            let complete = sf_bool(&headers, "upload-complete")?.ok_or_else(|| {
+        Protocol::Draft(draft) => {
+            let complete = draft.complete(&headers)?.ok_or_else(|| {
                 ApiError::BadRequest(
                     "invalid-header",
-                    "Upload-Complete is required to create an upload".into(),
+                    "Upload-Complete (Upload-Incomplete in interop version 3) is required to \
+                     create an upload"
+                        .into(),
                 )
             })?;
             if complete && let Some(cl) = content_length {
@@ -297,14 +312,17 @@ pub async fn create_upload(
     let location = state.location(&row.id);
     // Only on HTTP/1.1 (RFC 9110 forbids 1xx to HTTP/1.0), and through a proxy only when it
     // passes 1xx on: nginx would take the 104 for the final response.
-    if let Protocol::Draft(interop) = protocol
+    if let Protocol::Draft(draft) = protocol
         && version == Version::HTTP_11
         && (!client.proxied || state.settings.proxies_forward_interim)
     {
         let interim = [
             ("Location", location.clone()),
-            ("Upload-Draft-Interop-Version", interop.to_string()),
-            ("Upload-Limit", state.upload_limit(Some(&row))),
+            ("Upload-Draft-Interop-Version", draft.version().to_string()),
+            (
+                "Upload-Limit",
+                state.upload_limit(Some(&row), draft.lifetime_key()),
+            ),
         ];
         if let Err(e) = conn
             .send_interim(104, "Upload Resumption Supported", &interim)
@@ -416,12 +434,18 @@ pub async fn head_upload(
     Ok((status, state.state_headers(protocol, &row)).into_response())
 }
 
-/// The upload's status as JSON (no protocol headers needed).
+/// The upload's status as JSON (no protocol headers needed). With
+/// `Upload-Draft-Interop-Version` it is also the draft's offset retrieval (GET as an
+/// alternative to HEAD, from version 9): it stops any request still streaming into the upload
+/// and carries the draft's state headers.
 #[utoipa::path(
     get, path = "/v1/uploads/{id}", tag = "uploads",
-    params(("id" = String, Path, description = "Upload id")),
+    params(
+        ("id" = String, Path, description = "Upload id"),
+        ("Upload-Draft-Interop-Version" = Option<u32>, Header, description = "Optional: answer as the draft's offset retrieval too", minimum = 3, maximum = 9),
+    ),
     responses(
-        (status = 200, description = "Upload status", body = UploadStatus),
+        (status = 200, description = "Upload status (with the draft, its state headers too: Upload-Offset, Upload-Complete, Upload-Length, Upload-Limit)", body = UploadStatus),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such upload for this account", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The upload expired", body = Problem, content_type = "application/problem+json"),
@@ -432,13 +456,22 @@ pub async fn get_upload(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     valid_upload_id(&id)?;
-    let row = state.uploads.owned(&auth.account_id, &id).await?;
-    if is_expired(&row, unix_now()) {
-        return Err(ApiError::UploadExpired);
-    }
-    let mut h = HeaderMap::new();
+    let draft = Draft::requested(&headers);
+    let row = if draft.is_some() {
+        state.uploads.head(&auth.account_id, &id, false).await?
+    } else {
+        let row = state.uploads.owned(&auth.account_id, &id).await?;
+        if is_expired(&row, unix_now()) {
+            return Err(ApiError::UploadExpired);
+        }
+        row
+    };
+    let mut h = draft.map_or_else(HeaderMap::new, |d| {
+        state.state_headers(Protocol::Draft(d), &row)
+    });
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok((h, axum::Json(status_body(&row))).into_response())
 }
@@ -487,12 +520,14 @@ pub async fn patch_upload(
     valid_upload_id(&id)?;
     let protocol = Protocol::detect(&headers)?;
     let expected_type = match protocol {
-        Protocol::Tus => TUS_CONTENT_TYPE,
-        Protocol::Draft(_) => DRAFT_CONTENT_TYPE,
+        Protocol::Tus => Some(TUS_CONTENT_TYPE),
+        Protocol::Draft(draft) => draft.append_content_type(),
     };
-    if content_type(&headers).as_deref() != Some(expected_type) {
+    if let Some(expected) = expected_type
+        && content_type(&headers).as_deref() != Some(expected)
+    {
         return Err(ApiError::UnsupportedMediaType(format!(
-            "PATCH bodies must be {expected_type}"
+            "PATCH bodies must be {expected}"
         )));
     }
     let offset = u64_header(&headers, "upload-offset")?.ok_or_else(|| {
@@ -500,9 +535,7 @@ pub async fn patch_upload(
     })?;
     let complete = match protocol {
         Protocol::Tus => None,
-        Protocol::Draft(_) => Some(sf_bool(&headers, "upload-complete")?.ok_or_else(|| {
-            ApiError::BadRequest("invalid-header", "Upload-Complete is required".into())
-        })?),
+        Protocol::Draft(draft) => Some(draft.append_complete(&headers)?),
     };
     let spec = AppendSpec {
         offset,
@@ -518,7 +551,8 @@ pub async fn patch_upload(
         Protocol::Draft(_) if row.state == "complete" => {
             (StatusCode::OK, h, axum::Json(status_body(&row))).into_response()
         }
-        _ => (StatusCode::NO_CONTENT, h).into_response(),
+        Protocol::Draft(draft) => (draft.incomplete_append_status(), h).into_response(),
+        Protocol::Tus => (StatusCode::NO_CONTENT, h).into_response(),
     })
 }
 
