@@ -76,7 +76,7 @@ ensure_venv() {
     local stamp=$VENV/.requirements.sha256 want
     want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
     if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]] \
-        || ! "$VENV/bin/python" -c 'import tusclient, cryptography, schemathesis, tink, yaml' 2>/dev/null; then
+        || ! "$VENV/bin/python" -c 'import tusclient, cryptography, schemathesis, tink, yaml, olm, websockets' 2>/dev/null; then
         echo "installing $(grep -cv '^\s*\(#\|$\)' "$REQUIREMENTS") pinned Python packages"
         "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQUIREMENTS"
         echo "$want" >"$stamp"
@@ -84,7 +84,7 @@ ensure_venv() {
         echo "venv up to date: $VENV"
     fi
     "$VENV/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null \
-        | grep -iE '^(tuspy|cryptography|requests|schemathesis|tink|pyyaml)==' | tr '\n' ' '
+        | grep -iE '^(tuspy|cryptography|requests|schemathesis|tink|pyyaml|python-olm|websockets)==' | tr '\n' ' '
     echo
 }
 

@@ -2,8 +2,8 @@
 # The whole test suite, as CI runs it (`bash .ci/run`) and as `make test` runs it.
 #
 #   1. tools: apt packages (only if missing: FFmpeg development libraries, clang, ffmpeg,
-#      nginx-light, prometheus, postgresql, docker-compose, …), garage and tansu (cargo
-#      install, once per machine) and the Python venv at .venv
+#      nginx-light, prometheus, postgresql, docker-compose, nodejs and npm, …), garage and tansu
+#      (cargo install, once per machine), the Python venv at .venv and tus-js-client (npm ci)
 #   2. cargo fmt --check, clippy -D warnings, cargo build --workspace --bins --locked (sealpost
 #      and seal, which tests/seal_cli.rs runs),
 #      cargo test --workspace --locked on the embedded defaults (SQLite + files + in-process
@@ -14,7 +14,11 @@
 #      needed; every image pinned; Prometheus alert rules); sealed-media interop with Google
 #      Tink in both directions (tests/interop/tink_interop.py); against the built binary:
 #      OpenAPI document freshness, then a live server (SQLite + files in a temp dir) driven by
-#      tests/interop/tus_interop.py (tuspy) and by schemathesis, and tuspy again on
+#      real clients with their ordinary APIs (tests/interop/tus_interop.py: tuspy;
+#      tests/interop/tusjs: tus-js-client in Node, parallel uploads with concatenation and the
+#      IETF draft modes; tests/interop/draft_curl.sh: curl at every draft interop version, 3 to
+#      9; tests/interop/olm_interop.py: python-olm, a libolm client, exchanging messages and a
+#      photo with `seal`) and by schemathesis, and the real clients again on
 #      PostgreSQL + S3 + Kafka; the Dockerfile's build stage replayed (a release build,
 #      scripts/image.py) and its runtime stage checked against what that build linked (and
 #      those checks shown to refuse broken edits of the Dockerfile); the compose stack run
@@ -83,6 +87,10 @@ apt_install_missing nginx-light prometheus docker-compose
 export SEALPOST_TEST_NGINX=${SEALPOST_TEST_NGINX:-/usr/sbin/nginx}
 
 ensure_venv
+
+# Node and npm for tus-js-client (tests/interop/tusjs; Node >= 18).
+command -v npm >/dev/null || apt_install_missing nodejs npm
+echo "node $(node --version), npm $(npm --version)"
 
 # ---------------------------------------------------------------------------------------------
 if [[ ${SKIP_CARGO:-} == 1 ]]; then
@@ -217,6 +225,31 @@ rc=0
 "$VENV/bin/python" "$ROOT/tests/interop/tus_interop.py" --base-url "$BASE_URL" || rc=$?
 stage_result tus-interop "$rc"
 
+TUSJS=$ROOT/tests/interop/tusjs
+TUSJS_DEPS=0
+# Real clients against a live server, each with its ordinary API: tus-js-client, curl at every
+# IETF draft interop version, and python-olm (libolm) exchanging messages with `seal`. Run on
+# this server and again on PostgreSQL + S3 + Kafka below.
+real_clients() { # suffix base-url
+    local rc
+    section "tus interop (tus-js-client, Node)$1"
+    rc=$TUSJS_DEPS
+    ((rc != 0)) || node "$TUSJS/tus_js_interop.mjs" --base-url "$2" || rc=$?
+    stage_result "tusjs-interop$1" "$rc"
+    section "IETF draft, interop versions 3 to 9 (curl)$1"
+    rc=0
+    bash "$ROOT/tests/interop/draft_curl.sh" "$2" \
+        "$("$VENV/bin/python" "$ROOT/tests/interop/sealpost_api.py" --base-url "$2")" || rc=$?
+    stage_result "draft-curl$1" "$rc"
+    section "Olm interop (python-olm <-> seal)$1"
+    rc=0
+    "$VENV/bin/python" "$ROOT/tests/interop/olm_interop.py" --server "$2" \
+        --seal "$TARGET_DIR/debug/seal" || rc=$?
+    stage_result "olm-interop$1" "$rc"
+}
+npm ci --prefix "$TUSJS" --no-audit --no-fund --prefer-offline --loglevel=error || TUSJS_DEPS=$?
+real_clients "" "$BASE_URL"
+
 # ---------------------------------------------------------------------------------------------
 section "tus interop (tuspy) on PostgreSQL + S3 (Garage) + Kafka (tansu)"
 [[ -n $PG_URL ]] || start_postgres
@@ -230,6 +263,7 @@ S3_SERVER_PID=$STARTED_PID
 rc=0
 "$VENV/bin/python" "$ROOT/tests/interop/tus_interop.py" --base-url "$STARTED_URL" || rc=$?
 stage_result tus-interop-postgres-s3 "$rc"
+real_clients -postgres-s3 "$STARTED_URL"
 kill -TERM "$S3_SERVER_PID" 2>/dev/null || true
 wait "$S3_SERVER_PID" 2>/dev/null || true
 S3_SERVER_PID=

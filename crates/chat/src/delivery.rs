@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use sealpost_bus::{Backoff, Bus, Membership, Record, Start};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -195,7 +194,9 @@ impl Chat {
                 message
                     .copies
                     .iter()
-                    .filter_map(|copy| Some((copy, STANDARD.decode(&copy.body).ok()?)))
+                    .filter_map(|copy| {
+                        Some((copy, sealpost_proto::BASE64.decode(&copy.body).ok()?))
+                    })
                     .collect()
             })
             .collect();

@@ -297,7 +297,7 @@ impl Chat {
         }
         let mut total = 0u64;
         for body in bodies {
-            let Ok(body) = STANDARD.decode(body) else {
+            let Ok(body) = sealpost_proto::BASE64.decode(body) else {
                 return Err(Box::new(refuse(
                     id,
                     "invalid-frame",

@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use futures_util::{SinkExt, StreamExt};
 use sealpost_proto::{
     AccountKeys, ClientFrame, DeviceKey, Envelope, GroupChange, GroupEnvelope, MemberDevice,
@@ -585,7 +584,7 @@ impl Driver {
                 group,
                 body,
             } => {
-                let body = STANDARD.decode(body).unwrap_or_default();
+                let body = sealpost_proto::BASE64.decode(body).unwrap_or_default();
                 let content = Content::Message { group, body };
                 return self.stored(seq, server_id, from, timestamp, content).await;
             }

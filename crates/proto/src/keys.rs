@@ -4,21 +4,13 @@
 //! their 32 bytes, with or without padding (vodozemac writes them without).
 
 use base64::Engine;
-use base64::alphabet::STANDARD;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-/// Standard base64, padded or not, as the key directory takes keys and signatures.
-const KEY_BASE64: GeneralPurpose = GeneralPurpose::new(
-    &STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 /// The `N` bytes of a key (32) or signature (64) in the key directory's base64 (standard,
 /// padded or not); `None` if it is not that.
 pub fn key_bytes<const N: usize>(base64: &str) -> Option<[u8; N]> {
-    KEY_BASE64
+    crate::BASE64
         .decode(base64)
         .ok()
         .and_then(|bytes| <[u8; N]>::try_from(bytes).ok())

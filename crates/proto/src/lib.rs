@@ -32,3 +32,31 @@ pub use message::Plaintext;
 pub use problem::{PROBLEM_JSON, Problem};
 pub use processing::{MediaState, MediaStatus, Rendition};
 pub use uploads::{UploadKind, UploadState, UploadStatus};
+
+use base64::alphabet::STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+/// Standard base64 as Sealpost reads what another implementation may have written (keys,
+/// signatures, envelope and Olm bodies): with or without padding, since libolm and vodozemac
+/// write none. Sealpost itself writes it padded.
+pub const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+
+    #[test]
+    fn base64_is_read_with_or_without_padding() {
+        for text in ["YWJjZA==", "YWJjZA"] {
+            assert_eq!(
+                super::BASE64.decode(text).ok().as_deref(),
+                Some(&b"abcd"[..])
+            );
+        }
+        assert_eq!(super::BASE64.encode(b"abcd"), "YWJjZA==", "written padded");
+        assert!(super::BASE64.decode("YWJj!A").is_err());
+    }
+}

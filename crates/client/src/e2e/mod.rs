@@ -535,9 +535,9 @@ impl E2e {
         from_device: u32,
         sealed: &Sealed,
     ) -> Result<Vec<u8>, ClientError> {
-        let bytes = STANDARD
+        let bytes = sealpost_proto::BASE64
             .decode(&sealed.body)
-            .map_err(|_| failed("not an end-to-end encrypted message"))?;
+            .map_err(|_| failed("the Olm message is not standard base64"))?;
         let message = OlmMessage::from_parts(sealed.kind, &bytes)
             .map_err(|e| failed(format!("a damaged message: {e}")))?;
         let key = peer(from, from_device);
