@@ -48,7 +48,7 @@ pub struct MediaRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Thumbnail {
-    /// A tiny JPEG (about 32 px wide, a few KiB), standard base64.
+    /// A tiny JPEG (about 32 px wide, a few hundred bytes), standard base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inline_jpeg: Option<String>,
     /// A BlurHash of the image.
@@ -73,7 +73,7 @@ pub struct ThumbnailBlob {
     pub plaintext_sha256: String,
     /// Plaintext bytes.
     pub size: u64,
-    /// Media type, e.g. `image/webp`.
+    /// Media type, e.g. `image/jpeg`.
     pub mime: String,
     /// Width in pixels.
     pub width: u32,
