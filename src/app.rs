@@ -52,6 +52,7 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
 impl Application {
     /// Opens the backends and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.uploads.validate()?;
         settings.blobs.validate()?;
         settings.media.validate()?;
         settings.chat.validate()?;

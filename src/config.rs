@@ -496,7 +496,8 @@ pub struct UploadSettings {
     pub max_active_per_account: u32,
     /// Sum of declared lengths of one account's unfinished uploads.
     pub max_active_bytes_per_account: u64,
-    /// Partial uploads one tus final upload may concatenate.
+    /// Partial uploads one tus final upload may concatenate (unjoined parts also count in
+    /// `max_active_per_account`, so the lower of the two is what a client can use).
     pub max_concat_parts: usize,
     /// Bytes between durable checkpoints while a request streams in.
     pub checkpoint_bytes: u64,
@@ -563,6 +564,17 @@ impl Default for Settings {
     }
 }
 
+impl UploadSettings {
+    /// Refuses a concatenation limit that would refuse every final upload.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.max_concat_parts > 0,
+            "uploads.max_concat_parts must be at least 1"
+        );
+        Ok(())
+    }
+}
+
 impl Default for UploadSettings {
     fn default() -> Self {
         Self {
@@ -571,7 +583,7 @@ impl Default for UploadSettings {
             finished_retention: Duration::from_secs(7 * 24 * 3600),
             max_active_per_account: 20,
             max_active_bytes_per_account: 10 << 30,
-            max_concat_parts: 64,
+            max_concat_parts: 16,
             checkpoint_bytes: 8 << 20,
             max_concurrent_transfers: 256,
             idle_timeout: Duration::from_secs(60),
@@ -707,6 +719,16 @@ mod tests {
             assert_eq!(s.database_url(), "sqlite:///from-flag/sealpost.db");
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_concatenation_limit_refusing_every_final_upload_is_refused() {
+        assert!(UploadSettings::default().validate().is_ok());
+        let bad = UploadSettings {
+            max_concat_parts: 0,
+            ..UploadSettings::default()
+        };
+        assert!(bad.validate().is_err());
     }
 
     #[test]

@@ -49,6 +49,12 @@ pub enum ApiError {
     /// A tus final upload takes no appends: it is the concatenation of its partial uploads.
     #[error("a final upload is the concatenation of its partial uploads and takes no PATCH")]
     FinalUpload,
+    /// A final upload is reading this partial upload.
+    #[error(
+        "a final upload is joining this partial upload; it is deleted when the final upload is \
+         stored"
+    )]
+    PartInUse,
     /// The upload failed earlier (e.g. its SHA-256 did not match).
     #[error("the upload failed earlier ({0}); start a new one")]
     UploadFailed(String),
@@ -126,6 +132,7 @@ impl ApiError {
             Self::InconsistentLength(_) => (400, "inconsistent-upload-length"),
             Self::CompletedUpload => (400, "completed-upload"),
             Self::FinalUpload => (403, "final-upload"),
+            Self::PartInUse => (409, "partial-upload-in-use"),
             Self::UploadFailed(_) => (400, "upload-failed"),
             Self::Superseded => (409, "upload-superseded"),
             Self::UploadConflict => (409, "upload-conflict"),
@@ -182,6 +189,9 @@ impl IntoResponse for ApiError {
             return e.into_response();
         }
         let mut response = self.to_problem().into_response();
+        response
+            .extensions_mut()
+            .insert(ProblemCode(self.status_code().1));
         let headers = response.headers_mut();
         match &self {
             Self::OffsetMismatch { expected, .. } => {
@@ -217,6 +227,10 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// The stable code of an error response, for middleware that adds headers by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemCode(pub &'static str);
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {

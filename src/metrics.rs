@@ -92,6 +92,13 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// How a tus final upload was joined: `copy` or `stream`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    /// `copy` or `stream`.
+    pub method: &'static str,
+}
+
 /// Labels of `sealpost_build_info`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
@@ -117,6 +124,8 @@ pub struct Metrics {
     pub uploads_in_progress: Gauge,
     /// Uploads completed as blobs.
     pub uploads_completed: Counter,
+    /// tus final uploads joined, by how: `copy` (server-side, by the store) or `stream`.
+    pub concatenations: Family<MethodLabels, Counter>,
     /// An upload's creation to its completion.
     pub upload_seconds: Histogram,
     /// Sizes of completed uploads.
@@ -153,6 +162,7 @@ impl Metrics {
             transfer_seconds: long_histogram(),
             uploads_in_progress: Gauge::default(),
             uploads_completed: Counter::default(),
+            concatenations: Family::default(),
             upload_seconds: long_histogram(),
             upload_size: Histogram::new(SIZE_BUCKETS),
             download_bytes: Counter::default(),
@@ -207,6 +217,11 @@ impl Metrics {
             "uploads_completed",
             "Uploads completed as blobs",
             metrics.uploads_completed.clone(),
+        );
+        r.register(
+            "upload_concatenations",
+            "tus final uploads joined from their partial uploads, by method (copy: server-side by the store; stream: through this node)",
+            metrics.concatenations.clone(),
         );
         r.register(
             "upload_duration_seconds",

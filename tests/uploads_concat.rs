@@ -132,10 +132,11 @@ async fn a_bad_final_upload_is_refused_and_its_parts_stay() {
     );
     let theirs = partial(&app, &other, b"theirs").await;
     for parts in [
-        vec![a.clone(), unfinished],
-        vec![a.clone(), ordinary],
+        vec![a.clone(), unfinished.clone()],
+        vec![a.clone(), ordinary.clone()],
         vec![a.clone(), theirs],
-        vec![a.clone(), b.clone(), a.clone(), b.clone()],
+        vec![a.clone(), b.clone(), a.clone()],
+        vec![a.clone(), b.clone(), unfinished, ordinary],
     ] {
         let res = finish(&app, &user, &parts, &[]).await;
         assert_problem(res, 400, "invalid-concatenation").await;
@@ -155,8 +156,15 @@ async fn a_bad_final_upload_is_refused_and_its_parts_stay() {
 
     // A wrong sha256 fails the final upload and stores nothing; the parts stay for a retry.
     let parts = [a, b];
+    let before = app.stored().await;
     let res = finish(&app, &user, &parts, &[sha256_metadata(b"other bytes")]).await;
     assert_problem(res, 460, "sha256-mismatch").await;
+    let after = app.stored().await;
+    assert_eq!(
+        (after.blobs.len(), after.staged.len()),
+        (before.blobs.len(), before.staged.len()),
+        "{after:?}"
+    );
     let res = finish(&app, &user, &parts, &[sha256_metadata(&data)]).await;
     assert_eq!(res.status(), 201);
     assert_eq!(header(&res, "sealpost-blob-id"), Some(sha256_hex(&data)));
@@ -213,4 +221,104 @@ async fn a_finished_part_never_joined_expires_with_its_bytes() {
     assert_eq!(app.tus_head(&user, &part).await.status(), 410);
     let res = finish(&app, &user, &[part], &[]).await;
     assert_problem(res, 400, "invalid-concatenation").await;
+}
+
+#[tokio::test]
+async fn two_final_uploads_cannot_share_parts() {
+    let app = TestApp::spawn().await;
+    let user = app.user(&phone()).await;
+    let data = payload(400_000, 6);
+    let parts = [
+        partial(&app, &user, &data[..200_000]).await,
+        partial(&app, &user, &data[200_000..]).await,
+    ];
+    let (first, second) = tokio::join!(
+        finish(&app, &user, &parts, &[]),
+        finish(&app, &user, &parts, &[])
+    );
+    let mut statuses = [first.status().as_u16(), second.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [201, 400],
+        "one joins the parts, the other finds them taken"
+    );
+    let blob = sha256_hex(&data);
+    assert_eq!(
+        app.blob(&user, &blob)
+            .await
+            .bytes()
+            .await
+            .expect("bytes")
+            .as_ref(),
+        data.as_slice()
+    );
+    let stored = app.stored().await;
+    assert_eq!(stored.blobs.len(), 1, "{stored:?}");
+}
+
+#[tokio::test]
+async fn large_parts_are_joined_server_side_on_s3_and_streamed_elsewhere() {
+    let app = TestApp::spawn().await;
+    let user = app.user(&phone()).await;
+    // Every part but the last at least 5 MiB: what S3 can copy server-side.
+    let data = payload((5 << 20) + 70_000, 7);
+    let parts = [
+        partial(&app, &user, &data[..5 << 20]).await,
+        partial(&app, &user, &data[5 << 20..]).await,
+    ];
+    let res = finish(&app, &user, &parts, &[sha256_metadata(&data)]).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(header(&res, "sealpost-blob-id"), Some(sha256_hex(&data)));
+    assert_eq!(
+        app.blob(&user, &sha256_hex(&data))
+            .await
+            .bytes()
+            .await
+            .expect("bytes")
+            .as_ref(),
+        data.as_slice()
+    );
+    let method = if app.blob_store.starts_with("s3://") {
+        "copy"
+    } else {
+        "stream"
+    };
+    let series = format!("sealpost_upload_concatenations_total{{method=\"{method}\"}}");
+    assert_eq!(app.metric(&series).await, 1.0, "{series}");
+    let stored = app.stored().await;
+    assert_eq!(stored.blobs.len(), 1, "the parts are gone: {stored:?}");
+    assert!(stored.staged.is_empty(), "{stored:?}");
+}
+
+#[tokio::test]
+async fn a_part_being_joined_cannot_be_deleted_and_a_final_takes_no_bytes() {
+    let app = TestApp::spawn().await;
+    let user = app.user(&phone()).await;
+    let part = partial(&app, &user, b"some bytes").await;
+    let res = app
+        .tus_create(
+            &user,
+            &[
+                ("Upload-Concat", format!("final;{part}")),
+                ("Content-Type", "application/offset+octet-stream".into()),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 201, "an empty body is no body");
+    let with_body = app
+        .client
+        .post(app.url("/v1/uploads"))
+        .bearer_auth(&user.token)
+        .header("Tus-Resumable", "1.0.0")
+        .header(
+            "Upload-Concat",
+            format!("final;{}", partial(&app, &user, b"x").await),
+        )
+        .header("Content-Type", "application/offset+octet-stream")
+        .body("smuggled")
+        .send()
+        .await
+        .expect("final with a body");
+    assert_problem(with_body, 400, "invalid-concatenation").await;
 }

@@ -100,6 +100,11 @@ async fn careful_creation_then_appends_until_complete() {
     );
 
     let res = append(3000, vec![1], "?1").await.expect("append");
+    assert_eq!(
+        header(&res, "upload-complete").as_deref(),
+        Some("?1"),
+        "the upload is complete, though this append failed"
+    );
     let body = assert_problem(res, 400, "completed-upload").await;
     assert_eq!(
         body["type"],

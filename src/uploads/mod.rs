@@ -2,6 +2,7 @@
 //! state machine.
 
 pub mod api_doc;
+mod concat;
 pub mod protocol;
 pub mod routes;
 pub mod service;

@@ -108,6 +108,11 @@ impl Draft {
         self.0 >= 7
     }
 
+    /// Whether GET is offset retrieval, like HEAD (version 9 on).
+    pub fn gets_offset(self) -> bool {
+        self.0 >= 9
+    }
+
     /// The version a request names in `Upload-Draft-Interop-Version`, if it is one served.
     pub fn requested(headers: &HeaderMap) -> Option<Self> {
         let v = headers.get("upload-draft-interop-version")?.to_str().ok()?;
@@ -316,7 +321,8 @@ impl Concat {
     }
 }
 
-fn concat_err(detail: impl Into<String>) -> ApiError {
+/// `400 invalid-concatenation`.
+pub fn concat_err(detail: impl Into<String>) -> ApiError {
     ApiError::BadRequest("invalid-concatenation", detail.into())
 }
 
@@ -345,6 +351,12 @@ pub fn parse_concat(headers: &HeaderMap, max_parts: usize) -> ApiResult<Option<C
                 .ok_or_else(|| concat_err(format!("{url:?} is not the URL of an upload")))
         })
         .collect::<ApiResult<Vec<_>>>()?;
+    let mut distinct = parts.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != parts.len() {
+        return Err(concat_err("a final upload names each partial upload once"));
+    }
     if parts.is_empty() || parts.len() > max_parts {
         return Err(concat_err(format!(
             "a final upload concatenates 1 to {max_parts} partial uploads, not {}",
@@ -535,17 +547,23 @@ mod tests {
         let id = "0123456789abcdef0123456789abcdef";
         let parse = |v: &str| parse_concat(&headers(&[("upload-concat", v)]), 3);
         assert_eq!(parse("partial").ok(), Some(Some(Concat::Partial)));
-        let urls = format!("final;https://m.example/v1/uploads/{id} /v1/uploads/{id}?x=1");
+        let other = "00000000000000000000000000000000";
+        let urls = format!("final;https://m.example/v1/uploads/{id} /v1/uploads/{other}?x=1");
         assert_eq!(
             parse(&urls).ok(),
-            Some(Some(Concat::Final(vec![id.into(), id.into()])))
+            Some(Some(Concat::Final(vec![id.into(), other.into()])))
         );
         for bad in [
             "partial;",
             "final;",
             "final;/v1/uploads/nothex",
             &format!("final;/v1/blobs/{id}"),
-            &format!("final;/v1/uploads/{id} /v1/uploads/{id} /v1/uploads/{id} /v1/uploads/{id}"),
+            &format!("final;/v1/uploads/{id} /v1/uploads/{id}"),
+            &format!(
+                "final;/v1/uploads/{id} /v1/uploads/{other} /v1/uploads/{} /v1/uploads/{}",
+                "1".repeat(32),
+                "2".repeat(32)
+            ),
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

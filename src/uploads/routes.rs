@@ -17,8 +17,8 @@ use super::protocol::{
     TUS_EXTENSIONS, TUS_VERSION, content_type, parse_checksum, parse_concat, parse_metadata,
     u64_header, upload_id_is_valid,
 };
-use super::service::{AppendSpec, CreateSpec, UploadView, is_expired, is_partial};
-use crate::error::{ApiError, ApiResult};
+use super::service::{AppendSpec, CreateSpec, UploadView, expires, is_complete, is_expired};
+use crate::error::{ApiError, ApiResult, ProblemCode};
 use crate::http::client::ClientAddr;
 use crate::http::interim::ClientConn;
 use crate::state::AppState;
@@ -89,7 +89,7 @@ impl AppState {
         }
         match protocol {
             Protocol::Tus => {
-                if row.state == "active" || is_partial(row) {
+                if expires(row) {
                     set(&mut h, "upload-expires", http_date(row.expires_at));
                 }
                 if let Some(meta) = &row.metadata {
@@ -100,7 +100,7 @@ impl AppState {
                 }
             }
             Protocol::Draft(draft) => {
-                draft.set_complete(&mut h, row.state == "complete");
+                draft.set_complete(&mut h, is_complete(row));
                 set(
                     &mut h,
                     "upload-limit",
@@ -128,7 +128,7 @@ fn status_body(row: &UploadRow) -> UploadStatus {
         blob_id: row.blob_id.clone(),
         error: row.error.clone(),
         created_at: rfc3339(row.created_at),
-        expires_at: (row.state == "active").then(|| rfc3339(row.expires_at)),
+        expires_at: expires(row).then(|| rfc3339(row.expires_at)),
     }
 }
 
@@ -141,15 +141,16 @@ pub async fn protocol_headers(request: Request<Body>, next: Next) -> Response {
         .contains_key("upload-draft-interop-version");
     let draft = Draft::requested(request.headers());
     let mut response = next.run(request).await;
-    let status = response.status();
+    let failed = response.status().is_client_error() || response.status().is_server_error();
+    // Only an append to a complete upload finds it complete.
+    let complete =
+        response.extensions().get::<ProblemCode>() == Some(&ProblemCode("completed-upload"));
     let headers = response.headers_mut();
     match draft {
         Some(draft) => {
             set(headers, "upload-draft-interop-version", draft.version());
-            if draft.completeness_on_every_response()
-                && (status.is_client_error() || status.is_server_error())
-            {
-                draft.set_complete(headers, false);
+            if draft.completeness_on_every_response() && failed {
+                draft.set_complete(headers, complete);
             }
         }
         None if !asked_draft => set(headers, "tus-resumable", TUS_VERSION),
@@ -170,13 +171,18 @@ pub async fn protocol_headers(request: Request<Body>, next: Next) -> Response {
         ("Accept-Patch" = String, description = "application/offset+octet-stream, application/partial-upload"),
     )))
 )]
-pub async fn options_uploads(State(state): State<AppState>) -> Response {
+pub async fn options_uploads(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let mut h = HeaderMap::new();
     set(&mut h, "tus-version", TUS_VERSION);
     set(&mut h, "tus-extension", TUS_EXTENSIONS);
     set(&mut h, "tus-max-size", state.settings.uploads.max_size);
     set(&mut h, "tus-checksum-algorithm", TUS_CHECKSUM_ALGORITHMS);
-    set(&mut h, "upload-limit", state.upload_limit(None, "max-age"));
+    let lifetime_key = Draft::requested(&headers).map_or("max-age", Draft::lifetime_key);
+    set(
+        &mut h,
+        "upload-limit",
+        state.upload_limit(None, lifetime_key),
+    );
     set(
         &mut h,
         "accept-patch",
@@ -238,7 +244,8 @@ pub async fn create_upload(
         Protocol::Draft(_) => None,
     };
     if let Some(Concat::Final(parts)) = concat {
-        return create_final(&state, &auth, &headers, parts, metadata).await;
+        let has_body = content_length != Some(0) && !http_body::Body::is_end_stream(&body);
+        return create_final(&state, &auth, &headers, parts, metadata, has_body).await;
     }
     let complete = match protocol {
         Protocol::Tus => {
@@ -368,6 +375,7 @@ async fn create_final(
     headers: &HeaderMap,
     parts: Vec<String>,
     metadata: super::protocol::Metadata,
+    has_body: bool,
 ) -> ApiResult<Response> {
     if headers.contains_key("upload-length") || headers.contains_key("upload-defer-length") {
         return Err(ApiError::BadRequest(
@@ -375,10 +383,12 @@ async fn create_final(
             "a final upload's length is the sum of its parts: send no Upload-Length".into(),
         ));
     }
-    if u64_header(headers, "content-length")?.is_some_and(|l| l > 0) {
+    if has_body || headers.contains_key("upload-checksum") {
         return Err(ApiError::BadRequest(
             "invalid-concatenation",
-            "a final upload takes no body: its bytes are its partial uploads'".into(),
+            "a final upload takes no body and no Upload-Checksum: its bytes are its partial \
+             uploads'"
+                .into(),
         ));
     }
     let row = state
@@ -435,9 +445,9 @@ pub async fn head_upload(
 }
 
 /// The upload's status as JSON (no protocol headers needed). With
-/// `Upload-Draft-Interop-Version` it is also the draft's offset retrieval (GET as an
-/// alternative to HEAD, from version 9): it stops any request still streaming into the upload
-/// and carries the draft's state headers.
+/// `Upload-Draft-Interop-Version` it carries the draft's state headers too, and from version 9
+/// (where GET is an alternative to HEAD) it is offset retrieval: it first stops any request
+/// still streaming into the upload.
 #[utoipa::path(
     get, path = "/v1/uploads/{id}", tag = "uploads",
     params(
@@ -460,7 +470,7 @@ pub async fn get_upload(
 ) -> ApiResult<Response> {
     valid_upload_id(&id)?;
     let draft = Draft::requested(&headers);
-    let row = if draft.is_some() {
+    let row = if draft.is_some_and(Draft::gets_offset) {
         state.uploads.head(&auth.account_id, &id, false).await?
     } else {
         let row = state.uploads.owned(&auth.account_id, &id).await?;
@@ -548,7 +558,7 @@ pub async fn patch_upload(
     let row = state.uploads.append(&auth.account_id, &id, spec).await?;
     let h = state.state_headers(protocol, &row);
     Ok(match protocol {
-        Protocol::Draft(_) if row.state == "complete" => {
+        Protocol::Draft(_) if is_complete(&row) => {
             (StatusCode::OK, h, axum::Json(status_body(&row))).into_response()
         }
         Protocol::Draft(draft) => (draft.incomplete_append_status(), h).into_response(),

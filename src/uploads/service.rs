@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use rand::Rng;
 use sealpost_auth::unix_now;
 use sealpost_bus::Bus;
@@ -64,7 +64,7 @@ enum Stop {
 /// Who appends to an upload: its client, or the server concatenating a final upload's parts
 /// (the only writer a final upload takes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Writer {
+pub(super) enum Writer {
     Client,
     Concatenation,
 }
@@ -81,16 +81,22 @@ pub fn is_partial(row: &UploadRow) -> bool {
     row.concat.as_deref() == Some("partial")
 }
 
+/// Whether all the upload's bytes are there: complete, or a finished partial upload (`parked`,
+/// or `joining` while a final upload reads it).
+pub fn is_complete(row: &UploadRow) -> bool {
+    matches!(row.state.as_str(), "complete" | "parked" | "joining")
+}
+
 /// Uploads and their lifecycle.
 #[derive(Debug)]
 pub struct UploadService {
-    db: Db,
-    store: Arc<dyn BlobStore>,
+    pub(super) db: Db,
+    pub(super) store: Arc<dyn BlobStore>,
     settings: UploadSettings,
     takeover: Arc<Takeover>,
     transfers: Arc<Semaphore>,
     shutdown: CancellationToken,
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
     bus: Arc<dyn Bus>,
 }
 
@@ -124,6 +130,7 @@ impl UploadView for UploadRow {
     fn upload_state(&self) -> UploadState {
         match self.state.as_str() {
             "expired" => UploadState::Failed,
+            "parked" | "joining" => UploadState::Complete,
             s => UploadState::parse(s).unwrap_or(UploadState::Failed),
         }
     }
@@ -134,7 +141,12 @@ impl UploadView for UploadRow {
 
 /// Whether an upload can no longer be used because it expired.
 pub fn is_expired(row: &UploadRow, now: i64) -> bool {
-    row.state == "expired" || (row.state == "active" && row.expires_at <= now)
+    row.state == "expired" || (expires(row) && row.expires_at <= now)
+}
+
+/// Whether the upload's expiry applies to it: it is active, or a finished partial upload.
+pub fn expires(row: &UploadRow) -> bool {
+    matches!(row.state.as_str(), "active" | "parked" | "joining")
 }
 
 impl UploadService {
@@ -165,7 +177,7 @@ impl UploadService {
         &self.settings
     }
 
-    fn expiry(&self, now: i64) -> i64 {
+    pub(super) fn expiry(&self, now: i64) -> i64 {
         now + to_i64(self.settings.ttl.as_secs())
     }
 
@@ -239,121 +251,6 @@ impl UploadService {
         Ok(row)
     }
 
-    /// Creates a tus final upload: `parts` (finished partial uploads of `account`, in order)
-    /// streamed into one upload that completes as one blob, its SHA-256 (and any declared
-    /// `sha256`) over the whole. The parts' bytes and rows are deleted once the blob is stored;
-    /// if the concatenation fails, the final upload is deleted and the parts stay for a retry.
-    pub async fn concatenate(
-        self: &Arc<Self>,
-        account: &str,
-        parts: Vec<String>,
-        metadata: Metadata,
-    ) -> ApiResult<UploadRow> {
-        let now = unix_now();
-        let mut sources = Vec::with_capacity(parts.len());
-        let mut total = 0u64;
-        for id in &parts {
-            let part = match self.db.upload(id).await? {
-                Some(row) if row.account_id == account => row,
-                _ => return Err(Self::concat_err(format!("upload {id} does not exist"))),
-            };
-            let key = part
-                .storage_key
-                .clone()
-                .filter(|_| is_partial(&part) && part.state == "complete" && part.expires_at > now)
-                .ok_or_else(|| {
-                    Self::concat_err(format!(
-                        "upload {id} is not a finished partial upload (Upload-Concat: partial, \
-                         all its bytes sent, not expired)"
-                    ))
-                })?;
-            total = total.saturating_add(part.offset());
-            sources.push((key, part.offset()));
-        }
-        let spec = CreateSpec {
-            length: Some(total),
-            metadata,
-            concat: Some(Concat::Final(parts.clone())),
-        };
-        let row = self.create(account, spec).await?;
-        let row = if row.state == "complete" {
-            row
-        } else {
-            match self.append_parts(account, &row.id, total, sources).await {
-                Ok(row) => row,
-                Err(e) => {
-                    if let Err(cleanup) = self.terminate(account, &row.id).await {
-                        tracing::warn!(upload = %row.id, error = %cleanup, "cannot delete a failed final upload");
-                    }
-                    return Err(e);
-                }
-            }
-        };
-        let mut consumed = parts;
-        consumed.sort_unstable();
-        consumed.dedup();
-        for id in consumed {
-            if let Err(e) = self.delete_part(&id).await {
-                tracing::warn!(upload = %id, error = %e, "cannot delete a concatenated partial upload; it expires later");
-            }
-        }
-        tracing::info!(upload = %row.id, size = total, "final upload concatenated");
-        Ok(row)
-    }
-
-    fn concat_err(detail: String) -> ApiError {
-        ApiError::BadRequest("invalid-concatenation", detail)
-    }
-
-    /// Streams the parts' stored bytes into the final upload `id` (hashing and checkpointing
-    /// them as any append does).
-    async fn append_parts(
-        self: &Arc<Self>,
-        account: &str,
-        id: &str,
-        total: u64,
-        sources: Vec<(String, u64)>,
-    ) -> ApiResult<UploadRow> {
-        let store = self.store.clone();
-        let bytes = futures_util::stream::iter(sources.into_iter().filter(|(_, size)| *size > 0))
-            .then(move |(key, size)| {
-                let store = store.clone();
-                async move {
-                    store
-                        .read(&key, 0..size)
-                        .await
-                        .map_err(std::io::Error::other)
-                }
-            })
-            .try_flatten();
-        let spec = AppendSpec {
-            offset: 0,
-            body: Body::from_stream(bytes),
-            content_length: Some(total),
-            declared_length: None,
-            complete: None,
-            checksum: None,
-        };
-        self.append_as(account, id, spec, Writer::Concatenation)
-            .await
-            .map_err(|e| match e {
-                // The "body" is the parts' stored bytes: failing to read them is ours.
-                ApiError::BadRequest("request-interrupted", _) => {
-                    ApiError::Internal(format!("reading the partial uploads of {id} failed"))
-                }
-                e => e,
-            })
-    }
-
-    /// Deletes a concatenated partial upload's bytes, then its row.
-    async fn delete_part(&self, id: &str) -> ApiResult<()> {
-        if let Some(key) = self.db.upload(id).await?.and_then(|r| r.storage_key) {
-            self.store.delete(&key).await?;
-        }
-        self.db.delete_upload(id).await?;
-        Ok(())
-    }
-
     fn check_quota(&self, total: u64) -> ApiResult<()> {
         if total > self.settings.max_active_bytes_per_account {
             return Err(ApiError::Quota(
@@ -367,7 +264,7 @@ impl UploadService {
         Ok(())
     }
 
-    fn check_max_size(&self, length: u64) -> ApiResult<()> {
+    pub(super) fn check_max_size(&self, length: u64) -> ApiResult<()> {
         if length > self.settings.max_size {
             return Err(ApiError::TooLarge(
                 "upload-too-large",
@@ -393,7 +290,7 @@ impl UploadService {
             return Err(ApiError::UploadExpired);
         }
         match row.state.as_str() {
-            "complete" => Err(ApiError::CompletedUpload),
+            "complete" | "parked" | "joining" => Err(ApiError::CompletedUpload),
             "failed" => Err(ApiError::UploadFailed(
                 row.error.clone().unwrap_or_default(),
             )),
@@ -401,8 +298,15 @@ impl UploadService {
         }
     }
 
-    async fn take_over(&self, account: &str, id: &str) -> ApiResult<(UploadGuard, UploadRow)> {
-        self.owned(account, id).await?;
+    /// Takes the upload over for a new request, if `check` accepts its row (before the
+    /// takeover, which stops any request streaming into it, and again after).
+    pub(super) async fn take_over(
+        &self,
+        account: &str,
+        id: &str,
+        check: impl Fn(&UploadRow) -> ApiResult<()>,
+    ) -> ApiResult<(UploadGuard, UploadRow)> {
+        check(&self.owned(account, id).await?)?;
         let guard = self
             .takeover
             .acquire(id)
@@ -414,12 +318,21 @@ impl UploadService {
             .take_upload_lease(id, now, self.expiry(now))
             .await?
             .ok_or(ApiError::NotFound("no such upload"))?;
+        check(&row)?;
         Ok((guard, row))
+    }
+
+    /// Refuses a request that would touch a partial upload a final upload is reading.
+    fn not_joining(row: &UploadRow) -> ApiResult<()> {
+        if row.state == "joining" {
+            return Err(ApiError::PartInUse);
+        }
+        Ok(())
     }
 
     /// Runs `work` in a task of its own, so that it finishes (and releases the upload) even if
     /// the client goes away and the request's future is dropped.
-    async fn detached<F>(work: F) -> ApiResult<UploadRow>
+    pub(super) async fn detached<F>(work: F) -> ApiResult<UploadRow>
     where
         F: Future<Output = ApiResult<UploadRow>> + Send + 'static,
     {
@@ -441,7 +354,7 @@ impl UploadService {
         let this = self.clone();
         let (account, id) = (account.to_owned(), id.to_owned());
         Self::detached(async move {
-            let (_guard, row) = this.take_over(&account, &id).await?;
+            let (_guard, row) = this.take_over(&account, &id, |_| Ok(())).await?;
             if is_expired(&row, unix_now()) {
                 return Err(ApiError::UploadExpired);
             }
@@ -463,7 +376,7 @@ impl UploadService {
         self.append_as(account, id, spec, Writer::Client).await
     }
 
-    async fn append_as(
+    pub(super) async fn append_as(
         self: &Arc<Self>,
         account: &str,
         id: &str,
@@ -482,16 +395,17 @@ impl UploadService {
         spec: AppendSpec,
         writer: Writer,
     ) -> ApiResult<UploadRow> {
-        let (guard, row) = self.take_over(account, id).await?;
-        if writer == Writer::Client && is_final(&row) {
-            return Err(ApiError::FinalUpload);
-        }
+        // A final upload takes no client's bytes: checked before the takeover, which would stop
+        // the concatenation streaming into it.
+        let (guard, row) = self
+            .take_over(account, id, |row| match writer {
+                Writer::Client if is_final(row) => Err(ApiError::FinalUpload),
+                _ => Self::not_joining(row),
+            })
+            .await?;
         let now = unix_now();
         let empty = spec.content_length == Some(0);
-        if row.state == "complete"
-            && empty
-            && spec.offset == row.offset()
-            && spec.complete != Some(false)
+        if is_complete(&row) && empty && spec.offset == row.offset() && spec.complete != Some(false)
         {
             return Ok(row);
         }
@@ -602,7 +516,7 @@ impl UploadService {
 
     /// Commits durable progress under `row`'s lease. Fenced off: 410 if the upload expired
     /// meanwhile, else 409 (a newer request holds it).
-    async fn commit(
+    pub(super) async fn commit(
         &self,
         row: &UploadRow,
         offset: u64,
@@ -773,7 +687,11 @@ impl UploadService {
                 let chunk = match next {
                     Ok(Some(Ok(chunk))) => chunk,
                     Ok(None) => return Ok(Stop::End),
-                    Ok(Some(Err(_))) | Err(_) => return Ok(Stop::Interrupted),
+                    Ok(Some(Err(e))) => {
+                        tracing::debug!(upload = %row.id, error = %e, "the body failed");
+                        return Ok(Stop::Interrupted);
+                    }
+                    Err(_) => return Ok(Stop::Interrupted),
                 };
                 let len = chunk.len() as u64;
                 if received + len > budget {
@@ -825,7 +743,7 @@ impl UploadService {
     }
 
     /// Verifies the declared SHA-256 and publishes the bytes as a blob.
-    async fn finalize(&self, row: &UploadRow, lease: i64) -> ApiResult<UploadRow> {
+    pub(super) async fn finalize(&self, row: &UploadRow, lease: i64) -> ApiResult<UploadRow> {
         let hasher = restore_sha256(&row.hash_state)
             .ok_or_else(|| ApiError::Internal("corrupt hash state".into()))?;
         let digest: [u8; 32] = hasher.finalize().into();
@@ -912,7 +830,7 @@ impl UploadService {
 
     /// Deletes a copy of a blob nobody refers to (best effort: a failure leaves an orphan
     /// object, never a missing one).
-    async fn delete_copy(&self, key: &str) {
+    pub(super) async fn delete_copy(&self, key: &str) {
         if let Err(e) = self.store.delete(key).await {
             tracing::warn!(key, error = %e, "cannot delete an unused copy of a blob");
         }
@@ -923,7 +841,7 @@ impl UploadService {
         let this = self.clone();
         let (account, id) = (account.to_owned(), id.to_owned());
         Self::detached(async move {
-            let (_guard, row) = this.take_over(&account, &id).await?;
+            let (_guard, row) = this.take_over(&account, &id, Self::not_joining).await?;
             this.store.discard_staged(&id).await?;
             if let Some(key) = &row.storage_key {
                 this.store.delete(key).await?;
@@ -941,13 +859,18 @@ impl UploadService {
         let now = unix_now();
         let mut expired = 0;
         for (id, key) in self.db.due_uploads(now, 500).await? {
+            // A finished part's bytes first: the expired row forgets where they are. (No final
+            // upload can claim a part that is due.)
+            if let Some(key) = key
+                && let Err(e) = self.store.delete(&key).await
+            {
+                tracing::warn!(upload = %id, key, error = %e, "cannot delete an expired partial upload's bytes; retrying next sweep");
+                continue;
+            }
             if self.db.expire_upload(&id, now).await? {
                 expired += 1;
                 if let Err(e) = self.store.discard_staged(&id).await {
                     tracing::warn!(upload = %id, error = %e, "cannot delete an expired upload's bytes");
-                }
-                if let Some(key) = key {
-                    self.delete_copy(&key).await;
                 }
             }
         }

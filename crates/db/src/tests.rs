@@ -180,7 +180,7 @@ async fn completion_dedups_blobs_and_usage_counts_active_uploads() {
 }
 
 #[tokio::test]
-async fn finished_partial_uploads_count_until_they_expire_and_finals_never_count() {
+async fn parked_parts_count_until_they_expire_are_claimed_once_and_finals_never_count() {
     let (_dir, db) = fresh().await;
     db.insert_account(&account("a", "+100"))
         .await
@@ -214,7 +214,7 @@ async fn finished_partial_uploads_count_until_they_expire_and_finals_never_count
     assert!(
         db.complete_partial_upload("p1", lease, 10, "k/p1", 150, 400)
             .await
-            .expect("complete")
+            .expect("park")
     );
     let row = db.upload("p1").await.expect("read").expect("row");
     assert_eq!(
@@ -223,21 +223,51 @@ async fn finished_partial_uploads_count_until_they_expire_and_finals_never_count
             row.storage_key.as_deref(),
             row.expires_at
         ),
-        ("complete", Some("k/p1"), 400)
+        ("parked", Some("k/p1"), 400)
     );
     let usage = db.upload_usage("a", 150).await.expect("usage");
     assert_eq!(
         (usage.count, usage.bytes),
         (2, 20),
-        "a finished part still holds its bytes"
+        "a parked part still holds its bytes"
     );
+
+    let p1 = ["p1".to_owned()];
+    assert!(
+        !db.claim_parts("b", &p1, 150, 450).await.expect("claim"),
+        "another account's part"
+    );
+    assert!(
+        !db.claim_parts("a", &["p1".into(), "p2".into()], 150, 450)
+            .await
+            .expect("claim"),
+        "p2 is not parked: all or none"
+    );
+    assert_eq!(
+        db.upload("p1").await.expect("read").expect("row").state,
+        "parked"
+    );
+    assert!(db.claim_parts("a", &p1, 150, 450).await.expect("claim"));
+    assert!(
+        !db.claim_parts("a", &p1, 150, 450).await.expect("claim"),
+        "claimed once"
+    );
+    db.release_parts(&p1).await.expect("release");
+    assert!(db.claim_parts("a", &p1, 150, 450).await.expect("claim"));
+    let usage = db.upload_usage("a", 150).await.expect("usage");
+    assert_eq!(
+        (usage.count, usage.bytes),
+        (2, 20),
+        "a joining part still counts"
+    );
+
     let mut due = db.due_uploads(300, 10).await.expect("due");
     due.sort();
     assert_eq!(due, vec![("f".to_owned(), None), ("p2".to_owned(), None)]);
     assert_eq!(
         db.purge_finished_uploads(1000).await.expect("purge"),
         0,
-        "a finished part is expired (its bytes deleted) before its row goes"
+        "a parked or joining part is expired (its bytes deleted) before its row goes"
     );
     assert_eq!(
         db.due_uploads(500, 10).await.expect("due")[2],

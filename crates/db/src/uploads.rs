@@ -20,7 +20,8 @@ pub struct UploadRow {
     pub id: String,
     /// Owner.
     pub account_id: String,
-    /// `active`, `complete`, `failed` or `expired`.
+    /// `active`, `complete`, `failed` or `expired`; a finished tus partial upload is `parked`,
+    /// and `joining` while a final upload reads it.
     pub state: String,
     /// `encrypted` or `preview`.
     pub kind: String,
@@ -48,7 +49,7 @@ pub struct UploadRow {
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
-    /// Unix seconds after which an active upload (or a finished partial one) is expired.
+    /// Unix seconds after which an active upload (or a parked partial one) is expired.
     pub expires_at: i64,
     /// tus concatenation: `partial`, or `final;<id> <id> …` listing the parts in order.
     pub concat: Option<String>,
@@ -95,15 +96,16 @@ pub struct UploadUsage {
 }
 
 /// The condition for rows an upload's expiry applies to: active uploads, and finished partial
-/// uploads (whose bytes wait for a final upload). Never NULL, so it can be negated.
+/// uploads (`parked`, their bytes waiting for a final upload; `joining` while one reads them).
+/// Never NULL, so it can be negated.
 macro_rules! expiring {
     () => {
-        "(state = 'active' OR (state = 'complete' AND COALESCE(concat, '') = 'partial'))"
+        "state IN ('active', 'parked', 'joining')"
     };
 }
 
-/// An account's unfinished, unexpired uploads: count `n` and bytes `b`. Finished partial uploads
-/// count (their bytes are still held); final uploads do not (their bytes are their parts').
+/// An account's unfinished (or parked partial), unexpired uploads: count `n` and bytes `b`.
+/// Final uploads do not count (their bytes are their parts').
 const USAGE: &str = concat!(
     "SELECT COUNT(*) AS n, \
      CAST(COALESCE(SUM(COALESCE(length, upload_offset)), 0) AS BIGINT) AS b \
@@ -341,7 +343,7 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Marks a partial upload complete with its bytes stored under `storage_key`, where they
+    /// Parks a finished partial upload: its bytes are stored under `storage_key`, where they
     /// wait for a final upload until `expires_at`. Returns false when fenced off.
     pub async fn complete_partial_upload(
         &self,
@@ -354,7 +356,7 @@ impl Db {
     ) -> Result<bool, DbError> {
         let mut tx = self.begin().await?;
         let done = sqlx::query(
-            "UPDATE uploads SET state = 'complete', storage_key = $3, upload_offset = $4, length = $4, \
+            "UPDATE uploads SET state = 'parked', storage_key = $3, upload_offset = $4, length = $4, \
              updated_at = $5, expires_at = $6 \
              WHERE id = $1 AND lease = $2 AND state = 'active' AND concat = 'partial'",
         )
@@ -374,6 +376,48 @@ impl Db {
         Ok(true)
     }
 
+    /// Claims `account`'s parked partial uploads `ids` for a final upload, all or none: they
+    /// become `joining` (no other final upload can claim them, and they cannot be deleted) and
+    /// live until `expires_at`. False when one is not a parked, unexpired partial upload of the
+    /// account (or is claimed already).
+    pub async fn claim_parts(
+        &self,
+        account_id: &str,
+        ids: &[String],
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.begin().await?;
+        for id in ids {
+            let done = sqlx::query(
+                "UPDATE uploads SET state = 'joining', expires_at = $4 \
+                 WHERE id = $1 AND account_id = $2 AND state = 'parked' AND expires_at > $3",
+            )
+            .bind(id)
+            .bind(account_id)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Ok(false);
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Parks claimed partial uploads again (their final upload failed).
+    pub async fn release_parts(&self, ids: &[String]) -> Result<(), DbError> {
+        for id in ids {
+            sqlx::query("UPDATE uploads SET state = 'parked' WHERE id = $1 AND state = 'joining'")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Deletes an upload row (termination).
     pub async fn delete_upload(&self, id: &str) -> Result<(), DbError> {
         sqlx::query("DELETE FROM uploads WHERE id = $1")
@@ -383,7 +427,7 @@ impl Db {
         Ok(())
     }
 
-    /// An account's active, unexpired uploads.
+    /// An account's unfinished (or parked partial), unexpired uploads; final uploads not.
     pub async fn upload_usage(&self, account_id: &str, now: i64) -> Result<UploadUsage, DbError> {
         let row = sqlx::query(USAGE)
             .bind(account_id)

@@ -71,6 +71,20 @@ pub trait BlobStore: Send + Sync + Debug {
         manifest: &Manifest,
     ) -> Result<String, StoreError>;
 
+    /// Publishes the concatenation of `sources` (storage keys of published bytes with their
+    /// lengths, in order) as upload `upload`'s bytes without passing them through this process,
+    /// where the store can: returns the key [`BlobStore::publish`] would, which then finds them
+    /// published already; `None` when the store cannot (the caller streams the bytes through
+    /// an ordinary upload instead). The S3 store copies server-side when every source but the
+    /// last is at least 5 MiB.
+    async fn compose(
+        &self,
+        _upload: &str,
+        _sources: &[(String, u64)],
+    ) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
     /// Streams `range` of the blob stored under `key`, with bounded memory.
     async fn read(&self, key: &str, range: Range<u64>) -> Result<ByteStream, StoreError>;
 

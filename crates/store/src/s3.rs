@@ -34,6 +34,8 @@ use crate::{
 const MIB: u64 = 1 << 20;
 const MIN_PART: u64 = 5 * MIB;
 const MAX_PARTS: u64 = 10_000;
+/// The largest part S3 copies server-side.
+const MAX_COPY: u64 = 5 << 30;
 /// Last parts at least this long are copied from their temporary object server-side; shorter
 /// ones are sent again.
 const COPY_MIN: u64 = 64 * 1024;
@@ -230,6 +232,22 @@ impl S3Store {
             .collect())
     }
 
+    /// Starts a multipart upload of the object `key`; returns its id.
+    async fn create_multipart(&self, key: &str) -> Result<String, StoreError> {
+        Ok(self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/octet-stream")
+            .send()
+            .await
+            .map_err(sdk_err)?
+            .upload_id()
+            .ok_or_else(|| s3_err("no upload id"))?
+            .to_owned())
+    }
+
     async fn abort(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
         match self
             .client
@@ -338,11 +356,12 @@ impl S3Store {
         }
     }
 
-    /// Makes the first `len` bytes of the temporary object `tail` the last part, `number`, and
-    /// returns its ETag; [`StoreError::NotFound`] if the multipart upload is gone. A server-side
-    /// copy, except for tails under [`COPY_MIN`]: stores may refuse to copy objects that small
-    /// (Garage keeps them inline), and sending them again costs less than a copy request.
-    async fn last_part(
+    /// Makes the first `len` bytes of the object `tail` part `number` of a multipart upload,
+    /// and returns its ETag; [`StoreError::NotFound`] if the multipart upload is gone. A
+    /// server-side copy, except for objects under [`COPY_MIN`]: stores may refuse to copy
+    /// objects that small (Garage keeps them inline), and sending them again costs less than a
+    /// copy request.
+    async fn copy_part(
         &self,
         key: &str,
         upload_id: &str,
@@ -493,18 +512,7 @@ impl BlobStore for S3Store {
         let key = object_key(upload);
         let upload_id = match manifest.get(MULTIPART) {
             Some(id) => id.clone(),
-            None if offset == 0 => self
-                .client
-                .create_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&key)
-                .content_type("application/octet-stream")
-                .send()
-                .await
-                .map_err(sdk_err)?
-                .upload_id()
-                .ok_or_else(|| s3_err("no upload id"))?
-                .to_owned(),
+            None if offset == 0 => self.create_multipart(&key).await?,
             None => return Err(StoreError::NotFound),
         };
         let recorded = manifest_parts(manifest)?;
@@ -594,7 +602,7 @@ impl BlobStore for S3Store {
         if rest > 0 {
             let number = i32::try_from(full + 1).map_err(s3_err)?;
             let tail = manifest_tail(manifest, full * part_size)?;
-            let etag = match self.last_part(&key, upload_id, number, tail, rest).await {
+            let etag = match self.copy_part(&key, upload_id, number, tail, rest).await {
                 Ok(etag) => etag,
                 Err(StoreError::NotFound) => return self.already_published(&key, size).await,
                 Err(e) => return Err(e),
@@ -631,6 +639,66 @@ impl BlobStore for S3Store {
         }
         self.delete_tails(upload, None).await?;
         Ok(key)
+    }
+
+    async fn compose(
+        &self,
+        upload: &str,
+        sources: &[(String, u64)],
+    ) -> Result<Option<String>, StoreError> {
+        check_upload_id(upload)?;
+        let sources: Vec<&(String, u64)> = sources.iter().filter(|(_, len)| *len > 0).collect();
+        let Some((last, init)) = sources.split_last() else {
+            return Ok(None);
+        };
+        // Every part of a multipart upload but the last is 5 MiB to 5 GiB.
+        let fits = u64::try_from(sources.len()).is_ok_and(|n| n <= MAX_PARTS)
+            && init
+                .iter()
+                .all(|(_, len)| (MIN_PART..=MAX_COPY).contains(len))
+            && last.1 <= MAX_COPY;
+        if !fits {
+            return Ok(None);
+        }
+        let key = object_key(upload);
+        let upload_id = self.create_multipart(&key).await?;
+        let composed = async {
+            let mut parts = Vec::with_capacity(sources.len());
+            for (number, (source, len)) in (1..).zip(&sources) {
+                let etag = self
+                    .copy_part(&key, &upload_id, number, source, *len)
+                    .await?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(etag)
+                        .build(),
+                );
+            }
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(sdk_err)
+        }
+        .await;
+        match composed {
+            Ok(_) => Ok(Some(key)),
+            Err(e) => {
+                if let Err(abort) = self.abort(&key, &upload_id).await {
+                    tracing::warn!(key, error = %abort, "cannot abort a failed composition");
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn presign(&self, key: &str, ttl: Duration) -> Result<Option<String>, StoreError> {
