@@ -267,6 +267,11 @@ async fn large_parts_are_joined_server_side_on_s3_and_streamed_elsewhere() {
         partial(&app, &user, &data[..5 << 20]).await,
         partial(&app, &user, &data[5 << 20..]).await,
     ];
+    // A mismatch leaves nothing behind but the parts, whichever way they were joined.
+    let res = finish(&app, &user, &parts, &[sha256_metadata(b"other")]).await;
+    assert_problem(res, 460, "sha256-mismatch").await;
+    let stored = app.stored().await;
+    assert_eq!(stored.blobs.len(), 2, "only the parts: {stored:?}");
     let res = finish(&app, &user, &parts, &[sha256_metadata(&data)]).await;
     assert_eq!(res.status(), 201);
     assert_eq!(header(&res, "sealpost-blob-id"), Some(sha256_hex(&data)));
@@ -285,7 +290,7 @@ async fn large_parts_are_joined_server_side_on_s3_and_streamed_elsewhere() {
         "stream"
     };
     let series = format!("sealpost_upload_concatenations_total{{method=\"{method}\"}}");
-    assert_eq!(app.metric(&series).await, 1.0, "{series}");
+    assert_eq!(app.metric(&series).await, 2.0, "{series}");
     let stored = app.stored().await;
     assert_eq!(stored.blobs.len(), 1, "the parts are gone: {stored:?}");
     assert!(stored.staged.is_empty(), "{stored:?}");
