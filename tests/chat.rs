@@ -667,3 +667,51 @@ async fn the_gateway_counts_connections_frames_and_the_time_to_sent_and_to_the_r
             >= 2.0
     );
 }
+
+#[tokio::test]
+async fn an_oversized_frame_is_refused_from_its_header_before_its_payload_arrives() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(|s| s.chat.max_frame = 100 << 10).await;
+    let user = app.user(&phone()).await;
+    let mut tcp = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let upgrade = format!(
+        "GET /v1/chat HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: Bearer {}\r\n\r\n",
+        app.addr, user.token
+    );
+    tcp.write_all(upgrade.as_bytes()).await.expect("upgrade");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).await.expect("101");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // A masked binary frame announcing 8 MiB, with 4 bytes of it: the rest never comes.
+    let mut frame = vec![0x82, 0x80 | 127];
+    frame.extend_from_slice(&(8u64 << 20).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4, 0, 0, 0, 0]);
+    tcp.write_all(&frame).await.expect("frame");
+    // The server ends the connection without waiting for the payload.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the server waited for an 8 MiB frame's payload"
+    );
+}

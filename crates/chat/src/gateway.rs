@@ -84,7 +84,10 @@ pub async fn upgrade(
     } else {
         ws
     };
+    // Both: a frame's length is checked when its header arrives, so nothing over the limit is
+    // buffered (tungstenite's default frame limit is 16 MiB).
     ws.max_message_size(chat.config.max_frame)
+        .max_frame_size(chat.config.max_frame)
         .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move { chat.serve(socket, session).await })
 }

@@ -242,7 +242,10 @@ impl BlobStore for FsStore {
     }
 
     async fn check(&self) -> Result<(), StoreError> {
-        let probe = self.root.join(".staging").join(".ready-probe");
+        // A name of its own per probe: concurrent probes, and nodes sharing the directory,
+        // must not remove each other's.
+        let name = format!(".ready-probe-{}", uuid::Uuid::new_v4().simple());
+        let probe = self.root.join(".staging").join(name);
         tokio::fs::write(&probe, b"ok").await?;
         tokio::fs::remove_file(&probe).await?;
         Ok(())

@@ -285,3 +285,20 @@ async fn a_fenced_off_writer_cannot_corrupt_an_upload() {
     store.discard_staged("u5").await.expect("discard");
     assert!(staged(&url).await.is_empty());
 }
+
+#[tokio::test]
+async fn concurrent_readiness_checks_of_stores_sharing_a_place_all_pass() {
+    let t = store().await;
+    let other = sealpost_store::open(&t.url).await.expect("second store");
+    let checks = (0..64).map(|i| {
+        let store = if i % 2 == 0 {
+            t.store.clone()
+        } else {
+            other.clone()
+        };
+        tokio::spawn(async move { store.check().await })
+    });
+    for check in futures_util::future::join_all(checks).await {
+        check.expect("task").expect("ready");
+    }
+}
