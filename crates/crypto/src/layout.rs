@@ -33,9 +33,12 @@ pub fn segment_count(len: u64) -> u64 {
     }
 }
 
-/// The ciphertext length for a plaintext of `len` bytes.
+/// The ciphertext length for a plaintext of `len` bytes; `u64::MAX` for a length no
+/// ciphertext can have (a sender-chosen size cannot make it overflow).
 pub fn ciphertext_len(len: u64) -> u64 {
-    HEADER_LEN + len + TAG_LEN * segment_count(len)
+    HEADER_LEN
+        .saturating_add(len)
+        .saturating_add(TAG_LEN.saturating_mul(segment_count(len)))
 }
 
 /// The plaintext length of a ciphertext of `len` bytes.
@@ -75,7 +78,7 @@ pub(crate) fn segment_start(index: u64) -> u64 {
     if index == 0 {
         HEADER_LEN
     } else {
-        index * SEGMENT_SIZE
+        index.saturating_mul(SEGMENT_SIZE)
     }
 }
 
@@ -192,6 +195,13 @@ mod tests {
             Err(CryptoError::Truncated)
         );
         assert_eq!(plaintext_len(SEGMENT_SIZE + 5), Err(CryptoError::Truncated));
+    }
+
+    #[test]
+    fn absurd_lengths_saturate_instead_of_overflowing() {
+        assert_eq!(ciphertext_len(u64::MAX), u64::MAX);
+        assert_eq!(ciphertext_len(u64::MAX - HEADER_LEN), u64::MAX);
+        assert!(span(u64::MAX - 2..u64::MAX - 1, u64::MAX).is_ok());
     }
 
     #[test]

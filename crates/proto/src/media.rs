@@ -100,7 +100,11 @@ fn is_sha256_hex(s: &str) -> bool {
 }
 
 impl MediaRef {
-    /// Checks the fields JSON alone cannot: hash spellings and a media type.
+    /// The largest plaintext size a reference may state (1 PiB): a sender chooses it, and the
+    /// receiver computes with it.
+    pub const MAX_SIZE: u64 = 1 << 50;
+
+    /// Checks the fields JSON alone cannot: hash spellings, a media type and sizes.
     ///
     /// # Errors
     /// The first field that is wrong.
@@ -112,6 +116,14 @@ impl MediaRef {
             return Err(InvalidMediaRef(
                 "plaintext_sha256 must be 64 lowercase hex digits",
             ));
+        }
+        let thumbnail_size = self
+            .thumbnail
+            .as_ref()
+            .and_then(|t| t.blob.as_ref())
+            .map_or(0, |b| b.size);
+        if self.size > Self::MAX_SIZE || thumbnail_size > Self::MAX_SIZE {
+            return Err(InvalidMediaRef("size must be at most 1 PiB"));
         }
         if !self.mime.contains('/') {
             return Err(InvalidMediaRef(
@@ -220,6 +232,12 @@ mod tests {
         let mut bad = sample();
         bad.blob_id = "AB".repeat(32);
         assert!(bad.validate().is_err());
+        let mut huge = sample();
+        huge.size = u64::MAX;
+        assert!(
+            huge.validate().is_err(),
+            "a size no receiver can compute with"
+        );
     }
 
     #[test]

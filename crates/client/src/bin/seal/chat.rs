@@ -252,8 +252,12 @@ pub(crate) async fn listen(
                 }
             }
             ChatEvent::Typing { from, group, state } => match group {
-                Some(group) => eprintln!("{} is typing in {group}: {state:?}", from.account_id),
-                None => eprintln!("{} is typing: {state:?}", from.account_id),
+                Some(group) => eprintln!(
+                    "{} is typing in {}: {state:?}",
+                    printable(&from.account_id),
+                    printable(&group)
+                ),
+                None => eprintln!("{} is typing: {state:?}", printable(&from.account_id)),
             },
             ChatEvent::KeysLow { one_time_keys } => {
                 if let Err(e) = e2e.publish(client, Some(one_time_keys)).await {
@@ -292,12 +296,21 @@ async fn save_all(client: &Client, dir: &Path, attachments: &[MediaRef], json: b
                         json!({"type": "saved", "path": path, "blob_id": media.blob_id, "size": media.size})
                     );
                 } else {
-                    eprintln!("saved {} ({} bytes, verified)", path.display(), media.size);
+                    let path = path.display().to_string();
+                    eprintln!(
+                        "saved {} ({} bytes, verified)",
+                        printable(&path),
+                        media.size
+                    );
                 }
             }
             Err(e) => {
                 all = false;
-                eprintln!("cannot save attachment {}: {}", media.blob_id, e.0);
+                eprintln!(
+                    "cannot save attachment {}: {}",
+                    printable(&media.blob_id),
+                    printable(&e.0)
+                );
             }
         }
     }
@@ -315,7 +328,9 @@ async fn save(client: &Client, dir: &Path, media: &MediaRef) -> Result<PathBuf, 
         .and_then(|n| n.to_str())
         .filter(|n| !n.starts_with('.'))
         .unwrap_or("attachment")
-        .to_owned();
+        .chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .collect::<String>();
     let (stem, extension) = match name.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() => (stem.to_owned(), format!(".{ext}")),
         _ => (name.clone(), String::new()),
@@ -415,5 +430,42 @@ fn print_stored(stored: &Stored, opened: Option<&Result<Plaintext, String>>, as_
             }
         }
     };
-    println!("{line}");
+    if as_json {
+        println!("{line}");
+    } else {
+        println!("{}", printable(&line));
+    }
+}
+
+/// `text` safe for a terminal: control characters (escape sequences, carriage returns and new
+/// lines that would fake other lines) and bidirectional overrides, all of which a sender
+/// controls, are shown escaped (`\u{1b}`) instead of acting.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn what_a_sender_wrote_cannot_drive_the_terminal() {
+        assert_eq!(
+            printable("plain text, ünïcode 😀"),
+            "plain text, ünïcode 😀"
+        );
+        assert_eq!(
+            printable("\u{1b}[2J\rbob/1: fake\nline\u{202e}gpj.exe"),
+            "\\u{1b}[2J\\u{d}bob/1: fake\\u{a}line\\u{202e}gpj.exe"
+        );
+    }
 }
