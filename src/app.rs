@@ -16,7 +16,7 @@ use crate::blobs::BlobService;
 use crate::blobs::links::LinkKeys;
 use crate::config::{DownloadMode, Settings};
 use crate::http::client::TrustedProxies;
-use crate::http::interim::{ClientConn, InterimListener};
+use crate::http::interim::InterimListener;
 use crate::media::worker::MediaWorker;
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -53,6 +53,7 @@ impl Application {
     /// Opens the backends and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.uploads.validate()?;
+        settings.connections.validate()?;
         settings.blobs.validate()?;
         settings.media.validate()?;
         settings.chat.validate()?;
@@ -223,16 +224,24 @@ impl Application {
         }
         let grace = state.settings.shutdown_grace;
         let db = state.db.clone();
-        let app = crate::http::router(state)?.into_make_service_with_connect_info::<ClientConn>();
+        let connections = state.settings.connections.clone();
+        let (proxies, metrics) = (state.proxies.clone(), state.metrics.clone());
+        let app = crate::http::router(state)?;
         let stop = shutdown.clone();
         let graceful = async move {
             signal.await;
             tracing::info!("shutting down: finishing in-flight requests");
             stop.cancel();
         };
-        let server =
-            axum::serve(InterimListener::new(listener), app).with_graceful_shutdown(graceful);
-        let mut served = tokio::spawn(async move { server.await });
+        let server = crate::http::server::serve(
+            InterimListener::new(listener),
+            app,
+            connections,
+            proxies,
+            metrics,
+            graceful,
+        );
+        let mut served = tokio::spawn(server);
         tokio::select! {
             result = &mut served => result.context("server task")?.context("server")?,
             () = shutdown.cancelled() => match tokio::time::timeout(grace, served).await {

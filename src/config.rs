@@ -50,6 +50,8 @@ pub struct Settings {
     /// nginx does not, and takes one for the final response). A request that came through a
     /// proxy gets `104 Upload Resumption Supported` only when this is set.
     pub proxies_forward_interim: bool,
+    /// Client connections: header timeout and caps.
+    pub connections: ConnectionSettings,
     /// Database pool size.
     pub database_max_connections: u32,
     /// How long shutdown waits for in-flight requests.
@@ -69,6 +71,46 @@ pub struct Settings {
     pub media: MediaSettings,
     /// The chat server's limits and timings.
     pub chat: ChatSettings,
+}
+
+/// Client connections (docs/operations.md, "Limits").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionSettings {
+    /// A client must send a request's whole header within this long, and a connection idle
+    /// between requests is closed after it (HTTP/1; slowloris).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Connections open at once on this node; more are closed as they are accepted.
+    pub max: usize,
+    /// Connections open at once from one client address (an IPv6 client's /64); a
+    /// `trusted_proxies` address is not limited.
+    pub max_per_address: usize,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(30),
+            max: 10_000,
+            max_per_address: 256,
+        }
+    }
+}
+
+impl ConnectionSettings {
+    /// Refuses limits that would refuse every connection.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.max > 0 && self.max_per_address > 0,
+            "connections.max and connections.max_per_address must be at least 1"
+        );
+        anyhow::ensure!(
+            self.header_read_timeout > Duration::ZERO,
+            "connections.header_read_timeout must be more than 0"
+        );
+        Ok(())
+    }
 }
 
 /// The chat server's limits and timings (docs/protocol.md).
@@ -551,6 +593,7 @@ impl Default for Settings {
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             proxies_forward_interim: false,
+            connections: ConnectionSettings::default(),
             database_max_connections: 16,
             shutdown_grace: Duration::from_secs(30),
             uploads: UploadSettings::default(),

@@ -92,6 +92,13 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// Why a connection was refused.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// `node_limit` or `address_limit`.
+    pub reason: &'static str,
+}
+
 /// How a tus final upload was joined: `copy` or `stream`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabels {
@@ -124,6 +131,13 @@ pub struct Metrics {
     pub uploads_in_progress: Gauge,
     /// Uploads completed as blobs.
     pub uploads_completed: Counter,
+    /// Client connections open on this node.
+    pub connections_open: Gauge,
+    /// Connections closed as they were accepted, by which cap they hit.
+    pub connections_refused: Family<ReasonLabels, Counter>,
+    /// Connections closed because a request's header (or the next request) did not come in
+    /// time.
+    pub header_timeouts: Counter,
     /// tus final uploads joined, by how: `copy` (server-side, by the store) or `stream`.
     pub concatenations: Family<MethodLabels, Counter>,
     /// An upload's creation to its completion.
@@ -163,6 +177,9 @@ impl Metrics {
             uploads_in_progress: Gauge::default(),
             uploads_completed: Counter::default(),
             concatenations: Family::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Family::default(),
+            header_timeouts: Counter::default(),
             upload_seconds: long_histogram(),
             upload_size: Histogram::new(SIZE_BUCKETS),
             download_bytes: Counter::default(),
@@ -219,6 +236,21 @@ impl Metrics {
             metrics.uploads_completed.clone(),
         );
         r.register(
+            "http_connections_open",
+            "Client connections open on this node",
+            metrics.connections_open.clone(),
+        );
+        r.register(
+            "http_connections_refused",
+            "Connections closed as they were accepted, by cap (node_limit: connections.max; address_limit: connections.max_per_address)",
+            metrics.connections_refused.clone(),
+        );
+        r.register(
+            "http_header_timeouts",
+            "Connections closed because a request header did not arrive within connections.header_read_timeout (or none came on an idle connection)",
+            metrics.header_timeouts.clone(),
+        );
+        r.register(
             "upload_concatenations",
             "tus final uploads joined from their partial uploads, by method (copy: server-side by the store; stream: through this node)",
             metrics.concatenations.clone(),
@@ -268,6 +300,13 @@ impl Metrics {
     pub fn download(&self, outcome: &'static str) {
         self.downloads
             .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// Counts a connection refused at a cap.
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabels { reason })
             .inc();
     }
 

@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -58,6 +57,16 @@ impl Listener for InterimListener {
 pub struct SharedStream(Arc<Mutex<TcpStream>>);
 
 impl SharedStream {
+    /// Waits until the stream has a byte to read (or has ended), without reading it.
+    pub async fn readable(&self) -> io::Result<()> {
+        let mut byte = [0u8; 1];
+        std::future::poll_fn(|cx| {
+            self.with(|s| s.poll_peek(cx, &mut ReadBuf::new(&mut byte)))
+                .map_ok(drop)
+        })
+        .await
+    }
+
     fn with<R>(&self, f: impl FnOnce(Pin<&mut TcpStream>) -> R) -> R {
         let mut stream = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         f(Pin::new(&mut *stream))
@@ -113,6 +122,14 @@ pub struct ClientConn {
 }
 
 impl ClientConn {
+    /// Connection info for a connection accepted by [`InterimListener`].
+    pub fn new(addr: SocketAddr, stream: SharedStream) -> Self {
+        Self {
+            addr,
+            stream: Some(stream),
+        }
+    }
+
     /// Connection info without interim support (for tests and other listeners).
     pub fn detached(addr: SocketAddr) -> Self {
         Self { addr, stream: None }
@@ -146,14 +163,5 @@ impl ClientConn {
             rest = &rest[n..];
         }
         Ok(())
-    }
-}
-
-impl Connected<IncomingStream<'_, InterimListener>> for ClientConn {
-    fn connect_info(stream: IncomingStream<'_, InterimListener>) -> Self {
-        Self {
-            addr: *stream.remote_addr(),
-            stream: Some(stream.io().clone()),
-        }
     }
 }

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod media;
 pub mod ops;
 pub mod range;
+pub mod server;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
