@@ -9,7 +9,7 @@ mod validate;
 
 pub use error::AuthError;
 pub use extract::{Authenticated, bearer_token};
-pub use limiter::RateLimiter;
+pub use limiter::{RateLimiter, address_key};
 pub use service::{AuthConfig, AuthService, Session, token_hash};
 pub use validate::{validate_name, validate_phone};
 

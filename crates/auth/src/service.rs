@@ -116,7 +116,7 @@ impl AuthService {
 
     fn limit(&self, phone: Option<&str>, address: IpAddr) -> Result<(), AuthError> {
         self.by_address
-            .check(&address.to_string())
+            .check(&crate::address_key(address).to_string())
             .map_err(AuthError::RateLimited)?;
         if let Some(phone) = phone {
             self.by_phone.check(phone).map_err(AuthError::RateLimited)?;

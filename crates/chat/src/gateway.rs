@@ -349,7 +349,7 @@ impl Chat {
                 Ok(Some(self.receipt(&c.account, c.device, id, to, body).await))
             }
             ClientFrame::Typing { to, state } => {
-                if self.may_signal(&c.account, &to) {
+                if self.may_signal(&c.account, &to).await? {
                     self.typing(&c.account, c.device, &to, state).await;
                 }
                 Ok(None)

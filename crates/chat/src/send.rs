@@ -152,12 +152,17 @@ impl Chat {
         if !valid_id(to) {
             return Ok(no_such_account(id));
         }
-        if let Some(refusal) = self.take_budgets(account, device, id, &pair(account, to), bytes) {
+        if let Some(refusal) = self.take_device_bytes(account, device, id, bytes) {
             return Ok(refusal);
         }
+        // The conversation's budget is keyed by the recipient: only once it exists, so sends
+        // to made-up accounts cannot fill the limiter.
         let Some(devices) = self.recipients(account, device, to).await? else {
             return Ok(no_such_account(id));
         };
+        if let Some(refusal) = self.take_conversation(id, &pair(account, to)) {
+            return Ok(refusal);
+        }
         let wanted: BTreeSet<u32> = devices.iter().map(device_number).collect();
         let named: BTreeSet<u32> = envelopes.iter().map(|e| e.device_id).collect();
         if wanted != named || named.len() != envelopes.len() {
@@ -228,7 +233,10 @@ impl Chat {
             return Ok(no_such_group(id));
         }
         let conversation = pair(account, &group_conversation(group));
-        if let Some(refusal) = self.take_budgets(account, device, id, &conversation, bytes) {
+        if let Some(refusal) = self
+            .take_conversation(id, &conversation)
+            .or_else(|| self.take_device_bytes(account, device, id, bytes))
+        {
             return Ok(refusal);
         }
         let mut devices = self.db.group_devices(group).await?;
@@ -320,26 +328,26 @@ impl Chat {
         Ok(total)
     }
 
-    /// Takes a send from the conversation's budget and its bytes from the device's; the
-    /// refusal when either is spent.
-    fn take_budgets(
+    /// Takes a send from the conversation's budget; the refusal when it is spent.
+    fn take_conversation(&self, id: &str, conversation: &str) -> Option<ServerFrame> {
+        self.per_pair
+            .check(conversation)
+            .err()
+            .map(|seconds| limited(id, "messages to this conversation", seconds))
+    }
+
+    /// Takes a send's bytes from the device's budget; the refusal when it is spent.
+    fn take_device_bytes(
         &self,
         account: &str,
         device: u32,
         id: &str,
-        conversation: &str,
         bytes: u64,
     ) -> Option<ServerFrame> {
-        if let Err(seconds) = self.per_pair.check(conversation) {
-            return Some(limited(id, "messages to this conversation", seconds));
-        }
-        if let Err(seconds) = self
-            .per_device_bytes
+        self.per_device_bytes
             .take(&format!("{account}/{device}"), bytes)
-        {
-            return Some(limited(id, "bytes from this device", seconds));
-        }
-        None
+            .err()
+            .map(|seconds| limited(id, "bytes from this device", seconds))
     }
 
     /// Handles a `receipt` from `device` of `account`: stored for every device of `to` (but
@@ -368,18 +376,18 @@ impl Chat {
         if !valid_id(&to) {
             return no_such_account(&id);
         }
-        if let Err(seconds) = self.per_pair.check(&pair(account, &to)) {
-            return limited(&id, "receipts to this account", seconds);
-        }
         self.try_receipt(account, device, &id, &to, &body)
             .await
             .unwrap_or_else(|e| failed(&id, &e))
     }
 
-    /// Whether `account` may signal `to` now (typing indicators over the limit, or to
-    /// nonsense, are dropped).
-    pub(crate) fn may_signal(&self, account: &str, to: &str) -> bool {
-        valid_id(to) && self.per_pair.check(&pair(account, to)).is_ok()
+    /// Whether `account` may signal `to` now: typing indicators to an account that does not
+    /// exist, or over the limit, are dropped (checked in that order, so made-up accounts
+    /// cannot fill the limiter).
+    pub(crate) async fn may_signal(&self, account: &str, to: &str) -> anyhow::Result<bool> {
+        Ok(valid_id(to)
+            && !self.db.devices(to).await?.is_empty()
+            && self.per_pair.check(&pair(account, to)).is_ok())
     }
 
     /// The members of `group` when `account` may signal them now: typing indicators over the
@@ -415,6 +423,9 @@ impl Chat {
         let Some(devices) = self.recipients(account, device, to).await? else {
             return Ok(no_such_account(id));
         };
+        if let Err(seconds) = self.per_pair.check(&pair(account, to)) {
+            return Ok(limited(id, "receipts to this account", seconds));
+        }
         let encoded = STANDARD.encode(serde_json::to_vec(body)?);
         let copies = devices
             .iter()
