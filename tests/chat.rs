@@ -503,6 +503,38 @@ async fn the_window_holds_unacknowledged_messages_and_budgets_and_frame_sizes_ar
     assert_ne!(end, Some(1000), "not a normal closure");
 }
 
+#[tokio::test]
+async fn a_revocation_whose_signal_was_lost_still_ends_the_connection() {
+    let app = TestApp::spawn_with(|s| s.chat.ping_interval = Duration::from_secs(3)).await;
+    let bob = app.user(&phone()).await;
+    // The token row is gone and nobody said so: the connection ends at its next frame, and
+    // at the next ping (3 s here) one that sends nothing.
+    let dave = app.user(&phone()).await;
+    let mut d = connect(&app, &dave.token).await;
+    frame(&mut d).await;
+    let erin = app.user(&phone()).await;
+    let mut e = connect(&app, &erin.token).await;
+    frame(&mut e).await;
+    let db = sealpost_db::Db::connect(&app.database_url, 2)
+        .await
+        .expect("db");
+    // Past the second a frame may go on the last check.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for token in [&dave.token, &erin.token] {
+        assert!(
+            db.delete_token(&sealpost_auth::token_hash(token))
+                .await
+                .expect("delete")
+        );
+    }
+    put(&mut d, send("after-revocation", &bob.account_id, &[1], "x")).await;
+    assert_eq!(frame(&mut d).await, json!({"type": "closed", "code": 4003}));
+    assert_eq!(
+        frame_within(&mut e, Duration::from_secs(60)).await,
+        Some(json!({"type": "closed", "code": 4003}))
+    );
+}
+
 /// Reads `socket` until it ends; returns the text frames read and the close code, if a close
 /// frame came.
 async fn read_to_end(socket: &mut common::chat::Socket) -> (usize, Option<u16>) {

@@ -30,6 +30,8 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     /// The blob store's URL (files in the data directory, or a test bucket on S3).
     pub blob_store: String,
+    /// The database it uses (empty for an external server).
+    pub database_url: String,
     _dir: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -110,6 +112,7 @@ impl TestApp {
     pub async fn start(settings: Settings) -> Self {
         let data_dir = settings.data_dir.clone();
         let blob_store = settings.blob_store_url();
+        let database_url = settings.database_url();
         let app = Application::build(settings).await.expect("build");
         let addr = app.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -123,6 +126,7 @@ impl TestApp {
             client,
             data_dir,
             blob_store,
+            database_url,
             _dir: None,
             stop: Some(stop),
             task: Some(task),
@@ -139,6 +143,7 @@ impl TestApp {
             client,
             data_dir: PathBuf::new(),
             blob_store: String::new(),
+            database_url: String::new(),
             _dir: None,
             stop: None,
             task: None,

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -129,6 +130,9 @@ impl End {
     }
 }
 
+/// How long a frame may be handled on the strength of the last token check.
+const RECHECK_AFTER: Duration = Duration::from_secs(1);
+
 /// One device's connection.
 struct Connection {
     account: String,
@@ -142,6 +146,9 @@ struct Connection {
     stalled: bool,
     /// When it connected, Unix milliseconds: messages sent since reach it live.
     since: i64,
+    /// The token it connected with (its SHA-256), and when it was last found still valid.
+    token_hash: String,
+    checked: tokio::time::Instant,
 }
 
 impl Chat {
@@ -155,6 +162,7 @@ impl Chat {
         let now = crate::unix_millis();
         let _open = self.metrics.connected();
         let mut registration = self.registry.register(&account, device, &token_hash, now);
+        let checked = tokio::time::Instant::now();
         self.connected(&account, device, now).await;
         let (sink, stream) = socket.split();
         let mut connection = Connection {
@@ -165,6 +173,8 @@ impl Chat {
             pushed: 0,
             stalled: false,
             since: now,
+            token_hash,
+            checked,
         };
         tracing::debug!(account, device, "chat connected");
         let expiry = tokio::time::Instant::now()
@@ -260,6 +270,9 @@ impl Chat {
                     if last_heard.elapsed() > self.config.idle_timeout {
                         return Ok(End::Gone);
                     }
+                    if !self.token_valid(c, Duration::ZERO).await? {
+                        return Ok(End::Close(CLOSE_REVOKED, "revoked"));
+                    }
                     if !self.send_raw(c, Message::Ping(Default::default())).await {
                         return Ok(End::Close(CLOSE_TOO_SLOW, "too-slow"));
                     }
@@ -276,6 +289,9 @@ impl Chat {
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                         Some(Ok(Message::Close(_)) | Err(_)) | None => return Ok(End::Gone),
                     };
+                    if !self.token_valid(c, RECHECK_AFTER).await? {
+                        return Ok(End::Close(CLOSE_REVOKED, "revoked"));
+                    }
                     let started = std::time::Instant::now();
                     let (kind, answer) = self.handle(c, text.as_str()).await?;
                     self.metrics.received(kind);
@@ -295,6 +311,22 @@ impl Chat {
                 }
             }
         }
+    }
+
+    /// Whether the connection's token still stands, asking the database unless it did within
+    /// `fresh`: the signal that a revocation or a device's removal sends may be lost, and then
+    /// this is what ends the connection (at the next ping, or the next frame after `fresh`).
+    async fn token_valid(&self, c: &mut Connection, fresh: Duration) -> anyhow::Result<bool> {
+        if c.checked.elapsed() < fresh {
+            return Ok(true);
+        }
+        let valid = self
+            .db
+            .token_device(&c.token_hash, sealpost_auth::unix_now())
+            .await?
+            .is_some();
+        c.checked = tokio::time::Instant::now();
+        Ok(valid)
     }
 
     /// Handles one client frame; returns its type (`invalid` when it is none) and the answer,
