@@ -155,6 +155,9 @@ pub struct ChatSettings {
     pub one_time_keys_low: usize,
     /// Key-directory claims (`GET /v1/keys/{account}`) one account may make a minute.
     pub key_claims_per_minute: u64,
+    /// One-time keys of one account that claims may take a minute, whoever asks; past it,
+    /// claims get the fallback keys.
+    pub key_claims_per_target_per_minute: u64,
 }
 
 impl Default for ChatSettings {
@@ -177,6 +180,7 @@ impl Default for ChatSettings {
             max_one_time_keys: chat.max_one_time_keys,
             one_time_keys_low: chat.one_time_keys_low,
             key_claims_per_minute: chat.key_claims_per_minute,
+            key_claims_per_target_per_minute: chat.key_claims_per_target_per_minute,
         }
     }
 }
@@ -200,6 +204,7 @@ impl ChatSettings {
             max_one_time_keys: self.max_one_time_keys,
             one_time_keys_low: self.one_time_keys_low,
             key_claims_per_minute: self.key_claims_per_minute,
+            key_claims_per_target_per_minute: self.key_claims_per_target_per_minute,
         }
     }
 

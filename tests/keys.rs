@@ -301,6 +301,32 @@ async fn claims_are_rate_limited_per_asking_account() {
 }
 
 #[tokio::test]
+async fn many_askers_cannot_drain_one_account_s_one_time_keys() {
+    let app = TestApp::spawn_with(|s| s.chat.key_claims_per_target_per_minute = 2).await;
+    let alice = app.user(&phone()).await;
+    let olm = OlmKeys::new();
+    let res = put_keys(&app, &alice, &olm.publish(&alice, 0, 10)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut taken = Vec::new();
+    for _ in 0..4 {
+        // A fresh account each time: the asker's own budget is not what stops them.
+        let asker = app.user(&phone()).await;
+        let res = claim(&app, &asker, &alice.account_id).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let device = res.json::<Value>().await.expect("bundles")["devices"][0].clone();
+        assert_eq!(device["fallback_key"]["key_id"], "fb1", "{device}");
+        taken.push(!device["one_time_key"].is_null());
+    }
+    assert_eq!(taken, [true, true, false, false]);
+    let stock = put_keys(&app, &alice, &olm.publish(&alice, 10, 0)).await;
+    assert_eq!(
+        stock.json::<Value>().await.expect("stock")["one_time_keys"],
+        8,
+        "the device keeps the rest"
+    );
+}
+
+#[tokio::test]
 async fn a_device_running_low_on_one_time_keys_is_told() {
     let app = TestApp::spawn_with(|s| s.chat.one_time_keys_low = 2).await;
     let (alice, bob) = (app.user(&phone()).await, app.user(&phone()).await);

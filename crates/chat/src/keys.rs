@@ -221,6 +221,9 @@ impl Chat {
         self.key_claims
             .take(account, 1)
             .map_err(KeyError::RateLimited)?;
+        // Past the target's budget a claim takes no one-time key: the sender starts its
+        // session from the fallback key, and the device keeps its one-time keys.
+        let claim = claim && self.target_claims.check(target).is_ok();
         let claimed = self.db.claim_keys(target, claim).await?;
         // Only an empty answer needs telling "no keys yet" from "no such account".
         if claimed.is_empty() && self.db.devices(target).await?.is_empty() {

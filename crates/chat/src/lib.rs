@@ -64,6 +64,9 @@ pub struct ChatConfig {
     pub one_time_keys_low: usize,
     /// Key-directory claims (`GET /v1/keys/{account}`) one account may make a minute.
     pub key_claims_per_minute: u64,
+    /// One-time keys of one account that claims may take a minute, whoever asks; past it,
+    /// claims get the fallback keys (so many accounts cannot drain a device's keys).
+    pub key_claims_per_target_per_minute: u64,
 }
 
 impl Default for ChatConfig {
@@ -84,6 +87,7 @@ impl Default for ChatConfig {
             max_one_time_keys: 100,
             one_time_keys_low: 10,
             key_claims_per_minute: 60,
+            key_claims_per_target_per_minute: 60,
         }
     }
 }
@@ -99,6 +103,7 @@ pub struct Chat {
     /// Sends per `sender>recipient` account pair.
     per_pair: RateLimiter,
     key_claims: RateLimiter,
+    target_claims: RateLimiter,
     /// Body bytes per sending device.
     per_device_bytes: RateLimiter,
     /// This node's name, for its wake-up group.
@@ -124,6 +129,7 @@ impl Chat {
             auth,
             per_pair: RateLimiter::new(config.messages_per_pair_per_minute),
             key_claims: RateLimiter::new(config.key_claims_per_minute),
+            target_claims: RateLimiter::new(config.key_claims_per_target_per_minute),
             per_device_bytes: RateLimiter::new(config.bytes_per_device_per_minute),
             config,
             registry: registry::Registry::default(),
