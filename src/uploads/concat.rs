@@ -93,7 +93,10 @@ impl UploadService {
             return Ok(row);
         }
         let joined = match self.store.compose(&row.id, &sources).await {
-            Ok(Some(key)) => self.finish_composed(account, &row.id, key, &sources).await,
+            Ok(Some(key)) => {
+                self.finish_composed(account, &row.id, key, total, &sources)
+                    .await
+            }
             Ok(None) => self.stream_parts(account, &row.id, total, sources).await,
             Err(e) => Err(e.into()),
         };
@@ -160,10 +163,10 @@ impl UploadService {
         account: &str,
         id: &str,
         key: String,
+        total: u64,
         sources: &[Source],
     ) -> ApiResult<UploadRow> {
         self.count_concatenation("copy");
-        let total = sources.iter().map(|(_, len)| len).sum();
         let finished = async {
             let hasher = self.hash_parts(sources).await?;
             let (_guard, row) = self.take_over(account, id, |_| Ok(())).await?;

@@ -243,8 +243,8 @@ pub async fn create_upload(
         Protocol::Tus => parse_concat(&headers, state.settings.uploads.max_concat_parts)?,
         Protocol::Draft(_) => None,
     };
+    let has_body = content_length != Some(0) && !http_body::Body::is_end_stream(&body);
     if let Some(Concat::Final(parts)) = concat {
-        let has_body = content_length != Some(0) && !http_body::Body::is_end_stream(&body);
         return create_final(&state, &auth, &headers, parts, metadata, has_body).await;
     }
     let complete = match protocol {
@@ -289,7 +289,6 @@ pub async fn create_upload(
             Some(complete)
         }
     };
-    let has_body = content_length != Some(0) && !http_body::Body::is_end_stream(&body);
     if protocol == Protocol::Tus
         && has_body
         && content_type(&headers).as_deref() != Some(TUS_CONTENT_TYPE)
