@@ -550,9 +550,18 @@ pub struct UploadSettings {
     pub checkpoint_bytes: u64,
     /// Upload requests streaming at once on this node; more get 503.
     pub max_concurrent_transfers: usize,
+    /// Upload requests one account may stream at once on a node (only one each while a quarter
+    /// of the node's transfer slots or fewer are free); more get 429.
+    pub max_transfers_per_account: usize,
     /// A request that sends no bytes for this long is treated as interrupted.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Bytes a second a body must bring on average over each `transfer_rate_window` to keep
+    /// its slot (0: no minimum); slower ones get 408 and keep what arrived.
+    pub min_transfer_rate: u64,
+    /// The window over which `min_transfer_rate` is measured.
+    #[serde(with = "humantime_serde")]
+    pub transfer_rate_window: Duration,
     /// How often a streaming request checks that no request on another node took its upload
     /// over (takeovers on the same node are immediate).
     #[serde(with = "humantime_serde")]
@@ -613,11 +622,19 @@ impl Default for Settings {
 }
 
 impl UploadSettings {
-    /// Refuses a concatenation limit that would refuse every final upload.
+    /// Refuses limits that would refuse every upload.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.max_concat_parts > 0,
             "uploads.max_concat_parts must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_transfers_per_account > 0,
+            "uploads.max_transfers_per_account must be at least 1"
+        );
+        anyhow::ensure!(
+            !self.transfer_rate_window.is_zero(),
+            "uploads.transfer_rate_window must be longer than 0 s"
         );
         Ok(())
     }
@@ -634,7 +651,10 @@ impl Default for UploadSettings {
             max_concat_parts: 16,
             checkpoint_bytes: 8 << 20,
             max_concurrent_transfers: 256,
+            max_transfers_per_account: 8,
             idle_timeout: Duration::from_secs(60),
+            min_transfer_rate: 1024,
+            transfer_rate_window: Duration::from_secs(30),
             lease_check_interval: Duration::from_secs(1),
             sweep_interval: Duration::from_secs(60),
         }

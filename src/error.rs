@@ -97,7 +97,10 @@ pub enum ApiError {
     /// The upload's bytes do not hash to the declared `sha256`; the upload failed.
     #[error("the uploaded bytes do not match the declared sha256 metadata; nothing was stored")]
     Sha256Mismatch,
-    /// Per-account limits on unfinished uploads.
+    /// An upload body slower than `uploads.min_transfer_rate`; what arrived was kept.
+    #[error("{0}")]
+    TooSlow(String),
+    /// Per-account limits on unfinished uploads and streaming requests.
     #[error("{1}")]
     Quota(&'static str, String),
     /// The checksum algorithm is not supported.
@@ -145,6 +148,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => (415, "unsupported-media-type"),
             Self::ChecksumMismatch(_) => (460, "checksum-mismatch"),
             Self::Sha256Mismatch => (460, "sha256-mismatch"),
+            Self::TooSlow(_) => (408, "transfer-too-slow"),
             Self::Quota(code, _) => (429, code),
             Self::UnsupportedChecksum(_) => (400, "unsupported-checksum-algorithm"),
             Self::Unavailable(code, _) => (503, code),
@@ -216,7 +220,7 @@ impl IntoResponse for ApiError {
                     headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds));
                 }
             }
-            Self::Unavailable(..) => {
+            Self::Unavailable(..) | Self::Quota("too-many-transfers", _) => {
                 headers.insert(
                     axum::http::header::RETRY_AFTER,
                     HeaderValue::from_static("5"),

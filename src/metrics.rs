@@ -95,7 +95,7 @@ pub struct OutcomeLabels {
 /// Why a connection was refused.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    /// `node_limit` or `address_limit`.
+    /// Which cap: `node_limit`, `address_limit` or `account_limit`.
     pub reason: &'static str,
 }
 
@@ -127,6 +127,10 @@ pub struct Metrics {
     pub transfers_active: Gauge,
     /// How long each upload request streamed.
     pub transfer_seconds: Histogram,
+    /// Upload requests refused a transfer slot, by which cap they hit.
+    pub transfers_refused: Family<ReasonLabels, Counter>,
+    /// Upload requests stopped for bringing less than the minimum rate.
+    pub transfers_too_slow: Counter,
     /// Unfinished uploads in the database (refreshed at scrape).
     pub uploads_in_progress: Gauge,
     /// Uploads completed as blobs.
@@ -174,6 +178,8 @@ impl Metrics {
             upload_bytes: Counter::default(),
             transfers_active: Gauge::default(),
             transfer_seconds: long_histogram(),
+            transfers_refused: Family::default(),
+            transfers_too_slow: Counter::default(),
             uploads_in_progress: Gauge::default(),
             uploads_completed: Counter::default(),
             concatenations: Family::default(),
@@ -224,6 +230,16 @@ impl Metrics {
             "upload_transfer_duration_seconds",
             "How long each upload request streamed bytes",
             metrics.transfer_seconds.clone(),
+        );
+        r.register(
+            "upload_transfers_refused",
+            "Upload requests refused a transfer slot, by cap (node_limit: uploads.max_concurrent_transfers, 503 too-busy; account_limit: the account's share, 429 too-many-transfers)",
+            metrics.transfers_refused.clone(),
+        );
+        r.register(
+            "upload_transfers_too_slow",
+            "Upload requests stopped for bringing less than uploads.min_transfer_rate over uploads.transfer_rate_window (408 transfer-too-slow, progress kept)",
+            metrics.transfers_too_slow.clone(),
         );
         r.register(
             "uploads_in_progress",

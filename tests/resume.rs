@@ -155,6 +155,89 @@ async fn a_silent_body_counts_as_interrupted_and_keeps_what_arrived() {
 async fn transfers_past_the_node_limit_get_503() {
     let app = TestApp::spawn_with(|s| s.uploads.max_concurrent_transfers = 1).await;
     let user = app.user(&phone()).await;
+    let other = app.user(&phone()).await;
+    let first = app.tus_new(&user, 10_000).await;
+    let second = app.tus_new(&other, 10).await;
+    let (tx, pending) = app.streaming_patch(&user, &first, 0);
+    tx.send(Ok(Bytes::from(vec![7; 1000]))).await.expect("send");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let res = app.tus_patch(&other, &second, 0, vec![1; 10]).await;
+    assert_eq!(header(&res, "retry-after").as_deref(), Some("5"));
+    assert_problem(res, 503, "too-busy").await;
+    tx.send(Ok(Bytes::from(vec![7; 9000]))).await.expect("send");
+    drop(tx);
+    assert_eq!(pending.await.expect("join").status(), 204);
+    assert_eq!(
+        app.tus_patch(&other, &second, 0, vec![1; 10])
+            .await
+            .status(),
+        204
+    );
+}
+
+#[tokio::test]
+async fn the_idle_timeout_is_not_reset_by_the_servers_own_checks() {
+    let app = TestApp::spawn_with(|s| {
+        s.uploads.idle_timeout = Duration::from_millis(800);
+        s.uploads.lease_check_interval = Duration::from_millis(100);
+    })
+    .await;
+    let user = app.user(&phone()).await;
+    let url = app.tus_new(&user, 10_000).await;
+    let (tx, pending) = app.streaming_patch(&user, &url, 0);
+    tx.send(Ok(Bytes::from(vec![7; 1000]))).await.expect("send");
+    let res = tokio::time::timeout(Duration::from_secs(10), pending)
+        .await
+        .expect("the silent body was dropped")
+        .expect("join");
+    assert_problem(res, 400, "request-interrupted").await;
+    assert_eq!(app.tus_offset(&user, &url).await, 1000);
+    drop(tx);
+}
+
+#[tokio::test]
+async fn a_body_slower_than_the_minimum_rate_gets_408_and_keeps_what_arrived() {
+    let app = TestApp::spawn_with(|s| {
+        s.uploads.min_transfer_rate = 10_000;
+        s.uploads.transfer_rate_window = Duration::from_millis(600);
+    })
+    .await;
+    let user = app.user(&phone()).await;
+    let url = app.tus_new(&user, 100_000).await;
+    let (tx, pending) = app.streaming_patch(&user, &url, 0);
+    let trickle = tokio::spawn(async move {
+        // 1 000 bytes every 200 ms: 5 000 bytes a second, half the minimum.
+        while tx.send(Ok(Bytes::from(vec![7; 1000]))).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let res = pending.await.expect("join");
+    assert_problem(res, 408, "transfer-too-slow").await;
+    trickle.abort();
+    let offset = app.tus_offset(&user, &url).await;
+    assert!(offset >= 1000, "what arrived was kept: {offset}");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("sealpost_upload_transfers_too_slow_total 1"),
+        "{metrics}"
+    );
+    // A body at the rate finishes.
+    let res = app
+        .tus_patch(
+            &user,
+            &url,
+            offset,
+            vec![7; usize::try_from(100_000 - offset).expect("small")],
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+}
+
+#[tokio::test]
+async fn one_account_streams_at_most_its_share_of_the_nodes_transfers() {
+    let app = TestApp::spawn_with(|s| s.uploads.max_transfers_per_account = 1).await;
+    let user = app.user(&phone()).await;
+    let other = app.user(&phone()).await;
     let first = app.tus_new(&user, 10_000).await;
     let second = app.tus_new(&user, 10).await;
     let (tx, pending) = app.streaming_patch(&user, &first, 0);
@@ -162,7 +245,20 @@ async fn transfers_past_the_node_limit_get_503() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let res = app.tus_patch(&user, &second, 0, vec![1; 10]).await;
     assert_eq!(header(&res, "retry-after").as_deref(), Some("5"));
-    assert_problem(res, 503, "too-busy").await;
+    assert_problem(res, 429, "too-many-transfers").await;
+    let theirs = app.tus_new(&other, 10).await;
+    assert_eq!(
+        app.tus_patch(&other, &theirs, 0, vec![1; 10])
+            .await
+            .status(),
+        204,
+        "another account still streams"
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"sealpost_upload_transfers_refused_total{reason="account_limit"} 1"#),
+        "{metrics}"
+    );
     tx.send(Ok(Bytes::from(vec![7; 9000]))).await.expect("send");
     drop(tx);
     assert_eq!(pending.await.expect("join").status(), 204);

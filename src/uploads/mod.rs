@@ -8,5 +8,6 @@ pub mod routes;
 pub mod service;
 mod sink;
 mod takeover;
+mod transfers;
 
 pub use service::UploadService;

@@ -12,16 +12,17 @@ use sealpost_db::{Db, NewUpload, UploadRow};
 use sealpost_proto::{UploadKind, UploadState};
 use sealpost_store::{BlobId, BlobStore, Manifest, StoreError};
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{Checksum, Concat, Metadata};
 use super::sink::{Durable, Finished, Sink, restore_sha256, save_sha256};
 use super::takeover::{Takeover, UploadGuard};
+use super::transfers::{Lapse, Pace, Refusal, Transfers};
 use crate::config::UploadSettings;
 use crate::error::{ApiError, ApiResult};
 use crate::media::worker::publish_job;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReasonLabels};
 
 /// What a creation request asks for.
 #[derive(Debug, Clone)]
@@ -56,6 +57,7 @@ pub struct AppendSpec {
 enum Stop {
     End,
     Interrupted,
+    TooSlow,
     Superseded,
     Shutdown,
     TooLarge,
@@ -94,7 +96,7 @@ pub struct UploadService {
     pub(super) store: Arc<dyn BlobStore>,
     settings: UploadSettings,
     takeover: Arc<Takeover>,
-    transfers: Arc<Semaphore>,
+    transfers: Arc<Transfers>,
     shutdown: CancellationToken,
     pub(super) metrics: Arc<Metrics>,
     bus: Arc<dyn Bus>,
@@ -159,7 +161,10 @@ impl UploadService {
         metrics: Arc<Metrics>,
         bus: Arc<dyn Bus>,
     ) -> Self {
-        let transfers = Arc::new(Semaphore::new(settings.max_concurrent_transfers));
+        let transfers = Transfers::new(
+            settings.max_concurrent_transfers,
+            settings.max_transfers_per_account,
+        );
         Self {
             db,
             store,
@@ -437,12 +442,7 @@ impl UploadService {
                 .await?;
             return self.finalize(&row, row.lease).await;
         }
-        let _permit = self.transfers.clone().try_acquire_owned().map_err(|_| {
-            ApiError::Unavailable(
-                "too-busy",
-                "too many uploads are streaming on this node; retry shortly".into(),
-            )
-        })?;
+        let _slot = self.transfer_slot(account, writer)?;
         self.metrics.transfers_active.inc();
         let started = std::time::Instant::now();
         let streamed = self
@@ -465,7 +465,7 @@ impl UploadService {
         }
         if let Some(expected) = &spec.checksum {
             if stop != Stop::End {
-                return Err(Self::stop_error(stop));
+                return Err(self.stop_error(stop));
             }
             if finished.checksum.as_deref() != Some(expected.digest.as_slice()) {
                 return Err(ApiError::ChecksumMismatch(
@@ -496,7 +496,7 @@ impl UploadService {
         .await?;
         if stop != Stop::End {
             tracing::info!(upload = %id, offset = new_offset, ?stop, "append stopped early; progress kept");
-            return Err(Self::stop_error(stop));
+            return Err(self.stop_error(stop));
         }
         if inconsistent {
             return Err(ApiError::InconsistentLength(format!(
@@ -580,9 +580,13 @@ impl UploadService {
         }
     }
 
-    fn stop_error(stop: Stop) -> ApiError {
+    fn stop_error(&self, stop: Stop) -> ApiError {
         match stop {
             Stop::Superseded => ApiError::Superseded,
+            Stop::TooSlow => ApiError::TooSlow(format!(
+                "the body brought fewer than {} bytes a second over {:?}; resume from the upload's offset",
+                self.settings.min_transfer_rate, self.settings.transfer_rate_window
+            )),
             Stop::Shutdown => ApiError::Unavailable(
                 "shutting-down",
                 "the server is shutting down; resume from Upload-Offset".into(),
@@ -661,7 +665,12 @@ impl UploadService {
         let (sink, mut durable) = Sink::start(writer, hasher, checksum, every);
         let mut stream = body.into_data_stream();
         let mut received = 0u64;
-        let idle = self.settings.idle_timeout;
+        let mut pace = Pace::new(
+            self.settings.idle_timeout,
+            self.settings.min_transfer_rate,
+            self.settings.transfer_rate_window,
+            Instant::now(),
+        );
         let mut lease_check = tokio::time::interval(self.settings.lease_check_interval);
         lease_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stop: ApiResult<Stop> = async {
@@ -671,27 +680,40 @@ impl UploadService {
                     () = guard.cancelled().cancelled() => return Ok(Stop::Superseded),
                     () = self.shutdown.cancelled() => return Ok(Stop::Shutdown),
                     _ = lease_check.tick() => {
+                        let busy = Instant::now();
                         if self.db.upload_lease(&row.id).await? != Some(row.lease) {
                             return Ok(Stop::Superseded);
                         }
+                        pace.paused(busy.elapsed());
                         continue;
                     }
                     Some(checkpoint) = durable.recv() => {
+                        let busy = Instant::now();
                         if !self.commit_checkpoint(row, checkpoint?).await? {
                             return Ok(Stop::Superseded);
                         }
+                        pace.paused(busy.elapsed());
                         continue;
                     }
-                    next = tokio::time::timeout(idle, stream.next()) => next,
+                    () = tokio::time::sleep_until(pace.deadline()) => {
+                        match pace.check(Instant::now()) {
+                            Some(Lapse::Idle) => return Ok(Stop::Interrupted),
+                            Some(Lapse::TooSlow) => {
+                                self.metrics.transfers_too_slow.inc();
+                                return Ok(Stop::TooSlow);
+                            }
+                            None => continue,
+                        }
+                    }
+                    next = stream.next() => next,
                 };
                 let chunk = match next {
-                    Ok(Some(Ok(chunk))) => chunk,
-                    Ok(None) => return Ok(Stop::End),
-                    Ok(Some(Err(e))) => {
+                    Some(Ok(chunk)) => chunk,
+                    None => return Ok(Stop::End),
+                    Some(Err(e)) => {
                         tracing::debug!(upload = %row.id, error = %e, "the body failed");
                         return Ok(Stop::Interrupted);
                     }
-                    Err(_) => return Ok(Stop::Interrupted),
                 };
                 let len = chunk.len() as u64;
                 if received + len > budget {
@@ -699,7 +721,10 @@ impl UploadService {
                 }
                 received += len;
                 self.metrics.upload_bytes.inc_by(len);
+                let arrived = Instant::now();
+                pace.received(len, arrived);
                 sink.write(chunk).await?;
+                pace.paused(arrived.elapsed());
             }
         }
         .await;
@@ -708,6 +733,34 @@ impl UploadService {
         let finished = sink.finish().await;
         let (stop, finished) = (stop?, finished?);
         Ok((stop, received, finished))
+    }
+
+    /// A transfer slot for `account`'s request, or why not (the server's own concatenation
+    /// counts only against the node's slots).
+    fn transfer_slot(&self, account: &str, writer: Writer) -> ApiResult<super::transfers::Slot> {
+        let owner = (writer == Writer::Client).then_some(account);
+        self.transfers.acquire(owner).map_err(|refusal| {
+            let reason = match refusal {
+                Refusal::Node => "node_limit",
+                Refusal::Account(_) => "account_limit",
+            };
+            self.metrics
+                .transfers_refused
+                .get_or_create(&ReasonLabels { reason })
+                .inc();
+            match refusal {
+                Refusal::Node => ApiError::Unavailable(
+                    "too-busy",
+                    "too many uploads are streaming on this node; retry shortly".into(),
+                ),
+                Refusal::Account(share) => ApiError::Quota(
+                    "too-many-transfers",
+                    format!(
+                        "this account already streams {share} upload request(s) on this node, its share while the node is this busy; send one upload at a time or retry shortly"
+                    ),
+                ),
+            }
+        })
     }
 
     /// Records a durable checkpoint of a request still streaming; false when fenced off.
