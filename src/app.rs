@@ -85,6 +85,7 @@ impl Application {
             db.clone(),
             store.clone(),
             settings.uploads.clone(),
+            settings.blobs.retention,
             shutdown.clone(),
             metrics.clone(),
             bus.clone(),

@@ -543,6 +543,11 @@ pub struct UploadSettings {
     pub max_active_per_account: u32,
     /// Sum of declared lengths of one account's unfinished uploads.
     pub max_active_bytes_per_account: u64,
+    /// Blobs one account may hold: uploaded (or uploaded again) within the blob retention,
+    /// unfinished uploads included; a blob counts for every account that uploaded it.
+    pub max_stored_blobs_per_account: u64,
+    /// Their bytes.
+    pub max_stored_bytes_per_account: u64,
     /// Partial uploads one tus final upload may concatenate (unjoined parts also count in
     /// `max_active_per_account`, so the lower of the two is what a client can use).
     pub max_concat_parts: usize,
@@ -648,6 +653,8 @@ impl Default for UploadSettings {
             finished_retention: Duration::from_secs(7 * 24 * 3600),
             max_active_per_account: 20,
             max_active_bytes_per_account: 10 << 30,
+            max_stored_blobs_per_account: 20_000,
+            max_stored_bytes_per_account: 50 << 30,
             max_concat_parts: 16,
             checkpoint_bytes: 8 << 20,
             max_concurrent_transfers: 256,

@@ -78,6 +78,15 @@ async fn upload_then_download_round_trips_and_tampering_is_refused() {
     std::fs::write(&reference, &out.stdout).expect("write ref");
     let media: serde_json::Value = serde_json::from_slice(&out.stdout).expect("MediaRef JSON");
     assert_eq!(media["mime"], "image/jpeg");
+    let mut usage = seal(&config, &app.base);
+    usage.arg("usage");
+    let out = run(usage).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.starts_with("stored: 1 of 20000 blobs, ") && shown.contains("counted for 30 days"),
+        "{shown}"
+    );
 
     downloads_intact(
         &app,

@@ -182,6 +182,7 @@ impl BlobService {
                 expired += 1;
             }
         }
+        self.db.forget_holdings(cutoff).await?;
         // Also finishes deletions an earlier sweep (on any node) was interrupted in.
         for (id, key) in self.db.expired_blobs(SWEEP_BATCH).await? {
             match self.store.delete(&key).await {

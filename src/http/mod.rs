@@ -12,6 +12,7 @@ pub mod media;
 pub mod ops;
 pub mod range;
 pub mod server;
+pub mod usage;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -67,6 +68,7 @@ fn media_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(blobs::create_link))
         .routes(routes!(blobs::authorize_blob))
         .routes(routes!(media::get_media))
+        .routes(routes!(usage::get_usage))
         .merge(upload_routes)
 }
 

@@ -8,8 +8,8 @@ use futures_util::StreamExt;
 use rand::Rng;
 use sealpost_auth::unix_now;
 use sealpost_bus::Bus;
-use sealpost_db::{Db, NewUpload, UploadRow};
-use sealpost_proto::{UploadKind, UploadState};
+use sealpost_db::{Db, NewUpload, UploadRow, UploadUsage};
+use sealpost_proto::{StoredUsage, UnfinishedUsage, UploadKind, UploadState, Usage};
 use sealpost_store::{BlobId, BlobStore, Manifest, StoreError};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -95,6 +95,8 @@ pub struct UploadService {
     pub(super) db: Db,
     pub(super) store: Arc<dyn BlobStore>,
     settings: UploadSettings,
+    /// How long an uploaded blob counts in its account's storage quota (the blob retention).
+    retention: std::time::Duration,
     takeover: Arc<Takeover>,
     transfers: Arc<Transfers>,
     shutdown: CancellationToken,
@@ -157,6 +159,7 @@ impl UploadService {
         db: Db,
         store: Arc<dyn BlobStore>,
         settings: UploadSettings,
+        retention: std::time::Duration,
         shutdown: CancellationToken,
         metrics: Arc<Metrics>,
         bus: Arc<dyn Bus>,
@@ -169,6 +172,7 @@ impl UploadService {
             db,
             store,
             settings,
+            retention,
             takeover: Arc::default(),
             transfers,
             shutdown,
@@ -215,29 +219,19 @@ impl UploadService {
         };
         // A final upload holds no bytes of its own: its parts were counted when created.
         let is_final = matches!(spec.concat, Some(Concat::Final(_)));
-        let max_count = i64::from(self.settings.max_active_per_account);
-        let fits = |usage: &sealpost_db::UploadUsage| {
-            is_final
-                || usage.count < max_count
-                    && self
-                        .check_quota(to_u64(usage.bytes).saturating_add(spec.length.unwrap_or(0)))
-                        .is_ok()
-        };
-        let (usage, inserted) = self.db.insert_upload_if(&new, now, fits).await?;
+        let added = spec.length.unwrap_or(0);
+        let fits = |usage: &UploadUsage| is_final || self.check_usage(usage, added, true).is_ok();
+        let (usage, inserted) = self
+            .db
+            .insert_upload_if(&new, now, self.held_since(now), fits)
+            .await?;
         if !inserted {
-            if usage.count >= max_count {
-                return Err(ApiError::Quota(
-                    "too-many-uploads",
-                    format!(
-                        "this account already has {} unfinished uploads (limit {max_count}); finish or delete some first",
-                        usage.count
-                    ),
-                ));
-            }
-            let total = to_u64(usage.bytes).saturating_add(spec.length.unwrap_or(0));
-            return Err(self.check_quota(total).err().unwrap_or_else(|| {
-                ApiError::Internal("the upload quota check disagreed with itself".into())
-            }));
+            return Err(self
+                .check_usage(&usage, added, true)
+                .err()
+                .unwrap_or_else(|| {
+                    ApiError::Internal("the upload quota check disagreed with itself".into())
+                }));
         }
         tracing::info!(upload = %new.id, length = ?spec.length, "upload created");
         let row = self
@@ -256,17 +250,83 @@ impl UploadService {
         Ok(row)
     }
 
-    fn check_quota(&self, total: u64) -> ApiResult<()> {
-        if total > self.settings.max_active_bytes_per_account {
+    /// Checks an account's usage, with `added` more bytes (and one more upload when
+    /// `new_upload`), against every per-account limit: unfinished uploads and their bytes,
+    /// then blobs held within the retention and their bytes (unfinished uploads count in those
+    /// too: they become blobs).
+    fn check_usage(&self, usage: &UploadUsage, added: u64, new_upload: bool) -> ApiResult<()> {
+        let s = &self.settings;
+        let (count, bytes) = (to_u64(usage.count), to_u64(usage.bytes));
+        if new_upload && count >= u64::from(s.max_active_per_account) {
+            return Err(ApiError::Quota(
+                "too-many-uploads",
+                format!(
+                    "this account already has {count} unfinished uploads (limit {}); finish or delete some first",
+                    s.max_active_per_account
+                ),
+            ));
+        }
+        let active = bytes.saturating_add(added);
+        if active > s.max_active_bytes_per_account {
             return Err(ApiError::Quota(
                 "upload-quota-exceeded",
                 format!(
-                    "unfinished uploads of this account would total {total} bytes (limit {})",
-                    self.settings.max_active_bytes_per_account
+                    "unfinished uploads of this account would total {active} bytes (limit {})",
+                    s.max_active_bytes_per_account
+                ),
+            ));
+        }
+        let blobs = to_u64(usage.stored_blobs) + count + u64::from(new_upload);
+        if blobs > s.max_stored_blobs_per_account {
+            return Err(ApiError::Quota(
+                "blob-quota-exceeded",
+                format!(
+                    "this account would hold {blobs} blobs uploaded within the retention (limit {}); see GET /v1/usage",
+                    s.max_stored_blobs_per_account
+                ),
+            ));
+        }
+        let stored = to_u64(usage.stored_bytes).saturating_add(active);
+        if stored > s.max_stored_bytes_per_account {
+            return Err(ApiError::TooLarge(
+                "storage-quota-exceeded",
+                format!(
+                    "this account would hold {stored} bytes of blobs uploaded within the retention (limit {}); see GET /v1/usage",
+                    s.max_stored_bytes_per_account
                 ),
             ));
         }
         Ok(())
+    }
+
+    /// Blobs uploaded after this count in an account's storage quota.
+    fn held_since(&self, now: i64) -> i64 {
+        now - to_i64(self.retention.as_secs())
+    }
+
+    /// An account's usage and limits, for `GET /v1/usage`.
+    pub async fn usage(&self, account: &str) -> ApiResult<Usage> {
+        let now = unix_now();
+        let usage = self
+            .db
+            .upload_usage(account, now, self.held_since(now))
+            .await?;
+        let s = &self.settings;
+        Ok(Usage {
+            stored: StoredUsage {
+                blobs: to_u64(usage.stored_blobs),
+                bytes: to_u64(usage.stored_bytes),
+                max_blobs: s.max_stored_blobs_per_account,
+                max_bytes: s.max_stored_bytes_per_account,
+                counted_for: self.retention.as_secs(),
+            },
+            unfinished: UnfinishedUsage {
+                uploads: to_u64(usage.count),
+                bytes: to_u64(usage.bytes),
+                max_uploads: s.max_active_per_account,
+                max_bytes: s.max_active_bytes_per_account,
+            },
+        })
     }
 
     pub(super) fn check_max_size(&self, length: u64) -> ApiResult<()> {
@@ -555,16 +615,17 @@ impl UploadService {
         if let Some(length) = length {
             return Ok(length.saturating_sub(offset));
         }
-        let usage = self.db.upload_usage(&row.account_id, now).await?;
-        let quota_left = self
-            .settings
-            .max_active_bytes_per_account
-            .saturating_sub(to_u64(usage.bytes));
-        Ok(self
-            .settings
-            .max_size
-            .saturating_sub(offset)
-            .min(quota_left))
+        let usage = self
+            .db
+            .upload_usage(&row.account_id, now, self.held_since(now))
+            .await?;
+        let s = &self.settings;
+        let active = to_u64(usage.bytes);
+        let quota_left = s.max_active_bytes_per_account.saturating_sub(active).min(
+            s.max_stored_bytes_per_account
+                .saturating_sub(to_u64(usage.stored_bytes).saturating_add(active)),
+        );
+        Ok(s.max_size.saturating_sub(offset).min(quota_left))
     }
 
     fn over_budget(length: Option<u64>) -> ApiError {
@@ -575,7 +636,7 @@ impl UploadService {
             ),
             None => ApiError::TooLarge(
                 "upload-too-large",
-                "the body would take the upload past the size limit".into(),
+                "the body would take the upload past the size limit or what is left of the account's quotas (see GET /v1/usage)".into(),
             ),
         }
     }
@@ -632,12 +693,12 @@ impl UploadService {
             )?;
         }
         if let (None, Some(new_length)) = (row.length(), length) {
-            let usage = self.db.upload_usage(&row.account_id, now).await?;
+            let usage = self
+                .db
+                .upload_usage(&row.account_id, now, self.held_since(now))
+                .await?;
             // The usage counts this upload at its offset until its length is known.
-            let total = to_u64(usage.bytes)
-                .saturating_sub(offset)
-                .saturating_add(new_length);
-            self.check_quota(total)?;
+            self.check_usage(&usage, new_length.saturating_sub(offset), false)?;
         }
         Ok(length)
     }

@@ -1,7 +1,7 @@
 //! The account's devices (linking a new one) and groups: the REST calls around chat.
 
 use reqwest::Method;
-use sealpost_proto::{CreateGroup, Device, Group, LinkCode, LinkDevice, SetGroupMember};
+use sealpost_proto::{CreateGroup, Device, Group, LinkCode, LinkDevice, SetGroupMember, Usage};
 
 use crate::{Client, ClientError, check};
 
@@ -37,6 +37,14 @@ impl Client {
     /// [`ClientError::Server`], or network trouble.
     pub async fn devices(&self) -> Result<Vec<Device>, ClientError> {
         self.call(Method::GET, "/v1/devices", None::<&()>).await
+    }
+
+    /// What this account uses of its storage and upload quotas.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`], or network trouble.
+    pub async fn usage(&self) -> Result<Usage, ClientError> {
+        self.call(Method::GET, "/v1/usage", None::<&()>).await
     }
 
     /// Creates a group of this account (its admin) and the accounts `members`.

@@ -83,6 +83,16 @@ impl Db {
         .await?)
     }
 
+    /// Forgets which accounts held blobs last uploaded before `cutoff` (they no longer count
+    /// in any quota); returns how many holdings were dropped.
+    pub async fn forget_holdings(&self, cutoff: i64) -> Result<u64, DbError> {
+        Ok(sqlx::query("DELETE FROM account_blobs WHERE held_at <= $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
     /// Expired blobs whose bytes are still to be deleted: `(id, storage_key)`.
     pub async fn expired_blobs(&self, limit: i64) -> Result<Vec<(String, String)>, DbError> {
         Ok(sqlx::query_as(
@@ -127,6 +137,28 @@ impl Db {
         .await?;
         Ok(())
     }
+}
+
+/// Records that `account_id` holds a blob (it completed an upload of it at `now`), inside the
+/// completion's transaction: counted in its storage quota from `now` for the retention.
+pub(crate) async fn record_holder(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    account_id: &str,
+    blob_id: &str,
+    size: i64,
+    now: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO account_blobs (account_id, blob_id, size, held_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (account_id, blob_id) DO UPDATE SET held_at = excluded.held_at",
+    )
+    .bind(account_id)
+    .bind(blob_id)
+    .bind(size)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Records a completed upload's copy of a blob inside the completion's transaction: a new blob

@@ -71,7 +71,7 @@ async fn an_older_lease_is_fenced_off() {
     db.insert_account(&account("a", "+100"))
         .await
         .expect("account");
-    db.insert_upload_if(&upload("u", "a"), 0, |_| true)
+    db.insert_upload_if(&upload("u", "a"), 0, 0, |_| true)
         .await
         .expect("upload");
     let first = db
@@ -155,11 +155,11 @@ async fn completion_dedups_blobs_and_usage_counts_active_uploads() {
         .await
         .expect("account");
     for id in ["u1", "u2", "u3"] {
-        db.insert_upload_if(&upload(id, "a"), 0, |_| true)
+        db.insert_upload_if(&upload(id, "a"), 0, 0, |_| true)
             .await
             .expect("upload");
     }
-    let usage = db.upload_usage("a", 150).await.expect("usage");
+    let usage = db.upload_usage("a", 150, 0).await.expect("usage");
     assert_eq!((usage.count, usage.bytes), (3, 30));
     let mut unused = Vec::new();
     for id in ["u1", "u2"] {
@@ -170,7 +170,7 @@ async fn completion_dedups_blobs_and_usage_counts_active_uploads() {
     assert_eq!(unused, ["k/u2"], "the second copy is left to delete");
     let blob = db.blob("beef").await.expect("blob").expect("row");
     assert_eq!((blob.size, blob.storage_key.as_str()), (10, "k/u1"));
-    assert_eq!(db.upload_usage("a", 150).await.expect("usage").count, 1);
+    assert_eq!(db.upload_usage("a", 150, 0).await.expect("usage").count, 1);
     assert_eq!(
         db.due_uploads(250, 10).await.expect("due"),
         vec![("u3".to_owned(), None)]
@@ -190,11 +190,11 @@ async fn parked_parts_count_until_they_expire_are_claimed_once_and_finals_never_
             concat: Some(concat.into()),
             ..upload(id, "a")
         };
-        db.insert_upload_if(&new, 0, |_| true)
+        db.insert_upload_if(&new, 0, 0, |_| true)
             .await
             .expect("upload");
     }
-    let usage = db.upload_usage("a", 150).await.expect("usage");
+    let usage = db.upload_usage("a", 150, 0).await.expect("usage");
     assert_eq!(
         (usage.count, usage.bytes),
         (2, 20),
@@ -225,7 +225,7 @@ async fn parked_parts_count_until_they_expire_are_claimed_once_and_finals_never_
         ),
         ("parked", Some("k/p1"), 400)
     );
-    let usage = db.upload_usage("a", 150).await.expect("usage");
+    let usage = db.upload_usage("a", 150, 0).await.expect("usage");
     assert_eq!(
         (usage.count, usage.bytes),
         (2, 20),
@@ -254,7 +254,7 @@ async fn parked_parts_count_until_they_expire_are_claimed_once_and_finals_never_
     );
     db.release_parts(&p1).await.expect("release");
     assert!(db.claim_parts("a", &p1, 150, 450).await.expect("claim"));
-    let usage = db.upload_usage("a", 150).await.expect("usage");
+    let usage = db.upload_usage("a", 150, 0).await.expect("usage");
     assert_eq!(
         (usage.count, usage.bytes),
         (2, 20),
@@ -276,7 +276,7 @@ async fn parked_parts_count_until_they_expire_are_claimed_once_and_finals_never_
     for id in ["p1", "p2", "f"] {
         assert!(db.expire_upload(id, 500).await.expect("expire"));
     }
-    assert_eq!(db.upload_usage("a", 150).await.expect("usage").count, 0);
+    assert_eq!(db.upload_usage("a", 150, 0).await.expect("usage").count, 0);
     assert_eq!(db.purge_finished_uploads(1000).await.expect("purge"), 3);
 }
 
@@ -286,7 +286,7 @@ async fn taking_the_lease_extends_only_a_live_upload() {
     db.insert_account(&account("a", "+100"))
         .await
         .expect("account");
-    db.insert_upload_if(&upload("u", "a"), 0, |_| true)
+    db.insert_upload_if(&upload("u", "a"), 0, 0, |_| true)
         .await
         .expect("upload");
     let row = db
@@ -316,7 +316,7 @@ async fn blobs_expire_unless_touched_and_a_new_copy_revives_them() {
         .await
         .expect("account");
     let complete = async |id: &str, now: i64| {
-        db.insert_upload_if(&upload(id, "a"), 0, |_| true)
+        db.insert_upload_if(&upload(id, "a"), 0, 0, |_| true)
             .await
             .expect("upload");
         complete_as_beef(&db, id, now).await
@@ -491,7 +491,7 @@ async fn a_preview_is_queued_by_its_first_completion_and_forgotten_when_it_expir
         kind: "preview".into(),
         ..upload(id, "a")
     };
-    db.insert_upload_if(&upload("e1", "a"), 0, |_| true)
+    db.insert_upload_if(&upload("e1", "a"), 0, 0, |_| true)
         .await
         .expect("upload");
     assert!(
@@ -499,7 +499,7 @@ async fn a_preview_is_queued_by_its_first_completion_and_forgotten_when_it_expir
         "encrypted bytes are never processed"
     );
     for id in ["p1", "p2"] {
-        db.insert_upload_if(&preview(id), 0, |_| true)
+        db.insert_upload_if(&preview(id), 0, 0, |_| true)
             .await
             .expect("upload");
     }

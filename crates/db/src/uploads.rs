@@ -86,13 +86,17 @@ pub struct NewUpload {
     pub concat: Option<String>,
 }
 
-/// An account's unfinished uploads.
+/// An account's unfinished uploads and the blobs it holds.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UploadUsage {
-    /// How many are active and unexpired.
+    /// How many uploads are active and unexpired.
     pub count: i64,
     /// Their declared lengths (or, while deferred, their offsets) summed.
     pub bytes: i64,
+    /// Blobs the account uploaded since the cutoff it was asked about.
+    pub stored_blobs: i64,
+    /// Their sizes summed.
+    pub stored_bytes: i64,
 }
 
 /// The condition for rows an upload's expiry applies to: active uploads, and finished partial
@@ -104,11 +108,15 @@ macro_rules! expiring {
     };
 }
 
-/// An account's unfinished (or parked partial), unexpired uploads: count `n` and bytes `b`.
-/// Final uploads do not count (their bytes are their parts').
+/// An account's unfinished (or parked partial), unexpired uploads: count `n` and bytes `b`
+/// (final uploads do not count: their bytes are their parts'); and the blobs it has held since
+/// `$3`: count `sn` and bytes `sb`.
 const USAGE: &str = concat!(
     "SELECT COUNT(*) AS n, \
-     CAST(COALESCE(SUM(COALESCE(length, upload_offset)), 0) AS BIGINT) AS b \
+     CAST(COALESCE(SUM(COALESCE(length, upload_offset)), 0) AS BIGINT) AS b, \
+     (SELECT COUNT(*) FROM account_blobs WHERE account_id = $1 AND held_at > $3) AS sn, \
+     (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM account_blobs \
+      WHERE account_id = $1 AND held_at > $3) AS sb \
      FROM uploads WHERE account_id = $1 AND expires_at > $2 \
      AND (concat IS NULL OR concat = 'partial') AND ",
     expiring!()
@@ -126,9 +134,18 @@ async fn forget_manifest(
     Ok(())
 }
 
+fn usage(row: &sqlx::any::AnyRow) -> Result<UploadUsage, DbError> {
+    Ok(UploadUsage {
+        count: row.try_get("n")?,
+        bytes: row.try_get("b")?,
+        stored_blobs: row.try_get("sn")?,
+        stored_bytes: row.try_get("sb")?,
+    })
+}
+
 impl Db {
     /// Inserts an upload in state `active` at offset 0, if `admit` accepts the account's usage
-    /// of unfinished uploads as it stands. One transaction that first takes the account row's
+    /// (blobs counted as held since `held_since`) as it stands. One transaction that first takes the account row's
     /// write lock, so concurrent creations for one account are checked one after another and
     /// cannot overshoot a limit together. Returns the usage `admit` saw and whether the upload
     /// was inserted.
@@ -136,6 +153,7 @@ impl Db {
         &self,
         u: &NewUpload,
         now: i64,
+        held_since: i64,
         admit: impl FnOnce(&UploadUsage) -> bool,
     ) -> Result<(UploadUsage, bool), DbError> {
         let mut tx = self.begin().await?;
@@ -146,12 +164,10 @@ impl Db {
         let row = sqlx::query(USAGE)
             .bind(&u.account_id)
             .bind(now)
+            .bind(held_since)
             .fetch_one(&mut *tx)
             .await?;
-        let usage = UploadUsage {
-            count: row.try_get("n")?,
-            bytes: row.try_get("b")?,
-        };
+        let usage = usage(&row)?;
         if !admit(&usage) {
             return Ok((usage, false));
         }
@@ -297,9 +313,10 @@ impl Db {
         now: i64,
     ) -> Result<Option<BlobCompletion>, DbError> {
         let mut tx = self.begin().await?;
-        let kind: Option<(String,)> = sqlx::query_as(
+        let kind: Option<(String, String)> = sqlx::query_as(
             "UPDATE uploads SET state = 'complete', blob_id = $3, upload_offset = $4, length = $4, \
-             updated_at = $5 WHERE id = $1 AND lease = $2 AND state = 'active' RETURNING kind",
+             updated_at = $5 WHERE id = $1 AND lease = $2 AND state = 'active' \
+             RETURNING kind, account_id",
         )
         .bind(id)
         .bind(lease)
@@ -308,11 +325,12 @@ impl Db {
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((kind,)) = kind else {
+        let Some((kind, account_id)) = kind else {
             return Ok(None);
         };
         let mut completion =
             crate::blobs::record_copy(&mut tx, blob_id, size, storage_key, now).await?;
+        crate::blobs::record_holder(&mut tx, &account_id, blob_id, size, now).await?;
         if kind == "preview" {
             completion.media_queued = crate::media::enqueue(&mut tx, blob_id, now).await?;
         }
@@ -427,17 +445,21 @@ impl Db {
         Ok(())
     }
 
-    /// An account's unfinished (or parked partial), unexpired uploads; final uploads not.
-    pub async fn upload_usage(&self, account_id: &str, now: i64) -> Result<UploadUsage, DbError> {
+    /// An account's unfinished (or parked partial), unexpired uploads (final uploads not), and
+    /// the blobs it has held since `held_since`.
+    pub async fn upload_usage(
+        &self,
+        account_id: &str,
+        now: i64,
+        held_since: i64,
+    ) -> Result<UploadUsage, DbError> {
         let row = sqlx::query(USAGE)
             .bind(account_id)
             .bind(now)
+            .bind(held_since)
             .fetch_one(&self.pool)
             .await?;
-        Ok(UploadUsage {
-            count: row.try_get("n")?,
-            bytes: row.try_get("b")?,
-        })
+        usage(&row)
     }
 
     /// Uploads whose expiry has passed, with the storage key of a finished partial upload's

@@ -31,7 +31,7 @@ pub use media::{InvalidMediaRef, MediaRef, Thumbnail, ThumbnailBlob};
 pub use message::Plaintext;
 pub use problem::{PROBLEM_JSON, Problem};
 pub use processing::{MediaState, MediaStatus, Rendition};
-pub use uploads::{UploadKind, UploadState, UploadStatus};
+pub use uploads::{StoredUsage, UnfinishedUsage, UploadKind, UploadState, UploadStatus, Usage};
 
 use base64::alphabet::STANDARD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};

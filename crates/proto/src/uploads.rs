@@ -89,3 +89,42 @@ pub struct UploadStatus {
     /// When an unfinished upload expires, RFC 3339.
     pub expires_at: Option<String>,
 }
+
+/// What an account uses of its quotas (`GET /v1/usage`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Usage {
+    /// Blobs the account uploaded within the blob retention.
+    pub stored: StoredUsage,
+    /// Its unfinished uploads.
+    pub unfinished: UnfinishedUsage,
+}
+
+/// Blobs held: each blob the account completed an upload of counts until the retention has
+/// passed since its last upload by this account, whoever else uploaded the same bytes.
+/// Unfinished uploads also count against these limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StoredUsage {
+    /// Blobs held.
+    pub blobs: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Most blobs (with unfinished uploads) the account may hold: past it, `429 blob-quota-exceeded`.
+    pub max_blobs: u64,
+    /// Most bytes (with unfinished uploads): past it, `413 storage-quota-exceeded`.
+    pub max_bytes: u64,
+    /// Seconds a blob counts after its upload (the blob retention).
+    pub counted_for: u64,
+}
+
+/// Unfinished uploads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UnfinishedUsage {
+    /// How many.
+    pub uploads: u64,
+    /// Their declared lengths (a deferred one: its offset).
+    pub bytes: u64,
+    /// Most at once: past it, `429 too-many-uploads`.
+    pub max_uploads: u32,
+    /// Most bytes at once: past it, `429 upload-quota-exceeded`.
+    pub max_bytes: u64,
+}

@@ -138,6 +138,12 @@ enum Command {
     /// Creates groups, adds members, lists groups
     #[command(subcommand)]
     Group(directory::GroupCommand),
+    /// Shows what this account uses of its storage quota and unfinished uploads
+    Usage {
+        /// The server's JSON as is
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The stored identity.
@@ -456,6 +462,29 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Group(command) => {
             let client = logged_in(cli.server, &session_path)?;
             directory::group(command, &client).await?;
+        }
+        Command::Usage { json } => {
+            let usage = logged_in(cli.server, &session_path)?.usage().await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&usage).map_err(std::io::Error::other)?
+                );
+            } else {
+                let (stored, open) = (&usage.stored, &usage.unfinished);
+                println!(
+                    "stored: {} of {} blobs, {} of {} bytes (each counted for {} days after its upload)",
+                    stored.blobs,
+                    stored.max_blobs,
+                    stored.bytes,
+                    stored.max_bytes,
+                    stored.counted_for / 86_400
+                );
+                println!(
+                    "unfinished uploads: {} of {}, {} of {} bytes",
+                    open.uploads, open.max_uploads, open.bytes, open.max_bytes
+                );
+            }
         }
     }
     Ok(())
