@@ -548,6 +548,9 @@ pub struct UploadSettings {
     pub max_stored_blobs_per_account: u64,
     /// Their bytes.
     pub max_stored_bytes_per_account: u64,
+    /// Previews (`kind=preview` uploads) one account may have uploading or waiting for the
+    /// media worker at once; more get 429.
+    pub max_previews_per_account: u32,
     /// Partial uploads one tus final upload may concatenate (unjoined parts also count in
     /// `max_active_per_account`, so the lower of the two is what a client can use).
     pub max_concat_parts: usize,
@@ -655,6 +658,7 @@ impl Default for UploadSettings {
             max_active_bytes_per_account: 10 << 30,
             max_stored_blobs_per_account: 20_000,
             max_stored_bytes_per_account: 50 << 30,
+            max_previews_per_account: 10,
             max_concat_parts: 16,
             checkpoint_bytes: 8 << 20,
             max_concurrent_transfers: 256,

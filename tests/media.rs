@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, photo_jpeg, settings_in};
+use common::{TestApp, User, assert_problem, b64, phone, photo_jpeg, settings_in};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -311,7 +311,11 @@ async fn a_job_lost_before_the_bus_is_queued_again() {
     // Stored without a job, then queued as if its job had been lost long ago.
     let id = app.stored_blob(&user, &photo_jpeg(120, 90)).await;
     let long_ago = unix_now() - 3600;
-    assert!(db.enqueue_media(&id, long_ago).await.expect("enqueue"));
+    assert!(
+        db.enqueue_media(&id, &user.account_id, long_ago)
+            .await
+            .expect("enqueue")
+    );
     let status = app.processed(&user, &id).await;
     assert_eq!(status["status"], "ready", "{status}");
     assert_eq!(
@@ -376,6 +380,65 @@ async fn an_api_node_and_a_worker_node_split_the_work() {
     assert!(
         metrics.contains("sealpost_media_jobs_total{outcome=\"ready\",code=\"\"} 1"),
         "{metrics}"
+    );
+    worker.shutdown().await;
+    api.shutdown().await;
+}
+
+/// Creates a 10-byte preview upload.
+async fn create_preview(app: &TestApp, user: &User) -> reqwest::Response {
+    let meta = format!("kind {}", b64("preview"));
+    app.tus_create(
+        user,
+        &[("Upload-Length", "10".into()), ("Upload-Metadata", meta)],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_account_has_a_bounded_number_of_previews_waiting_for_the_worker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = |role: sealpost::Role| {
+        let mut s = settings_in(dir.path());
+        s.role = role;
+        s.uploads.max_previews_per_account = 2;
+        s
+    };
+    // No worker yet: the previews wait.
+    let api = TestApp::start(node(sealpost::Role::Media)).await;
+    let user = api.user(&phone()).await;
+    let first = api.preview(&user, &photo_jpeg(64, 48)).await;
+    let res = create_preview(&api, &user).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "one uploading, one waiting"
+    );
+    assert_problem(create_preview(&api, &user).await, 429, "too-many-previews").await;
+    let usage: Value = api
+        .client
+        .get(api.url("/v1/usage"))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .expect("usage")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(usage["unfinished"]["previews"], 2, "{usage}");
+    // Encrypted media is not held up.
+    assert_eq!(
+        api.tus_create(&user, &[("Upload-Length", "10".into())])
+            .await
+            .status(),
+        201
+    );
+
+    let worker = TestApp::start(node(sealpost::Role::Worker)).await;
+    assert_eq!(api.processed(&user, &first).await["status"], "ready");
+    assert_eq!(
+        create_preview(&api, &user).await.status(),
+        StatusCode::CREATED
     );
     worker.shutdown().await;
     api.shutdown().await;

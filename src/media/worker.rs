@@ -108,33 +108,52 @@ impl MediaWorker {
         .await;
     }
 
-    /// Works on one record until its outcome is durable (true), or shutdown, or until failures
-    /// that are not even counted (the database is away) outlast the attempts a job gets
-    /// (false: the record stays uncommitted and is delivered again).
+    /// Works on one record until the outcome of the preview it took is durable (true), or
+    /// shutdown, or until failures that are not even counted (the database is away) outlast
+    /// the attempts a job gets (false: the record stays uncommitted and is delivered again).
+    /// A record is a turn, not an order: the worker takes the pending preview
+    /// [`Db::take_media`] gives it, so each account gets its turn whatever the bus's order.
     async fn handle(&self, record: &Record, shutdown: &CancellationToken) -> bool {
-        let job: MediaJob = match serde_json::from_slice(&record.payload) {
-            Ok(job) => job,
-            Err(e) => {
-                tracing::warn!(offset = record.offset, error = %e, "skipping a malformed media job");
-                return true;
-            }
-        };
+        if let Err(e) = serde_json::from_slice::<MediaJob>(&record.payload) {
+            tracing::warn!(offset = record.offset, error = %e, "skipping a malformed media job");
+            return true;
+        }
+        let mut taken: Option<String> = None;
         let mut failures = 0;
         loop {
-            match self.try_once(&job.blob_id).await {
-                Ok(()) => return true,
-                Err(e) => {
-                    failures += 1;
-                    self.count("retried", "");
-                    tracing::warn!(blob = %job.blob_id, error = %format!("{e:#}"), "media job failed; retrying");
-                    if failures > 2 * self.settings.max_attempts
-                        || !self.backoff().pause(failures, shutdown).await
-                    {
-                        return false;
+            let attempt = match &taken {
+                Some(blob_id) => self.try_once(blob_id).await,
+                None => match self.take_next().await {
+                    Ok(Some(blob_id)) => {
+                        let attempt = self.try_once(&blob_id).await;
+                        taken = Some(blob_id);
+                        attempt
                     }
-                }
+                    Ok(None) => return true,
+                    Err(e) => Err(e.into()),
+                },
+            };
+            let Err(e) = attempt else {
+                return true;
+            };
+            failures += 1;
+            self.count("retried", "");
+            tracing::warn!(blob = ?taken, error = %format!("{e:#}"), "media job failed; retrying");
+            if failures > 2 * self.settings.max_attempts
+                || !self.backoff().pause(failures, shutdown).await
+            {
+                return false;
             }
         }
+    }
+
+    /// Takes the next pending preview in fair order; a preview taken longer than
+    /// `media.stale_after` ago counts as untaken (its worker died).
+    async fn take_next(&self) -> Result<Option<String>, sealpost_db::DbError> {
+        let now = unix_now();
+        self.db
+            .take_media(now, now - secs(self.settings.stale_after))
+            .await
     }
 
     /// The waits between retries.

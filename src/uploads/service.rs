@@ -199,14 +199,11 @@ impl UploadService {
         let mut raw_id = [0u8; 16];
         rand::rng().fill_bytes(&mut raw_id);
         let meta = spec.metadata;
+        let meta_kind = meta.kind.unwrap_or(UploadKind::Encrypted);
         let new = NewUpload {
             id: hex::encode(raw_id),
             account_id: account.to_owned(),
-            kind: meta
-                .kind
-                .unwrap_or(UploadKind::Encrypted)
-                .as_str()
-                .to_owned(),
+            kind: meta_kind.as_str().to_owned(),
             length: spec.length.map(to_i64),
             hash_state: save_sha256(&Sha256::new()),
             declared_sha256: meta.sha256,
@@ -220,14 +217,16 @@ impl UploadService {
         // A final upload holds no bytes of its own: its parts were counted when created.
         let is_final = matches!(spec.concat, Some(Concat::Final(_)));
         let added = spec.length.unwrap_or(0);
-        let fits = |usage: &UploadUsage| is_final || self.check_usage(usage, added, true).is_ok();
+        let new_upload = Some(meta_kind);
+        let fits =
+            |usage: &UploadUsage| is_final || self.check_usage(usage, added, new_upload).is_ok();
         let (usage, inserted) = self
             .db
             .insert_upload_if(&new, now, self.held_since(now), fits)
             .await?;
         if !inserted {
             return Err(self
-                .check_usage(&usage, added, true)
+                .check_usage(&usage, added, new_upload)
                 .err()
                 .unwrap_or_else(|| {
                     ApiError::Internal("the upload quota check disagreed with itself".into())
@@ -250,14 +249,19 @@ impl UploadService {
         Ok(row)
     }
 
-    /// Checks an account's usage, with `added` more bytes (and one more upload when
-    /// `new_upload`), against every per-account limit: unfinished uploads and their bytes,
-    /// then blobs held within the retention and their bytes (unfinished uploads count in those
-    /// too: they become blobs).
-    fn check_usage(&self, usage: &UploadUsage, added: u64, new_upload: bool) -> ApiResult<()> {
+    /// Checks an account's usage, with `added` more bytes (and one more upload of this kind
+    /// when `new_upload`), against every per-account limit: unfinished uploads and their
+    /// bytes, previews waiting for the worker, then blobs held within the retention and their
+    /// bytes (unfinished uploads count in those too: they become blobs).
+    fn check_usage(
+        &self,
+        usage: &UploadUsage,
+        added: u64,
+        new_upload: Option<UploadKind>,
+    ) -> ApiResult<()> {
         let s = &self.settings;
         let (count, bytes) = (to_u64(usage.count), to_u64(usage.bytes));
-        if new_upload && count >= u64::from(s.max_active_per_account) {
+        if new_upload.is_some() && count >= u64::from(s.max_active_per_account) {
             return Err(ApiError::Quota(
                 "too-many-uploads",
                 format!(
@@ -276,7 +280,19 @@ impl UploadService {
                 ),
             ));
         }
-        let blobs = to_u64(usage.stored_blobs) + count + u64::from(new_upload);
+        let previews = to_u64(usage.previews);
+        if new_upload == Some(UploadKind::Preview)
+            && previews >= u64::from(s.max_previews_per_account)
+        {
+            return Err(ApiError::Quota(
+                "too-many-previews",
+                format!(
+                    "this account has {previews} previews uploading or waiting to be processed (limit {}); wait until they are ready",
+                    s.max_previews_per_account
+                ),
+            ));
+        }
+        let blobs = to_u64(usage.stored_blobs) + count + u64::from(new_upload.is_some());
         if blobs > s.max_stored_blobs_per_account {
             return Err(ApiError::Quota(
                 "blob-quota-exceeded",
@@ -325,6 +341,8 @@ impl UploadService {
                 bytes: to_u64(usage.bytes),
                 max_uploads: s.max_active_per_account,
                 max_bytes: s.max_active_bytes_per_account,
+                previews: to_u64(usage.previews),
+                max_previews: s.max_previews_per_account,
             },
         })
     }
@@ -698,7 +716,7 @@ impl UploadService {
                 .upload_usage(&row.account_id, now, self.held_since(now))
                 .await?;
             // The usage counts this upload at its offset until its length is known.
-            self.check_usage(&usage, new_length.saturating_sub(offset), false)?;
+            self.check_usage(&usage, new_length.saturating_sub(offset), None)?;
         }
         Ok(length)
     }

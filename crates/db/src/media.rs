@@ -85,9 +85,50 @@ const MEDIA_COLUMNS: &str = "blob_id, state, code, detail, mime, width, height, 
 impl Db {
     /// Queues a preview blob for processing; false if it was queued (or processed) before.
     /// (Completing a `preview` upload does this in its own transaction.)
-    pub async fn enqueue_media(&self, blob_id: &str, now: i64) -> Result<bool, DbError> {
+    pub async fn enqueue_media(
+        &self,
+        blob_id: &str,
+        account_id: &str,
+        now: i64,
+    ) -> Result<bool, DbError> {
         let mut conn = self.pool.acquire().await?;
-        enqueue(&mut conn, blob_id, now).await
+        enqueue(&mut conn, blob_id, account_id, now).await
+    }
+
+    /// Takes the pending preview a worker should process next, marking it started at `now`:
+    /// of the previews no worker took since `stale` (or ever), the one of the account whose
+    /// last preview started longest ago, oldest first within an account. `None` when every
+    /// pending preview is taken.
+    pub async fn take_media(&self, now: i64, stale: i64) -> Result<Option<String>, DbError> {
+        // Two workers may pick the same row; the update's condition lets one take it.
+        for _ in 0..5 {
+            let next: Option<(String,)> = sqlx::query_as(
+                "SELECT m.blob_id FROM media m \
+                 WHERE m.state = 'pending' AND (m.started_at IS NULL OR m.started_at < $1) \
+                 ORDER BY (SELECT COALESCE(MAX(o.started_at), 0) FROM media o \
+                           WHERE o.account_id = m.account_id), m.created_at, m.blob_id \
+                 LIMIT 1",
+            )
+            .bind(stale)
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some((id,)) = next else {
+                return Ok(None);
+            };
+            let taken = sqlx::query(
+                "UPDATE media SET started_at = $2 WHERE blob_id = $1 AND state = 'pending' \
+                 AND (started_at IS NULL OR started_at < $3)",
+            )
+            .bind(&id)
+            .bind(now)
+            .bind(stale)
+            .execute(&self.pool)
+            .await?;
+            if taken.rows_affected() == 1 {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
     }
 
     /// A preview's processing state.
@@ -253,14 +294,16 @@ impl Db {
 pub(crate) async fn enqueue(
     conn: &mut sqlx::AnyConnection,
     blob_id: &str,
+    account_id: &str,
     now: i64,
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
-        "INSERT INTO media (blob_id, state, created_at, updated_at) VALUES ($1, 'pending', $2, $2) \
-         ON CONFLICT (blob_id) DO NOTHING",
+        "INSERT INTO media (blob_id, state, created_at, updated_at, account_id) \
+         VALUES ($1, 'pending', $2, $2, $3) ON CONFLICT (blob_id) DO NOTHING",
     )
     .bind(blob_id)
     .bind(now)
+    .bind(account_id)
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)

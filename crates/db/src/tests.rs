@@ -377,9 +377,9 @@ async fn blobs_expire_unless_touched_and_a_new_copy_revives_them() {
 #[tokio::test]
 async fn media_jobs_are_queued_once_and_finished_once() {
     let (_dir, db) = fresh().await;
-    assert!(db.enqueue_media("src", 100).await.expect("enqueue"));
+    assert!(db.enqueue_media("src", "a", 100).await.expect("enqueue"));
     assert!(
-        !db.enqueue_media("src", 101).await.expect("again"),
+        !db.enqueue_media("src", "a", 101).await.expect("again"),
         "queued once"
     );
     let row = db.media("src").await.expect("media").expect("row");
@@ -451,7 +451,7 @@ async fn media_jobs_are_queued_once_and_finished_once() {
             .is_empty()
     );
 
-    assert!(db.enqueue_media("bad", 100).await.expect("enqueue"));
+    assert!(db.enqueue_media("bad", "a", 100).await.expect("enqueue"));
     assert!(db.finish_media("bad", &failed, 130).await.expect("fail"));
     let row = db.media("bad").await.expect("media").expect("row");
     assert_eq!(
@@ -923,5 +923,37 @@ async fn one_time_keys_are_claimed_once_each_and_the_identity_stays_fixed() {
     assert!(
         db.claim_keys("a", true).await.expect("claim").is_empty(),
         "a removed device's keys are gone"
+    );
+}
+
+#[tokio::test]
+async fn workers_take_previews_round_robin_across_accounts() {
+    let (_dir, db) = fresh().await;
+    for (id, account, at) in [
+        ("a1", "a", 100),
+        ("a2", "a", 101),
+        ("a3", "a", 102),
+        ("b1", "b", 103),
+    ] {
+        assert!(db.enqueue_media(id, account, at).await.expect("enqueue"));
+    }
+    let mut order = Vec::new();
+    for now in 200..204 {
+        order.push(db.take_media(now, 0).await.expect("take").expect("one"));
+    }
+    assert_eq!(
+        order,
+        ["a1", "b1", "a2", "a3"],
+        "b's one preview waits for one of a's, not three"
+    );
+    assert_eq!(
+        db.take_media(205, 0).await.expect("take"),
+        None,
+        "all taken"
+    );
+    // One taken so long ago that its worker is presumed gone is taken again.
+    assert_eq!(
+        db.take_media(300, 201).await.expect("take").as_deref(),
+        Some("a1")
     );
 }

@@ -97,6 +97,8 @@ pub struct UploadUsage {
     pub stored_blobs: i64,
     /// Their sizes summed.
     pub stored_bytes: i64,
+    /// Previews waiting to be processed or still uploading (unfinished `preview` uploads).
+    pub previews: i64,
 }
 
 /// The condition for rows an upload's expiry applies to: active uploads, and finished partial
@@ -110,13 +112,15 @@ macro_rules! expiring {
 
 /// An account's unfinished (or parked partial), unexpired uploads: count `n` and bytes `b`
 /// (final uploads do not count: their bytes are their parts'); and the blobs it has held since
-/// `$3`: count `sn` and bytes `sb`.
+/// `$3`: count `sn` and bytes `sb`; and its previews pending processing or still uploading `pp`.
 const USAGE: &str = concat!(
     "SELECT COUNT(*) AS n, \
      CAST(COALESCE(SUM(COALESCE(length, upload_offset)), 0) AS BIGINT) AS b, \
      (SELECT COUNT(*) FROM account_blobs WHERE account_id = $1 AND held_at > $3) AS sn, \
      (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM account_blobs \
-      WHERE account_id = $1 AND held_at > $3) AS sb \
+      WHERE account_id = $1 AND held_at > $3) AS sb, \
+     CAST(COALESCE(SUM(CASE WHEN kind = 'preview' THEN 1 ELSE 0 END), 0) AS BIGINT) \
+      + (SELECT COUNT(*) FROM media WHERE account_id = $1 AND state = 'pending') AS pp \
      FROM uploads WHERE account_id = $1 AND expires_at > $2 \
      AND (concat IS NULL OR concat = 'partial') AND ",
     expiring!()
@@ -140,6 +144,7 @@ fn usage(row: &sqlx::any::AnyRow) -> Result<UploadUsage, DbError> {
         bytes: row.try_get("b")?,
         stored_blobs: row.try_get("sn")?,
         stored_bytes: row.try_get("sb")?,
+        previews: row.try_get("pp")?,
     })
 }
 
@@ -332,7 +337,8 @@ impl Db {
             crate::blobs::record_copy(&mut tx, blob_id, size, storage_key, now).await?;
         crate::blobs::record_holder(&mut tx, &account_id, blob_id, size, now).await?;
         if kind == "preview" {
-            completion.media_queued = crate::media::enqueue(&mut tx, blob_id, now).await?;
+            completion.media_queued =
+                crate::media::enqueue(&mut tx, blob_id, &account_id, now).await?;
         }
         crate::media::touch_renditions(&mut tx, blob_id, now).await?;
         forget_manifest(&mut tx, id).await?;

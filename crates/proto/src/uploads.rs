@@ -127,4 +127,8 @@ pub struct UnfinishedUsage {
     pub max_uploads: u32,
     /// Most bytes at once: past it, `429 upload-quota-exceeded`.
     pub max_bytes: u64,
+    /// Previews uploading or waiting for the media worker.
+    pub previews: u64,
+    /// Most previews at once: past it, creating one gets `429 too-many-previews`.
+    pub max_previews: u32,
 }
