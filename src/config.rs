@@ -158,6 +158,11 @@ pub struct ChatSettings {
     /// One-time keys of one account that claims may take a minute, whoever asks; past it,
     /// claims get the fallback keys.
     pub key_claims_per_target_per_minute: u64,
+    /// Unacknowledged messages one device's inbox may hold: a send to an account with a
+    /// device this full is refused (`recipient-inbox-full`); a group send skips that device.
+    pub max_inbox_messages: u64,
+    /// Unacknowledged body bytes one device's inbox may hold (as `max_inbox_messages`).
+    pub max_inbox_bytes: u64,
 }
 
 impl Default for ChatSettings {
@@ -181,6 +186,8 @@ impl Default for ChatSettings {
             one_time_keys_low: chat.one_time_keys_low,
             key_claims_per_minute: chat.key_claims_per_minute,
             key_claims_per_target_per_minute: chat.key_claims_per_target_per_minute,
+            max_inbox_messages: chat.max_inbox_messages,
+            max_inbox_bytes: chat.max_inbox_bytes,
         }
     }
 }
@@ -205,6 +212,8 @@ impl ChatSettings {
             one_time_keys_low: self.one_time_keys_low,
             key_claims_per_minute: self.key_claims_per_minute,
             key_claims_per_target_per_minute: self.key_claims_per_target_per_minute,
+            max_inbox_messages: self.max_inbox_messages,
+            max_inbox_bytes: self.max_inbox_bytes,
         }
     }
 

@@ -410,3 +410,71 @@ async fn a_group_has_at_most_its_maximum_of_members() {
     )
     .await;
 }
+
+/// Waits until the delivery workers have stored `copies` inbox copies in all.
+async fn stored(app: &TestApp, copies: f64) {
+    for _ in 0..100 {
+        if common::sample(&app.metrics().await, "sealpost_chat_inbox_stored_total") >= copies {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the delivery workers never stored {copies} copies");
+}
+
+#[tokio::test]
+async fn a_full_inbox_refuses_direct_sends_and_is_skipped_by_group_sends() {
+    let app = TestApp::spawn_with(|s| s.chat.max_inbox_messages = 3).await;
+    let (ada, ben) = (app.user(&phone()).await, app.user(&phone()).await);
+    let res = create(&app, &ada, &[&ben.account_id]).await;
+    assert_eq!(res.status(), 201);
+    let group: Value = res.json().await.expect("group");
+    let group = group["group_id"].as_str().expect("id").to_owned();
+    let mut a = online(&app, &ada.token).await;
+    // Ben is offline: the group notice and two messages fill his inbox (of 3).
+    stored(&app, 1.0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let base = common::sample(&app.metrics().await, "sealpost_chat_inbox_stored_total");
+    for id in ["m1", "m2"] {
+        put(&mut a, common::chat::send(id, &ben.account_id, &[1], "x")).await;
+        assert_eq!(frame(&mut a).await["type"], "sent");
+    }
+    stored(&app, base + 2.0).await;
+    put(&mut a, common::chat::send("m3", &ben.account_id, &[1], "x")).await;
+    let refused = frame(&mut a).await;
+    assert_eq!(refused["code"], "recipient-inbox-full", "{refused}");
+    // A group send still goes out; Ben's full device is skipped and told.
+    put(
+        &mut a,
+        send_group("g1", &group, &[(&ben.account_id, 1)], "hi"),
+    )
+    .await;
+    assert_eq!(frame(&mut a).await["type"], "sent");
+    let metrics = app.metrics().await;
+    assert_eq!(
+        common::sample(&metrics, "sealpost_chat_inbox_full_skipped_total"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        common::sample(
+            &metrics,
+            r#"sealpost_chat_errors_total{code="recipient-inbox-full"}"#
+        ),
+        1.0
+    );
+    let mut b = connect(&app, &ben.token).await;
+    let hello = frame(&mut b).await;
+    assert_eq!(
+        (hello["pending"].as_u64(), hello["dropped"].as_u64()),
+        (Some(3), Some(1)),
+        "{hello}"
+    );
+    // Once Ben has read them, Ada may send again.
+    for _ in 0..3 {
+        next(&mut b).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    put(&mut a, common::chat::send("m4", &ben.account_id, &[1], "x")).await;
+    assert_eq!(frame(&mut a).await["type"], "sent");
+}

@@ -67,6 +67,11 @@ pub struct ChatConfig {
     /// One-time keys of one account that claims may take a minute, whoever asks; past it,
     /// claims get the fallback keys (so many accounts cannot drain a device's keys).
     pub key_claims_per_target_per_minute: u64,
+    /// Unacknowledged messages one device's inbox may hold: a send to an account with a
+    /// device this full is refused (`recipient-inbox-full`); a group send skips that device.
+    pub max_inbox_messages: u64,
+    /// Unacknowledged body bytes one device's inbox may hold (as `max_inbox_messages`).
+    pub max_inbox_bytes: u64,
 }
 
 impl Default for ChatConfig {
@@ -88,6 +93,8 @@ impl Default for ChatConfig {
             one_time_keys_low: 10,
             key_claims_per_minute: 60,
             key_claims_per_target_per_minute: 60,
+            max_inbox_messages: 10_000,
+            max_inbox_bytes: 100 << 20,
         }
     }
 }

@@ -50,6 +50,7 @@ pub struct ChatMetrics {
     delivery_seconds: Histogram,
     inbox_stored: Counter,
     inbox_messages: Gauge,
+    inbox_full_skipped: Counter,
 }
 
 impl Default for ChatMetrics {
@@ -64,6 +65,7 @@ impl Default for ChatMetrics {
             delivery_seconds: latency(),
             inbox_stored: Counter::default(),
             inbox_messages: Gauge::default(),
+            inbox_full_skipped: Counter::default(),
         }
     }
 }
@@ -120,6 +122,14 @@ impl ChatMetrics {
              run the delivery workers)",
             self.inbox_messages.clone(),
         );
+        chat.register(
+            "inbox_full_skipped",
+            "Group message copies not stored because the member device's inbox was full \
+             (chat.max_inbox_messages or chat.max_inbox_bytes; the device is told on its next \
+             hello); a direct send to such a device is refused instead (chat_errors_total \
+             code=recipient-inbox-full)",
+            self.inbox_full_skipped.clone(),
+        );
     }
 
     pub(crate) fn connected(&self) -> ConnectionGuard {
@@ -162,6 +172,10 @@ impl ChatMetrics {
 
     pub(crate) fn stored(&self, copies: u64) {
         self.inbox_stored.inc_by(copies);
+    }
+
+    pub(crate) fn inbox_full_skipped(&self) {
+        self.inbox_full_skipped.inc();
     }
 
     pub(crate) fn set_inbox_messages(&self, waiting: i64) {

@@ -179,6 +179,16 @@ impl Chat {
                     .collect(),
             });
         }
+        if let Some(device) = self.full_inboxes(&[to]).await?.first() {
+            return Ok(refuse(
+                id,
+                "recipient-inbox-full",
+                format!(
+                    "device {} of the recipient has too many messages waiting (chat.max_inbox_messages or chat.max_inbox_bytes); it must come online and read them first",
+                    device.1
+                ),
+            ));
+        }
         let digest = digest(&(to, "message", &envelopes))?;
         let copies = envelopes
             .into_iter()
@@ -266,14 +276,28 @@ impl Chat {
             });
         }
         let digest = digest(&(group, "group-message", &envelopes))?;
-        let copies = envelopes
+        // A member device whose inbox is full is skipped (and told on its next hello that
+        // messages were dropped), so one dormant member does not stop the group.
+        let members: BTreeSet<&str> = devices.iter().map(|d| d.account_id.as_str()).collect();
+        let full: BTreeSet<(String, i64)> = self
+            .full_inboxes(&members.into_iter().collect::<Vec<_>>())
+            .await?
             .into_iter()
-            .map(|e| Copy {
-                account: e.account_id,
+            .collect();
+        let mut copies = Vec::with_capacity(envelopes.len());
+        for e in envelopes {
+            let key = (e.account_id, i64::from(e.device_id));
+            if full.contains(&key) {
+                self.db.count_dropped(&key.0, key.1, 1).await?;
+                self.metrics.inbox_full_skipped();
+                continue;
+            }
+            copies.push(Copy {
+                account: key.0,
                 device: e.device_id,
                 body: e.body,
-            })
-            .collect();
+            });
+        }
         self.commit(
             account,
             device,
@@ -508,6 +532,20 @@ impl Chat {
             devices.retain(|d| d.device_id != i64::from(device));
         }
         Ok(Some(devices))
+    }
+
+    /// Devices of these accounts whose inbox is at `chat.max_inbox_messages` or
+    /// `chat.max_inbox_bytes`.
+    async fn full_inboxes(&self, accounts: &[&str]) -> anyhow::Result<Vec<(String, i64)>> {
+        let cap = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        Ok(self
+            .db
+            .full_inboxes(
+                accounts,
+                cap(self.config.max_inbox_messages),
+                cap(self.config.max_inbox_bytes),
+            )
+            .await?)
     }
 
     /// Records a send under the client's id, publishes it unless it was delivered before,

@@ -182,8 +182,8 @@ impl Db {
             .flat_map(|(m, copies)| copies.iter().map(|c| (c.account, c.device, m.server_id)))
             .collect();
         let mut stored = stored_copies(&mut tx, &keys).await?;
-        // The new copies, counted per device in (account, device) order.
-        let mut counts: BTreeMap<(&str, i64), i64> = BTreeMap::new();
+        // The new copies and their bytes, counted per device in (account, device) order.
+        let mut counts: BTreeMap<(&str, i64), (i64, i64)> = BTreeMap::new();
         let fresh: Vec<Vec<bool>> = messages
             .iter()
             .map(|(m, copies)| {
@@ -193,7 +193,9 @@ impl Db {
                         let new =
                             stored.insert((c.account.to_owned(), c.device, m.server_id.to_owned()));
                         if new {
-                            *counts.entry((c.account, c.device)).or_default() += 1;
+                            let count = counts.entry((c.account, c.device)).or_default();
+                            count.0 += 1;
+                            count.1 += i64::try_from(c.body.len()).unwrap_or(i64::MAX);
                         }
                         new
                     })
@@ -221,9 +223,9 @@ impl Db {
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO inbox (account_id, device_id, seq, server_id, sender_account, \
-                 sender_device, sent_at, kind, body, group_id) VALUES {} \
+                 sender_device, sent_at, kind, body, group_id, size) VALUES {} \
                  ON CONFLICT (account_id, device_id, server_id) DO NOTHING",
-                placeholders(chunk.len(), 10)
+                placeholders(chunk.len(), 11)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
             for (message, copy, seq) in chunk {
@@ -237,7 +239,8 @@ impl Db {
                     .bind(message.sent_at)
                     .bind(message.kind)
                     .bind(copy.body)
-                    .bind(message.group.unwrap_or_default());
+                    .bind(message.group.unwrap_or_default())
+                    .bind(i64::try_from(copy.body.len()).unwrap_or(i64::MAX));
             }
             let done = query.execute(&mut *tx).await?;
             if done.rows_affected() != chunk.len() as u64 {
@@ -307,18 +310,98 @@ impl Db {
     /// body) as tombstones until they expire, so a redelivery is not stored again. Returns
     /// how many.
     pub async fn ack_inbox(&self, account: &str, device: i64, seq: i64) -> Result<u64, DbError> {
-        let done = sqlx::query(
+        let mut tx = self.begin().await?;
+        let acked: Vec<(i64,)> = sqlx::query_as(
             "UPDATE inbox SET acked = 1, body = $4 \
-             WHERE account_id = $1 AND device_id = $2 AND seq <= $3 AND acked = 0",
+             WHERE account_id = $1 AND device_id = $2 AND seq <= $3 AND acked = 0 \
+             RETURNING size",
         )
         .bind(account)
         .bind(device)
         .bind(seq)
         .bind(Vec::<u8>::new())
+        .fetch_all(&mut *tx)
+        .await?;
+        let bytes: i64 = acked.iter().map(|(size,)| size).sum();
+        let count = i64::try_from(acked.len()).unwrap_or(i64::MAX);
+        left_waiting(&mut tx, account, device, count, bytes, 0).await?;
+        tx.commit().await?;
+        Ok(acked.len() as u64)
+    }
+
+    /// Of these accounts' devices, those whose inbox holds `max_messages` unacknowledged
+    /// messages or `max_bytes` of them, or more.
+    pub async fn full_inboxes(
+        &self,
+        accounts: &[&str],
+        max_messages: i64,
+        max_bytes: i64,
+    ) -> Result<Vec<(String, i64)>, DbError> {
+        let mut full = Vec::new();
+        for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT account_id, device_id FROM inbox_cursors WHERE account_id IN {} \
+                 AND (waiting >= ${} OR waiting_bytes >= ${})",
+                placeholders(1, chunk.len()),
+                chunk.len() + 1,
+                chunk.len() + 2
+            );
+            let mut query =
+                sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql)).persistent(false);
+            for account in chunk {
+                query = query.bind(*account);
+            }
+            full.extend(
+                query
+                    .bind(max_messages)
+                    .bind(max_bytes)
+                    .fetch_all(&self.pool)
+                    .await?,
+            );
+        }
+        Ok(full)
+    }
+
+    /// Counts messages a device was not given (its inbox was full) as dropped, to tell it
+    /// on its next hello.
+    pub async fn count_dropped(&self, account: &str, device: i64, n: i64) -> Result<(), DbError> {
+        sqlx::query(
+            "UPDATE inbox_cursors SET dropped = dropped + $3 \
+             WHERE account_id = $1 AND device_id = $2",
+        )
+        .bind(account)
+        .bind(device)
+        .bind(n)
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(())
     }
+}
+
+/// Takes `count` messages of `bytes` off a device's waiting totals, and adds `dropped`.
+async fn left_waiting(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    account: &str,
+    device: i64,
+    count: i64,
+    bytes: i64,
+    dropped: i64,
+) -> Result<(), DbError> {
+    if count == 0 && dropped == 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE inbox_cursors SET waiting = waiting - $3, waiting_bytes = waiting_bytes - $4, \
+         dropped = dropped + $5 WHERE account_id = $1 AND device_id = $2",
+    )
+    .bind(account)
+    .bind(device)
+    .bind(count)
+    .bind(bytes)
+    .bind(dropped)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 impl Db {
@@ -335,32 +418,23 @@ impl Db {
         let mut expired = 0;
         for (account, device) in due {
             let mut tx = self.begin().await?;
-            let (unread,): (i64,) = sqlx::query_as(
-                "SELECT COUNT(*) FROM inbox \
-                 WHERE account_id = $1 AND device_id = $2 AND sent_at < $3 AND acked = 0",
+            let gone: Vec<(i64, i64)> = sqlx::query_as(
+                "DELETE FROM inbox WHERE account_id = $1 AND device_id = $2 AND sent_at < $3 \
+                 RETURNING acked, size",
             )
             .bind(&account)
             .bind(device)
             .bind(cutoff_ms)
-            .fetch_one(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-            sqlx::query(
-                "DELETE FROM inbox WHERE account_id = $1 AND device_id = $2 AND sent_at < $3",
-            )
-            .bind(&account)
-            .bind(device)
-            .bind(cutoff_ms)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE inbox_cursors SET dropped = dropped + $3 \
-                 WHERE account_id = $1 AND device_id = $2",
-            )
-            .bind(&account)
-            .bind(device)
-            .bind(unread)
-            .execute(&mut *tx)
-            .await?;
+            let unread_sizes: Vec<i64> = gone
+                .iter()
+                .filter(|(acked, _)| *acked == 0)
+                .map(|(_, size)| *size)
+                .collect();
+            let unread = i64::try_from(unread_sizes.len()).unwrap_or(i64::MAX);
+            let bytes = unread_sizes.iter().sum();
+            left_waiting(&mut tx, &account, device, unread, bytes, unread).await?;
             tx.commit().await?;
             expired += u64::try_from(unread).unwrap_or(0);
         }
@@ -422,22 +496,29 @@ async fn stored_copies(
 /// sequence number reserved for each.
 async fn reserve_seqs<'a>(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    counts: &BTreeMap<(&'a str, i64), i64>,
+    counts: &BTreeMap<(&'a str, i64), (i64, i64)>,
 ) -> Result<HashMap<(&'a str, i64), i64>, DbError> {
-    let counts: Vec<(&(&'a str, i64), &i64)> = counts.iter().collect();
+    let counts: Vec<_> = counts.iter().collect();
     let mut first = HashMap::with_capacity(counts.len());
     for chunk in counts.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO inbox_cursors (account_id, device_id, next_seq) VALUES {} \
-             ON CONFLICT (account_id, device_id) \
-             DO UPDATE SET next_seq = inbox_cursors.next_seq + excluded.next_seq \
+            "INSERT INTO inbox_cursors (account_id, device_id, next_seq, waiting, waiting_bytes) \
+             VALUES {} ON CONFLICT (account_id, device_id) \
+             DO UPDATE SET next_seq = inbox_cursors.next_seq + excluded.next_seq, \
+             waiting = inbox_cursors.waiting + excluded.waiting, \
+             waiting_bytes = inbox_cursors.waiting_bytes + excluded.waiting_bytes \
              RETURNING account_id, device_id, next_seq",
-            placeholders(chunk.len(), 3)
+            placeholders(chunk.len(), 5)
         );
         let mut query =
             sqlx::query_as::<_, (String, i64, i64)>(AssertSqlSafe(sql)).persistent(false);
-        for ((account, device), count) in chunk {
-            query = query.bind(*account).bind(*device).bind(**count);
+        for ((account, device), (count, bytes)) in chunk {
+            query = query
+                .bind(*account)
+                .bind(*device)
+                .bind(*count)
+                .bind(*count)
+                .bind(*bytes);
         }
         let last: HashMap<(String, i64), i64> = query
             .fetch_all(&mut **tx)
@@ -445,7 +526,7 @@ async fn reserve_seqs<'a>(
             .into_iter()
             .map(|(account, device, last)| ((account, device), last))
             .collect();
-        for &(&(account, device), &count) in chunk {
+        for &(&(account, device), &(count, _)) in chunk {
             if let Some(last) = last.get(&(account.to_owned(), device)) {
                 first.insert((account, device), last - count + 1);
             }
