@@ -609,6 +609,9 @@ pub struct AuthSettings {
     pub link_code_ttl: Duration,
     /// Phone-number lookups one account may make a minute.
     pub lookups_per_account_per_minute: u32,
+    /// Answers about phone numbers (lookups by any account, and registrations) one client
+    /// address may get a minute.
+    pub lookups_per_address_per_minute: u32,
 }
 
 impl Default for Settings {
@@ -692,6 +695,7 @@ impl Default for AuthSettings {
             max_devices_per_account: auth.max_devices_per_account,
             link_code_ttl: auth.link_code_ttl,
             lookups_per_account_per_minute: auth.lookups_per_account_per_minute,
+            lookups_per_address_per_minute: auth.lookups_per_address_per_minute,
         }
     }
 }
@@ -777,6 +781,7 @@ impl Settings {
             max_devices_per_account: self.auth.max_devices_per_account,
             link_code_ttl: self.auth.link_code_ttl,
             lookups_per_account_per_minute: self.auth.lookups_per_account_per_minute,
+            lookups_per_address_per_minute: self.auth.lookups_per_address_per_minute,
         }
     }
 }

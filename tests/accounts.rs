@@ -238,3 +238,39 @@ async fn login_attempts_are_rate_limited_per_phone_and_address() {
         .expect("addr");
     assert_problem(res, 429, "rate-limited").await;
 }
+
+#[tokio::test]
+async fn lookups_and_registrations_share_one_budget_per_client_address() {
+    let app = TestApp::spawn_with(|s| s.auth.lookups_per_address_per_minute = 4).await;
+    // Two registrations take two answers from this address's budget.
+    let (ada, bob) = (app.user(&phone()).await, app.user(&phone()).await);
+    let lookup = |user: &User, phone: &str| {
+        app.client
+            .get(app.url(&format!("/v1/accounts/by-phone/{phone}")))
+            .bearer_auth(&user.token)
+            .send()
+    };
+    assert_eq!(
+        lookup(&ada, &bob.phone).await.expect("lookup").status(),
+        200
+    );
+    assert_eq!(
+        lookup(&bob, &ada.phone).await.expect("lookup").status(),
+        200
+    );
+    // Each account is far from its own limit; the address is at its.
+    assert_problem(
+        lookup(&ada, &bob.phone).await.expect("lookup"),
+        429,
+        "rate-limited",
+    )
+    .await;
+    let res = app
+        .client
+        .post(app.url("/v1/accounts"))
+        .json(&json!({"phone": ada.phone, "name": "Probe", "identity_key": STANDARD.encode([7u8; 32])}))
+        .send()
+        .await
+        .expect("register");
+    assert_problem(res, 429, "rate-limited").await;
+}

@@ -116,7 +116,13 @@ pub async fn revoke_token(
 pub async fn lookup(
     State(state): State<AppState>,
     auth: Authenticated,
+    client: ClientAddr,
     Path(phone): Path<String>,
 ) -> ApiResult<Json<AccountKeys>> {
-    Ok(Json(state.auth.lookup(&auth.account_id, &phone).await?))
+    Ok(Json(
+        state
+            .auth
+            .lookup(&auth.account_id, &phone, client.ip)
+            .await?,
+    ))
 }

@@ -35,6 +35,9 @@ pub struct AuthConfig {
     pub link_code_ttl: Duration,
     /// Phone-number lookups one account may make a minute.
     pub lookups_per_account_per_minute: u32,
+    /// Answers about phone numbers (lookups by any account, and registrations, which tell
+    /// whether a number is taken) one client address may get a minute.
+    pub lookups_per_address_per_minute: u32,
 }
 
 impl Default for AuthConfig {
@@ -47,6 +50,7 @@ impl Default for AuthConfig {
             max_devices_per_account: 5,
             link_code_ttl: Duration::from_secs(600),
             lookups_per_account_per_minute: 60,
+            lookups_per_address_per_minute: 120,
         }
     }
 }
@@ -59,6 +63,8 @@ pub struct AuthService {
     by_phone: RateLimiter,
     by_address: RateLimiter,
     lookups: RateLimiter,
+    /// Lookups and registrations per client address.
+    lookups_by_address: RateLimiter,
 }
 
 /// What a valid bearer token stands for.
@@ -105,12 +111,14 @@ impl AuthService {
         let by_phone = RateLimiter::new(u64::from(config.attempts_per_phone_per_minute));
         let by_address = RateLimiter::new(u64::from(config.attempts_per_address_per_minute));
         let lookups = RateLimiter::new(u64::from(config.lookups_per_account_per_minute));
+        let lookups_by_address = RateLimiter::new(u64::from(config.lookups_per_address_per_minute));
         Self {
             db,
             config,
             by_phone,
             by_address,
             lookups,
+            lookups_by_address,
         }
     }
 
@@ -133,6 +141,8 @@ impl AuthService {
         self.limit(None, address)?;
         validate_phone(&req.phone)?;
         validate_name(&req.name)?;
+        // `phone-taken` answers what a lookup would: it comes out of the same budget.
+        self.lookup_budget(address)?;
         let key = identity_key(&req.identity_key)?;
         let row = AccountRow {
             id: uuid::Uuid::new_v4().to_string(),
@@ -358,11 +368,24 @@ impl AuthService {
         Ok(())
     }
 
+    /// Takes one answer about a phone number from the client address's budget.
+    fn lookup_budget(&self, address: IpAddr) -> Result<(), AuthError> {
+        self.lookups_by_address
+            .check(&crate::address_key(address).to_string())
+            .map_err(AuthError::RateLimited)
+    }
+
     /// The account with phone number `phone` and its devices' identity keys, as `asking`
-    /// (an account, rate-limited) looks it up to write to it.
-    pub async fn lookup(&self, asking: &str, phone: &str) -> Result<AccountKeys, AuthError> {
+    /// (an account, rate-limited, and so is the client `address`) looks it up to write to it.
+    pub async fn lookup(
+        &self,
+        asking: &str,
+        phone: &str,
+        address: IpAddr,
+    ) -> Result<AccountKeys, AuthError> {
         validate_phone(phone)?;
         self.lookups.check(asking).map_err(AuthError::RateLimited)?;
+        self.lookup_budget(address)?;
         let account = self
             .db
             .account_by_phone(phone)
