@@ -19,6 +19,45 @@ pub enum LogFormat {
     Json,
 }
 
+/// A setting that holds a credential (a database URL with its password, a link-signing key):
+/// used as given, never shown by `Debug`, so no log line or panic message prints it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(s.into())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
 /// Everything `sealpost serve` can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -28,7 +67,7 @@ pub struct Settings {
     /// Directory for the embedded defaults (SQLite file, blobs).
     pub data_dir: PathBuf,
     /// `sqlite://PATH` or `postgres://…`; defaults to `sqlite://<data_dir>/sealpost.db`.
-    pub database_url: Option<String>,
+    pub database_url: Option<Secret>,
     /// `file:///PATH` or `s3://BUCKET?endpoint=URL&region=REGION`; defaults to
     /// `file://<data_dir>/blobs`.
     pub blob_store: Option<String>,
@@ -483,7 +522,7 @@ pub struct BlobSettings {
     pub max_link_ttl: Duration,
     /// Link-signing keys as `KID:BASE64_SECRET` (secrets of at least 32 bytes); the first
     /// signs, all verify. Empty: a key generated in the data directory (one node only).
-    pub link_keys: Vec<String>,
+    pub link_keys: Vec<Secret>,
     /// Base URL of a CDN (or caching proxy) in front of this server: signed links point there,
     /// and redirect mode sends downloads there.
     pub cdn_base_url: Option<String>,
@@ -714,7 +753,7 @@ pub struct Overrides {
     /// Database URL: sqlite://PATH or postgres://USER:PASS@HOST/DB
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub database_url: Option<String>,
+    pub database_url: Option<Secret>,
     /// Blob store URL: file:///PATH or s3://BUCKET?endpoint=URL&region=REGION
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -760,7 +799,8 @@ impl Settings {
     /// The database URL, defaulting to SQLite in the data directory.
     pub fn database_url(&self) -> String {
         self.database_url
-            .clone()
+            .as_ref()
+            .map(|url| url.expose().to_owned())
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("sealpost.db").display()))
     }
 

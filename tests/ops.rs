@@ -501,3 +501,50 @@ async fn cors_is_off_by_default_and_exposes_the_upload_headers_when_configured()
         assert!(seen.contains(name), "no response carried {name}: {seen:?}");
     }
 }
+
+#[test]
+fn debug_output_never_shows_a_credential() {
+    const SECRET: &str = "s3cr3t-Value-42";
+    let mut settings = sealpost::Settings {
+        database_url: Some(format!("postgres://sealpost:{SECRET}@db/sealpost").into()),
+        ..Default::default()
+    };
+    settings.blobs.link_keys = vec![format!("k1:{SECRET}").into()];
+    let token = || SECRET.to_owned();
+    let shown = [
+        format!("{settings:?}"),
+        format!(
+            "{:?}",
+            sealpost_auth::Authenticated {
+                account_id: "a".into(),
+                device_id: 1,
+                token: token(),
+            }
+        ),
+        format!(
+            "{:?}",
+            sealpost_client::Client::new("http://x").with_token(token())
+        ),
+        format!(
+            "{:?}",
+            sealpost_proto::TokenResponse {
+                token: token(),
+                token_type: "Bearer".into(),
+                expires_at: String::new(),
+                account_id: "a".into(),
+                device_id: 1,
+            }
+        ),
+        format!(
+            "{:?}",
+            sealpost_proto::LinkCode {
+                code: token(),
+                expires_at: String::new(),
+            }
+        ),
+    ];
+    for text in shown {
+        assert!(!text.contains(SECRET), "{text}");
+        assert!(text.len() > 10, "{text}");
+    }
+}

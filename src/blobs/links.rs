@@ -13,6 +13,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
+use crate::config::Secret;
+
 /// Shortest accepted signing secret, in bytes.
 const MIN_SECRET: usize = 32;
 /// The key id of the key generated in the data directory when none is configured.
@@ -77,7 +79,7 @@ impl LinkKeys {
     /// Parses `KID:BASE64_SECRET` entries (the first signs). With none, uses the key in
     /// `data_dir/link-key`, creating it (mode 0600) on first use: enough for one node; nodes
     /// behind one load balancer must share configured keys.
-    pub fn load(entries: &[String], data_dir: &Path) -> anyhow::Result<Self> {
+    pub fn load(entries: &[Secret], data_dir: &Path) -> anyhow::Result<Self> {
         if entries.is_empty() {
             return Ok(Self {
                 keys: vec![(LOCAL_KID.to_owned(), local_secret(data_dir)?)],
@@ -85,7 +87,7 @@ impl LinkKeys {
         }
         let mut keys: Vec<(String, Vec<u8>)> = Vec::new();
         for entry in entries {
-            let (kid, secret) = entry.split_once(':').with_context(
+            let (kid, secret) = entry.expose().split_once(':').with_context(
                 || "each link key must be KID:BASE64_SECRET (the secret itself is not shown)",
             )?;
             anyhow::ensure!(
@@ -207,7 +209,7 @@ mod tests {
     use super::*;
 
     fn keys(entries: &[&str]) -> LinkKeys {
-        let entries: Vec<String> = entries.iter().map(|e| (*e).to_owned()).collect();
+        let entries: Vec<Secret> = entries.iter().map(|e| (*e).into()).collect();
         LinkKeys::load(&entries, Path::new("/nonexistent")).expect("keys")
     }
 
@@ -266,12 +268,12 @@ mod tests {
     #[test]
     fn bad_key_entries_are_refused_without_echoing_secrets() {
         for entry in ["nokid", "k1:short", "bad kid:AAAA", "k1:***"] {
-            let err = LinkKeys::load(&[entry.to_owned()], Path::new("/x"))
+            let err = LinkKeys::load(&[(*entry).into()], Path::new("/x"))
                 .expect_err(entry)
                 .to_string();
             assert!(!err.contains("short") && !err.contains("***"), "{err}");
         }
-        assert!(LinkKeys::load(&[K1.to_owned(), K1.to_owned()], Path::new("/x")).is_err());
+        assert!(LinkKeys::load(&[K1.into(), K1.into()], Path::new("/x")).is_err());
     }
 
     #[test]

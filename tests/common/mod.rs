@@ -46,7 +46,7 @@ pub fn settings_in(dir: &std::path::Path) -> Settings {
     let mut s = Settings {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.to_path_buf(),
-        database_url: sealpost_db::testing::database_url(&key),
+        database_url: sealpost_db::testing::database_url(&key).map(Into::into),
         blob_store: sealpost_store::testing::blob_store_url(&key),
         bus: sealpost_bus::testing::bus_url(&key),
         ..Settings::default()

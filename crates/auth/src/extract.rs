@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use crate::{AuthError, AuthService};
 
 /// The account and device behind a request's `Authorization: Bearer` token.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Authenticated {
     /// Immutable account id.
     pub account_id: String,
@@ -16,6 +16,15 @@ pub struct Authenticated {
     pub device_id: u32,
     /// The presented token (for revocation).
     pub token: String,
+}
+
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("account_id", &self.account_id)
+            .field("device_id", &self.device_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S> FromRequestParts<S> for Authenticated

@@ -38,10 +38,18 @@ const CLOSE_UNSUPPORTED: u16 = 1003;
 const READ_BUFFER: usize = 4 << 10;
 
 /// `?token=` for clients that can set neither a header nor a subprotocol.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct TokenQuery {
     /// The bearer token (last resort: URLs end up in logs).
     token: Option<String>,
+}
+
+impl std::fmt::Debug for TokenQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenQuery")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Opens the chat WebSocket of one device (docs/protocol.md). Authenticate with

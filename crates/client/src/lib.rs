@@ -32,7 +32,7 @@ pub use state::write_private_json;
 pub use upload::Progress;
 
 /// A connection to one Sealpost server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
@@ -44,6 +44,19 @@ pub struct Client {
     rate: Option<u64>,
     /// Whether uploads of images attach client-made thumbnails.
     thumbnails: bool,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("account_id", &self.account_id)
+            .field("logged_in", &self.token.is_some())
+            .field("retry", &self.retry)
+            .field("rate", &self.rate)
+            .field("thumbnails", &self.thumbnails)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {

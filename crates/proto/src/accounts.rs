@@ -69,7 +69,7 @@ pub struct TokenRequest {
 }
 
 /// A bearer token for `Authorization: Bearer <token>`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct TokenResponse {
     /// The token; shown once, stored by the server only as a hash.
     pub token: String,
@@ -83,8 +83,17 @@ pub struct TokenResponse {
     pub device_id: u32,
 }
 
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("token_type", &self.token_type)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A single-use code that lets a new device join the account of the device that made it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct LinkCode {
     /// The code, to be carried to the new device (shown as a QR code by apps).
     pub code: String,
@@ -92,9 +101,17 @@ pub struct LinkCode {
     pub expires_at: String,
 }
 
+impl std::fmt::Debug for LinkCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkCode")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Links a new device to an account with a code from one of its devices
 /// (`POST /v1/devices`).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkDevice {
     /// The account's phone number in E.164 form.
@@ -108,6 +125,15 @@ pub struct LinkDevice {
     /// The new device's Ed25519 public key, standard base64 of the 32 raw bytes.
     #[schema(pattern = "^[A-Za-z0-9+/]{43}=$")]
     pub identity_key: String,
+}
+
+impl std::fmt::Debug for LinkDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkDevice")
+            .field("phone", &self.phone)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One device of an account.
