@@ -202,6 +202,11 @@ pub struct ChatSettings {
     pub max_inbox_messages: u64,
     /// Unacknowledged body bytes one device's inbox may hold (as `max_inbox_messages`).
     pub max_inbox_bytes: u64,
+    /// Group changes (creations, members added, removed or given a role, leaving) one account
+    /// may make a minute.
+    pub group_changes_per_account_per_minute: u64,
+    /// Changes one group may take a minute, whoever makes them.
+    pub group_changes_per_group_per_minute: u64,
 }
 
 impl Default for ChatSettings {
@@ -227,6 +232,8 @@ impl Default for ChatSettings {
             key_claims_per_target_per_minute: chat.key_claims_per_target_per_minute,
             max_inbox_messages: chat.max_inbox_messages,
             max_inbox_bytes: chat.max_inbox_bytes,
+            group_changes_per_account_per_minute: chat.group_changes_per_account_per_minute,
+            group_changes_per_group_per_minute: chat.group_changes_per_group_per_minute,
         }
     }
 }
@@ -253,6 +260,8 @@ impl ChatSettings {
             key_claims_per_target_per_minute: self.key_claims_per_target_per_minute,
             max_inbox_messages: self.max_inbox_messages,
             max_inbox_bytes: self.max_inbox_bytes,
+            group_changes_per_account_per_minute: self.group_changes_per_account_per_minute,
+            group_changes_per_group_per_minute: self.group_changes_per_group_per_minute,
         }
     }
 

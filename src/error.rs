@@ -215,6 +215,11 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static("1.0.0"),
                 );
             }
+            Self::Group(e) => {
+                if let Some(seconds) = e.retry_after() {
+                    headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds));
+                }
+            }
             Self::Keys(e) => {
                 if let Some(seconds) = e.retry_after() {
                     headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds));

@@ -478,3 +478,66 @@ async fn a_full_inbox_refuses_direct_sends_and_is_skipped_by_group_sends() {
     put(&mut a, common::chat::send("m4", &ben.account_id, &[1], "x")).await;
     assert_eq!(frame(&mut a).await["type"], "sent");
 }
+
+#[tokio::test]
+async fn group_changes_are_rate_limited_per_account_and_per_group() {
+    let app = TestApp::spawn_with(|s| {
+        s.chat.group_changes_per_account_per_minute = 3;
+        s.chat.group_changes_per_group_per_minute = 4;
+    })
+    .await;
+    let (ada, ben, cy) = (
+        app.user(&phone()).await,
+        app.user(&phone()).await,
+        app.user(&phone()).await,
+    );
+    let group: Value = create(&app, &ada, &[&ben.account_id])
+        .await
+        .json()
+        .await
+        .expect("group");
+    let group = group["group_id"].as_str().expect("id").to_owned();
+    // Ada's budget: the creation and two changes.
+    assert_eq!(
+        set_member(&app, &ada, &group, &ben.account_id, "admin")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        set_member(&app, &ada, &group, &cy.account_id, "member")
+            .await
+            .status(),
+        200
+    );
+    let res = set_member(&app, &ada, &group, &cy.account_id, "admin").await;
+    assert!(res.headers().contains_key("retry-after"));
+    assert_problem(res, 429, "rate-limited").await;
+    // Ben has a budget of his own, but the group has two changes left of four.
+    assert_eq!(
+        set_member(&app, &ben, &group, &cy.account_id, "admin")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        set_member(&app, &ben, &group, &ada.account_id, "member")
+            .await
+            .status(),
+        200
+    );
+    assert_problem(
+        remove(&app, &ben, &group, &cy.account_id).await,
+        429,
+        "rate-limited",
+    )
+    .await;
+    // A group someone is not in keys no budget and answers as if it did not exist.
+    let outsider = app.user(&phone()).await;
+    assert_problem(
+        set_member(&app, &outsider, &group, &outsider.account_id, "admin").await,
+        404,
+        "no-such-group",
+    )
+    .await;
+}

@@ -32,6 +32,9 @@ pub enum GroupError {
     /// The request names an account twice, or the creator.
     #[error("{0}")]
     Invalid(String),
+    /// Too many group changes by this account, or to this group; retry after this many seconds.
+    #[error("too many group changes; retry in {0} s")]
+    RateLimited(u64),
     /// The server failed.
     #[error("internal: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -54,6 +57,7 @@ impl GroupError {
             Self::TooLarge(_) => (409, "group-too-large"),
             Self::LastAdmin => (409, "last-admin"),
             Self::Invalid(_) => (400, "invalid-group-request"),
+            Self::RateLimited(_) => (429, "rate-limited"),
             Self::Internal(_) => (500, "internal"),
         }
     }
@@ -66,6 +70,14 @@ impl GroupError {
             return Problem::new(status, code, "internal error; see server logs");
         }
         Problem::new(status, code, self.to_string())
+    }
+
+    /// Seconds to wait before retrying, for `Retry-After`.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited(seconds) => Some(*seconds),
+            _ => None,
+        }
     }
 }
 
@@ -94,6 +106,7 @@ impl Chat {
         for member in &members {
             self.existing(member).await?;
         }
+        self.take_group_change(account, None)?;
         let group_id = uuid::Uuid::new_v4().simple().to_string();
         self.db
             .create_group(&group_id, account, &members, unix_millis())
@@ -151,6 +164,8 @@ impl Chat {
             return Err(GroupError::NoSuchGroup);
         }
         self.existing(member).await?;
+        self.member_of(account, group_id).await?;
+        self.take_group_change(account, Some(group_id))?;
         let change = self
             .db
             .set_group_member(
@@ -189,6 +204,8 @@ impl Chat {
         if !valid_id(group_id) {
             return Err(GroupError::NoSuchGroup);
         }
+        self.member_of(account, group_id).await?;
+        self.take_group_change(account, Some(group_id))?;
         let change = self
             .db
             .remove_group_member(group_id, account, member)
@@ -211,6 +228,28 @@ impl Chat {
             let body = change_body(GroupChange::Promoted, vec![promoted], version);
             self.announce(account, device, group_id, &body, None)
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// Takes one change from `account`'s budget and, for an existing group, the group's
+    /// (each change writes an inbox copy for every member device).
+    fn take_group_change(&self, account: &str, group_id: Option<&str>) -> Result<(), GroupError> {
+        self.group_changes_by_account
+            .check(account)
+            .map_err(GroupError::RateLimited)?;
+        if let Some(group_id) = group_id {
+            self.group_changes_by_group
+                .check(group_id)
+                .map_err(GroupError::RateLimited)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a group `account` is not in, before its id keys a budget.
+    async fn member_of(&self, account: &str, group_id: &str) -> Result<(), GroupError> {
+        if self.db.member_role(group_id, account).await?.is_none() {
+            return Err(GroupError::NoSuchGroup);
         }
         Ok(())
     }

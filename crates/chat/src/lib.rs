@@ -72,6 +72,11 @@ pub struct ChatConfig {
     pub max_inbox_messages: u64,
     /// Unacknowledged body bytes one device's inbox may hold (as `max_inbox_messages`).
     pub max_inbox_bytes: u64,
+    /// Group changes (creations, members added, removed or given a role, leaving) one account
+    /// may make a minute.
+    pub group_changes_per_account_per_minute: u64,
+    /// Changes one group may take a minute, whoever makes them.
+    pub group_changes_per_group_per_minute: u64,
 }
 
 impl Default for ChatConfig {
@@ -95,6 +100,8 @@ impl Default for ChatConfig {
             key_claims_per_target_per_minute: 60,
             max_inbox_messages: 10_000,
             max_inbox_bytes: 100 << 20,
+            group_changes_per_account_per_minute: 30,
+            group_changes_per_group_per_minute: 30,
         }
     }
 }
@@ -111,6 +118,8 @@ pub struct Chat {
     per_pair: RateLimiter,
     key_claims: RateLimiter,
     target_claims: RateLimiter,
+    group_changes_by_account: RateLimiter,
+    group_changes_by_group: RateLimiter,
     /// Body bytes per sending device.
     per_device_bytes: RateLimiter,
     /// This node's name, for its wake-up group.
@@ -137,6 +146,8 @@ impl Chat {
             per_pair: RateLimiter::new(config.messages_per_pair_per_minute),
             key_claims: RateLimiter::new(config.key_claims_per_minute),
             target_claims: RateLimiter::new(config.key_claims_per_target_per_minute),
+            group_changes_by_account: RateLimiter::new(config.group_changes_per_account_per_minute),
+            group_changes_by_group: RateLimiter::new(config.group_changes_per_group_per_minute),
             per_device_bytes: RateLimiter::new(config.bytes_per_device_per_minute),
             config,
             registry: registry::Registry::default(),
