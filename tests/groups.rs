@@ -541,3 +541,130 @@ async fn group_changes_are_rate_limited_per_account_and_per_group() {
     )
     .await;
 }
+
+async fn privacy(app: &TestApp, user: &User, group_adds: &str) {
+    let res = app
+        .client
+        .put(app.url("/v1/groups/privacy"))
+        .bearer_auth(&user.token)
+        .json(&json!({ "group_adds": group_adds }))
+        .send()
+        .await
+        .expect("privacy");
+    assert_eq!(res.status(), 200);
+    let now: Value = app
+        .client
+        .get(app.url("/v1/groups/privacy"))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .expect("privacy")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(now["group_adds"], group_adds);
+}
+
+fn invited(group: &Value) -> Vec<String> {
+    serde_json::from_value(group["invited"].clone()).expect("invited")
+}
+
+#[tokio::test]
+async fn accounts_choose_who_may_add_them_and_others_invite_them() {
+    let app = TestApp::spawn().await;
+    let (ada, ben, cy) = (
+        app.user(&phone()).await,
+        app.user(&phone()).await,
+        app.user(&phone()).await,
+    );
+    privacy(&app, &ben, "nobody").await;
+    privacy(&app, &cy, "contacts").await;
+
+    // Ben lets nobody add him: the new group invites him, and he is told.
+    let res = create(&app, &ada, &[&ben.account_id]).await;
+    assert_eq!(res.status(), 201);
+    let group: Value = res.json().await.expect("group");
+    let id = group["group_id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        group["members"].as_array().map(Vec::len),
+        Some(1),
+        "{group}"
+    );
+    assert_eq!(invited(&group), std::slice::from_ref(&ben.account_id));
+    let mut b = online(&app, &ben.token).await;
+    let told = next(&mut b).await;
+    assert_eq!(
+        (told["change"].as_str(), told["from"]["account_id"].as_str()),
+        (Some("invited"), Some(ada.account_id.as_str())),
+        "{told}"
+    );
+    assert_problem(
+        app.client
+            .get(app.url(&format!("/v1/groups/{id}")))
+            .bearer_auth(&ben.token)
+            .send()
+            .await
+            .expect("get"),
+        404,
+        "no-such-group",
+    )
+    .await;
+    // He joins by adding himself.
+    let res = set_member(&app, &ben, &id, &ben.account_id, "member").await;
+    assert_eq!(res.status(), 200);
+    let group: Value = res.json().await.expect("group");
+    assert_eq!(group["members"].as_array().map(Vec::len), Some(2));
+    assert!(invited(&group).is_empty());
+
+    // Cy lets contacts add her: Ada is not one yet, so Cy is invited, and declines.
+    let group: Value = set_member(&app, &ada, &id, &cy.account_id, "member")
+        .await
+        .json()
+        .await
+        .expect("group");
+    assert_eq!(invited(&group), std::slice::from_ref(&cy.account_id));
+    assert_eq!(remove(&app, &cy, &id, &cy.account_id).await.status(), 204);
+    let group: Value = set_member(&app, &ada, &id, &ada.account_id, "admin")
+        .await
+        .json()
+        .await
+        .expect("group");
+    assert!(invited(&group).is_empty(), "declined");
+    assert_problem(
+        set_member(&app, &cy, &id, &cy.account_id, "member").await,
+        404,
+        "no-such-group",
+    )
+    .await;
+    // Once Cy has written to Ada, Ada may add her.
+    let mut c = online(&app, &cy.token).await;
+    put(
+        &mut c,
+        common::chat::send("hi", &ada.account_id, &[1], "hello"),
+    )
+    .await;
+    // (Her inbox holds the invitation she declined.)
+    while next(&mut c).await["type"] != "sent" {}
+    let group: Value = set_member(&app, &ada, &id, &cy.account_id, "member")
+        .await
+        .json()
+        .await
+        .expect("group");
+    assert_eq!(
+        group["members"].as_array().map(Vec::len),
+        Some(3),
+        "{group}"
+    );
+
+    // An admin withdraws an invitation.
+    let dee = app.user(&phone()).await;
+    privacy(&app, &dee, "nobody").await;
+    set_member(&app, &ada, &id, &dee.account_id, "member").await;
+    assert_eq!(remove(&app, &ada, &id, &dee.account_id).await.status(), 204);
+    assert_problem(
+        set_member(&app, &dee, &id, &dee.account_id, "member").await,
+        404,
+        "no-such-group",
+    )
+    .await;
+}

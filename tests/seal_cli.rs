@@ -571,3 +571,40 @@ async fn a_send_from_a_device_whose_listen_is_running_takes_over_its_connection_
     let got = listen(alice.path(), &app.base, 1).await;
     assert_eq!(got[0]["text"], "from the other terminal", "{got:?}");
 }
+
+#[tokio::test]
+async fn seal_sets_who_may_add_it_and_joins_a_group_it_was_invited_to() {
+    let app = TestApp::spawn().await;
+    let (ada, ben) = (cli_user(&app.base).await, cli_user(&app.base).await);
+    let seal_ok = |config: &Path, args: &[&str]| {
+        let mut command = seal(config, &app.base);
+        command.args(args);
+        async move {
+            let out = run(command).await;
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            (text(&out.stdout), text(&out.stderr))
+        }
+    };
+    let (shown, _) = seal_ok(ben.path(), &["group", "privacy"]).await;
+    assert_eq!(shown.trim(), "anyone");
+    let (shown, _) = seal_ok(ben.path(), &["group", "privacy", "nobody"]).await;
+    assert_eq!(shown.trim(), "nobody");
+    let (group, _) = seal_ok(ada.path(), &["group", "create", "--member", &ben.phone]).await;
+    let group = group.trim().to_owned();
+    let mut listen = seal(ben.path(), &app.base);
+    listen.args(["listen", "--count", "1"]);
+    let out = tokio::time::timeout(Duration::from_secs(60), run(listen))
+        .await
+        .expect("the invitation came");
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "you are invited to group {group}: `seal group join {group}`"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    let (_, said) = seal_ok(ben.path(), &["group", "join", &group]).await;
+    assert!(said.contains("2 members"), "{said}");
+    let (listed, _) = seal_ok(ben.path(), &["group", "list"]).await;
+    assert!(listed.starts_with(&group), "{listed}");
+}

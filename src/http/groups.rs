@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use sealpost_auth::Authenticated;
-use sealpost_proto::{CreateGroup, Group, Problem, SetGroupMember};
+use sealpost_proto::{CreateGroup, Group, Privacy, Problem, SetGroupMember};
 
 use super::json::ApiJson;
 use crate::error::ApiResult;
@@ -74,7 +74,9 @@ pub async fn get_group(
 }
 
 /// Adds an account to the group, or sets a member's role (admins only). Members are told
-/// with a `group` frame (`added`, `promoted` or `demoted`).
+/// with a `group` frame (`added`, `promoted` or `demoted`). An account whose `group_adds`
+/// setting does not let this admin add it is invited instead (`invited` in the answer; it and
+/// the members get a `group` frame with `change: invited`); it joins by naming itself here.
 #[utoipa::path(
     put, path = "/v1/groups/{group_id}/members/{account_id}", tag = "groups",
     params(
@@ -90,6 +92,7 @@ pub async fn get_group(
         (status = 404, description = "`no-such-group` or `no-such-account`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`group-too-large`, or `last-admin`: the only admin cannot be demoted", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate-limited`: too many group changes by this account or to this group (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -112,7 +115,8 @@ pub async fn set_member(
     Ok(Json(group))
 }
 
-/// Removes a member (admins), or leaves (any member, naming itself). When the last admin
+/// Removes a member (admins), or leaves (any member, naming itself); for an invited account,
+/// declines the invitation (the account itself) or withdraws it (admins). When the last admin
 /// leaves, the longest-standing member becomes admin; when the last member leaves, the group
 /// is gone. Members, and the one removed, are told with a `group` frame.
 #[utoipa::path(
@@ -126,6 +130,7 @@ pub async fn set_member(
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`not-group-admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`no-such-group` or `not-a-member`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate-limited`: too many group changes by this account or to this group (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -139,4 +144,41 @@ pub async fn remove_member(
         .remove_member(&auth.account_id, auth.device_id, &group_id, &account_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This account's privacy settings: who may add it to groups.
+#[utoipa::path(
+    get, path = "/v1/groups/privacy", tag = "groups",
+    responses(
+        (status = 200, description = "The settings", body = Privacy),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_privacy(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> ApiResult<Json<Privacy>> {
+    Ok(Json(state.chat.privacy(&auth.account_id).await?))
+}
+
+/// Sets who may add this account to groups: `anyone`, `contacts` (accounts it has sent a
+/// direct message to) or `nobody`; others invite it instead.
+#[utoipa::path(
+    put, path = "/v1/groups/privacy", tag = "groups",
+    request_body = Privacy,
+    responses(
+        (status = 200, description = "The settings now", body = Privacy),
+        (status = 400, description = "`invalid-json`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn put_privacy(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    ApiJson(req): ApiJson<Privacy>,
+) -> ApiResult<Json<Privacy>> {
+    Ok(Json(state.chat.set_privacy(&auth.account_id, req).await?))
 }

@@ -79,6 +79,7 @@ fn chat_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(groups::create_group, groups::list_groups))
         .routes(routes!(groups::get_group))
         .routes(routes!(groups::set_member, groups::remove_member))
+        .routes(routes!(groups::get_privacy, groups::put_privacy))
         .routes(routes!(keys::publish_keys))
         .routes(routes!(keys::claim_keys))
 }

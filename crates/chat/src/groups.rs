@@ -3,7 +3,7 @@
 //! inboxes, in order with the group's messages.
 
 use sealpost_db::{MemberChange, MemberRow};
-use sealpost_proto::{Group, GroupChange, GroupMember, GroupRole, Problem};
+use sealpost_proto::{Group, GroupAdds, GroupChange, GroupMember, GroupRole, Privacy, Problem};
 
 use crate::send::{GroupBody, valid_id};
 use crate::{Chat, unix_millis};
@@ -107,13 +107,26 @@ impl Chat {
             self.existing(member).await?;
         }
         self.take_group_change(account, None)?;
+        let (mut added, mut invited) = (Vec::new(), Vec::new());
+        for member in members {
+            if self.may_add(account, &member).await? {
+                added.push(member);
+            } else {
+                invited.push(member);
+            }
+        }
         let group_id = uuid::Uuid::new_v4().simple().to_string();
         self.db
-            .create_group(&group_id, account, &members, unix_millis())
+            .create_group(&group_id, account, &added, &invited, unix_millis())
             .await?;
-        let body = change_body(GroupChange::Created, members, 1);
-        self.announce(account, device, &group_id, &body, None)
+        let body = change_body(GroupChange::Created, added, 1);
+        self.announce(account, device, &group_id, &body, &[])
             .await?;
+        if !invited.is_empty() {
+            let body = change_body(GroupChange::Invited, invited.clone(), 1);
+            self.announce(account, device, &group_id, &body, &invited)
+                .await?;
+        }
         self.group(account, &group_id).await
     }
 
@@ -134,6 +147,7 @@ impl Chat {
             created_at: row.created_at,
             version: u64::try_from(row.version).unwrap_or(0),
             members: members.into_iter().map(member).collect(),
+            invited: self.db.group_invitations(group_id).await?,
         })
     }
 
@@ -163,19 +177,46 @@ impl Chat {
         if !valid_id(group_id) {
             return Err(GroupError::NoSuchGroup);
         }
+        let max = i64::try_from(self.config.max_group_members).unwrap_or(i64::MAX);
+        if member == account && self.db.member_role(group_id, account).await?.is_none() {
+            // Joining on an invitation (the group's budget is keyed only by its members).
+            self.take_group_change(account, None)?;
+            let change = self
+                .db
+                .join_group(group_id, account, unix_millis(), max)
+                .await?;
+            let MemberChange::Changed { version, .. } = change else {
+                return Err(self.refusal(change, member));
+            };
+            let body = change_body(GroupChange::Added, vec![account.to_owned()], version);
+            self.announce(account, device, group_id, &body, &[]).await?;
+            return self.group(account, group_id).await;
+        }
         self.existing(member).await?;
         self.member_of(account, group_id).await?;
         self.take_group_change(account, Some(group_id))?;
+        if self.db.member_role(group_id, member).await?.is_none()
+            && !self.may_add(account, member).await?
+        {
+            let change = self
+                .db
+                .invite_to_group(group_id, account, member, unix_millis(), max)
+                .await?;
+            match change {
+                MemberChange::Changed { version, .. } => {
+                    let invited = vec![member.to_owned()];
+                    let body = change_body(GroupChange::Invited, invited.clone(), version);
+                    self.announce(account, device, group_id, &body, &invited)
+                        .await?;
+                }
+                MemberChange::Unchanged => {}
+                other => return Err(self.refusal(other, member)),
+            }
+            return self.group(account, group_id).await;
+        }
         let change = self
             .db
-            .set_group_member(
-                group_id,
-                account,
-                member,
-                role.as_str(),
-                unix_millis(),
-                i64::try_from(self.config.max_group_members).unwrap_or(i64::MAX),
-            )
+            .set_group_member(group_id, account, member, role.as_str(), unix_millis(), max)
             .await?;
         let (version, was) = match change {
             MemberChange::Changed { version, was, .. } => (version, was),
@@ -188,8 +229,7 @@ impl Chat {
             (Some(_), GroupRole::Member) => GroupChange::Demoted,
         };
         let body = change_body(what, vec![member.to_owned()], version);
-        self.announce(account, device, group_id, &body, None)
-            .await?;
+        self.announce(account, device, group_id, &body, &[]).await?;
         self.group(account, group_id).await
     }
 
@@ -203,6 +243,13 @@ impl Chat {
     ) -> Result<(), GroupError> {
         if !valid_id(group_id) {
             return Err(GroupError::NoSuchGroup);
+        }
+        if self.db.member_role(group_id, member).await?.is_none() {
+            // An invitation: declined by its account, or withdrawn by an admin.
+            let admin = self.db.member_role(group_id, account).await?.as_deref() == Some("admin");
+            if (member == account || admin) && self.db.drop_invitation(group_id, member).await? {
+                return Ok(());
+            }
         }
         self.member_of(account, group_id).await?;
         self.take_group_change(account, Some(group_id))?;
@@ -222,12 +269,11 @@ impl Chat {
             GroupChange::Removed
         };
         let body = change_body(what, vec![member.to_owned()], version);
-        self.announce(account, device, group_id, &body, Some(member))
+        self.announce(account, device, group_id, &body, &[member.to_owned()])
             .await?;
         if let Some(promoted) = promoted {
             let body = change_body(GroupChange::Promoted, vec![promoted], version);
-            self.announce(account, device, group_id, &body, None)
-                .await?;
+            self.announce(account, device, group_id, &body, &[]).await?;
         }
         Ok(())
     }
@@ -244,6 +290,36 @@ impl Chat {
                 .map_err(GroupError::RateLimited)?;
         }
         Ok(())
+    }
+
+    /// Whether `adder` may add `account` to a group directly; else it is invited.
+    async fn may_add(&self, adder: &str, account: &str) -> Result<bool, GroupError> {
+        let setting = self.db.group_adds(account).await?.unwrap_or_default();
+        Ok(match GroupAdds::parse(&setting) {
+            GroupAdds::Anyone => true,
+            GroupAdds::Contacts => self.db.is_contact(account, adder).await?,
+            GroupAdds::Nobody => false,
+        })
+    }
+
+    /// An account's privacy settings.
+    pub async fn privacy(&self, account: &str) -> Result<Privacy, GroupError> {
+        let setting = self.db.group_adds(account).await?.unwrap_or_default();
+        Ok(Privacy {
+            group_adds: GroupAdds::parse(&setting),
+        })
+    }
+
+    /// Sets an account's privacy settings.
+    pub async fn set_privacy(
+        &self,
+        account: &str,
+        privacy: Privacy,
+    ) -> Result<Privacy, GroupError> {
+        self.db
+            .set_group_adds(account, privacy.group_adds.as_str())
+            .await?;
+        Ok(privacy)
     }
 
     /// Refuses a group `account` is not in, before its id keys a budget.

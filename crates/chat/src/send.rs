@@ -198,19 +198,25 @@ impl Chat {
                 body: e.body,
             })
             .collect();
-        self.commit(
-            account,
-            device,
-            Outgoing {
-                id,
-                key: to,
-                group: None,
-                kind: "message",
-                copies,
-                digest,
-            },
-        )
-        .await
+        let answer = self
+            .commit(
+                account,
+                device,
+                Outgoing {
+                    id,
+                    key: to,
+                    group: None,
+                    kind: "message",
+                    copies,
+                    digest,
+                },
+            )
+            .await?;
+        // Whom an account writes to are its contacts (for `group_adds = contacts`).
+        if matches!(answer, ServerFrame::Sent { .. }) && to != account {
+            self.db.add_contact(account, to).await?;
+        }
+        Ok(answer)
     }
 
     /// Handles a `send_group` from `device` of `account`; returns the answer.
@@ -474,8 +480,8 @@ impl Chat {
         .await
     }
 
-    /// Tells every member device of a group, and every device of `removed` (an account that
-    /// just left it), about a change of the group, but the acting device; through the same
+    /// Tells every member device of a group, and every device of the accounts `also` (one that
+    /// just left it, or ones just invited), about a change of the group, but the acting device; through the same
     /// pipeline as the group's messages, so it keeps its place among them.
     pub(crate) async fn announce(
         &self,
@@ -483,12 +489,12 @@ impl Chat {
         device: u32,
         group: &str,
         body: &GroupBody,
-        removed: Option<&str>,
+        also: &[String],
     ) -> anyhow::Result<()> {
         let encoded = STANDARD.encode(serde_json::to_vec(body)?);
         let mut devices = self.db.group_devices(group).await?;
-        if let Some(removed) = removed {
-            devices.extend(self.db.devices(removed).await?);
+        for account in also {
+            devices.extend(self.db.devices(account).await?);
         }
         let copies = devices
             .iter()

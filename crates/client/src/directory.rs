@@ -1,7 +1,9 @@
 //! The account's devices (linking a new one) and groups: the REST calls around chat.
 
 use reqwest::Method;
-use sealpost_proto::{CreateGroup, Device, Group, LinkCode, LinkDevice, SetGroupMember, Usage};
+use sealpost_proto::{
+    CreateGroup, Device, Group, LinkCode, LinkDevice, Privacy, SetGroupMember, Usage,
+};
 
 use crate::{Client, ClientError, check};
 
@@ -64,7 +66,27 @@ impl Client {
         self.call(Method::GET, "/v1/groups", None::<&()>).await
     }
 
-    /// Adds `account` to `group` as a member (this account must be an admin).
+    /// Who may add this account to groups.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`], or network trouble.
+    pub async fn privacy(&self) -> Result<Privacy, ClientError> {
+        self.call(Method::GET, "/v1/groups/privacy", None::<&()>)
+            .await
+    }
+
+    /// Sets who may add this account to groups (others invite it).
+    ///
+    /// # Errors
+    /// [`ClientError::Server`], or network trouble.
+    pub async fn set_privacy(&self, privacy: Privacy) -> Result<Privacy, ClientError> {
+        self.call(Method::PUT, "/v1/groups/privacy", Some(&privacy))
+            .await
+    }
+
+    /// Adds `account` to `group` as a member (this account must be an admin; an account whose
+    /// privacy setting does not allow it is invited instead, listed in `invited`). Naming this
+    /// account joins a group it was invited to.
     ///
     /// # Errors
     /// [`ClientError::Server`] (`not-group-admin`, `no-such-group`, …), or network trouble.
@@ -74,7 +96,8 @@ impl Client {
             .await
     }
 
-    /// Removes `account` from `group` (admins), or leaves it (naming this account).
+    /// Removes `account` from `group` (admins), or leaves it (naming this account). For an
+    /// invited account: declines (naming this account) or withdraws (admins) the invitation.
     ///
     /// # Errors
     /// [`ClientError::Server`] (`not-group-admin`, `no-such-group`, …), or network trouble.

@@ -53,13 +53,14 @@ pub enum MemberChange {
 const ADMIN: &str = "admin";
 
 impl Db {
-    /// Creates a group with `creator` as admin and `members` (distinct, not the creator) as
-    /// members.
+    /// Creates a group with `creator` as admin, `members` (distinct, not the creator) as
+    /// members, and `invited` (distinct from those) invited.
     pub async fn create_group(
         &self,
         group_id: &str,
         creator: &str,
         members: &[String],
+        invited: &[String],
         now_ms: i64,
     ) -> Result<(), DbError> {
         let mut tx = self.begin().await?;
@@ -75,6 +76,18 @@ impl Db {
         insert_member(&mut tx, group_id, creator, ADMIN, now_ms).await?;
         for member in members {
             insert_member(&mut tx, group_id, member, "member", now_ms).await?;
+        }
+        for account in invited {
+            sqlx::query(
+                "INSERT INTO group_invitations (group_id, account_id, invited_by, invited_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(group_id)
+            .bind(account)
+            .bind(creator)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -191,6 +204,161 @@ impl Db {
             was,
             promoted: None,
         })
+    }
+
+    /// As admin `actor`, invites `account` (not a member) to a group: the group moves to its
+    /// next version. `Unchanged` when it is invited already; `Full` when members and
+    /// invitations would pass `max_members`.
+    pub async fn invite_to_group(
+        &self,
+        group_id: &str,
+        actor: &str,
+        account: &str,
+        now_ms: i64,
+        max_members: i64,
+    ) -> Result<MemberChange, DbError> {
+        let mut tx = self.begin().await?;
+        let version = match authorize(&mut tx, group_id, actor, None).await? {
+            Ok(version) => version,
+            Err(refusal) => return Ok(refusal),
+        };
+        if role_in(&mut tx, group_id, account).await?.is_some() {
+            return Ok(MemberChange::Unchanged);
+        }
+        let (count,): (i64,) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM group_members WHERE group_id = $1) \
+             + (SELECT COUNT(*) FROM group_invitations WHERE group_id = $1)",
+        )
+        .bind(group_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if count >= max_members {
+            return Ok(MemberChange::Full);
+        }
+        let done = sqlx::query(
+            "INSERT INTO group_invitations (group_id, account_id, invited_by, invited_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, account_id) DO NOTHING",
+        )
+        .bind(group_id)
+        .bind(account)
+        .bind(actor)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(MemberChange::Unchanged);
+        }
+        tx.commit().await?;
+        Ok(MemberChange::Changed {
+            version,
+            was: None,
+            promoted: None,
+        })
+    }
+
+    /// `account` takes up its invitation and joins as a member; `NoSuchGroup` without one.
+    pub async fn join_group(
+        &self,
+        group_id: &str,
+        account: &str,
+        now_ms: i64,
+        max_members: i64,
+    ) -> Result<MemberChange, DbError> {
+        let mut tx = self.begin().await?;
+        let Some(version) = bump(&mut tx, group_id).await? else {
+            return Ok(MemberChange::NoSuchGroup);
+        };
+        let taken =
+            sqlx::query("DELETE FROM group_invitations WHERE group_id = $1 AND account_id = $2")
+                .bind(group_id)
+                .bind(account)
+                .execute(&mut *tx)
+                .await?;
+        if taken.rows_affected() == 0 {
+            return Ok(MemberChange::NoSuchGroup);
+        }
+        let (count,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM group_members WHERE group_id = $1")
+                .bind(group_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if count >= max_members {
+            return Ok(MemberChange::Full);
+        }
+        insert_member(&mut tx, group_id, account, "member", now_ms).await?;
+        tx.commit().await?;
+        Ok(MemberChange::Changed {
+            version,
+            was: None,
+            promoted: None,
+        })
+    }
+
+    /// Drops `account`'s invitation to a group; false if there was none.
+    pub async fn drop_invitation(&self, group_id: &str, account: &str) -> Result<bool, DbError> {
+        let done =
+            sqlx::query("DELETE FROM group_invitations WHERE group_id = $1 AND account_id = $2")
+                .bind(group_id)
+                .bind(account)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The accounts invited to a group, oldest invitation first.
+    pub async fn group_invitations(&self, group_id: &str) -> Result<Vec<String>, DbError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT account_id FROM group_invitations WHERE group_id = $1 \
+             ORDER BY invited_at, account_id",
+        )
+        .bind(group_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(a,)| a).collect())
+    }
+
+    /// Who may add `account` to groups: `anyone`, `contacts` or `nobody`.
+    pub async fn group_adds(&self, account: &str) -> Result<Option<String>, DbError> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT group_adds FROM accounts WHERE id = $1")
+                .bind(account)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(v,)| v))
+    }
+
+    /// Sets who may add `account` to groups.
+    pub async fn set_group_adds(&self, account: &str, value: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE accounts SET group_adds = $2 WHERE id = $1")
+            .bind(account)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records that `account` wrote to `contact` directly.
+    pub async fn add_contact(&self, account: &str, contact: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO contacts (account_id, contact_id) VALUES ($1, $2) \
+             ON CONFLICT (account_id, contact_id) DO NOTHING",
+        )
+        .bind(account)
+        .bind(contact)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether `account` has written to `contact` directly.
+    pub async fn is_contact(&self, account: &str, contact: &str) -> Result<bool, DbError> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT 1 FROM contacts WHERE account_id = $1 AND contact_id = $2")
+                .bind(account)
+                .bind(contact)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some())
     }
 
     /// As `actor` (an admin, or `account` itself leaving), removes `account` from a group.

@@ -54,6 +54,51 @@ pub struct Group {
     pub version: u64,
     /// Its members, oldest first.
     pub members: Vec<GroupMember>,
+    /// Accounts invited and not joined yet (their `group_adds` setting did not let an admin
+    /// add them), oldest invitation first.
+    #[serde(default)]
+    pub invited: Vec<String>,
+}
+
+/// Who may add an account to a group; others invite it instead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupAdds {
+    /// Any account.
+    #[default]
+    Anyone,
+    /// Accounts this account has sent a direct message to.
+    Contacts,
+    /// Nobody: every group invites.
+    Nobody,
+}
+
+impl GroupAdds {
+    /// The setting's name as stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anyone => "anyone",
+            Self::Contacts => "contacts",
+            Self::Nobody => "nobody",
+        }
+    }
+
+    /// The setting a stored name stands for (anything else is `anyone`, the default).
+    pub fn parse(name: &str) -> Self {
+        match name {
+            "contacts" => Self::Contacts,
+            "nobody" => Self::Nobody,
+            _ => Self::Anyone,
+        }
+    }
+}
+
+/// An account's privacy settings (`GET` and `PUT /v1/groups/privacy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Privacy {
+    /// Who may add this account to groups.
+    pub group_adds: GroupAdds,
 }
 
 /// `POST /v1/groups`: a new group with its creator as admin.
@@ -89,6 +134,9 @@ pub enum GroupChange {
     Promoted,
     /// `members` are no longer admins.
     Demoted,
+    /// `members` were invited (the entry's sender invited them); each joins by adding itself
+    /// (`PUT /v1/groups/{id}/members/{itself}`) or declines by removing itself.
+    Invited,
 }
 
 /// One copy of a group message: the sender's ciphertext for one member device.

@@ -20,8 +20,8 @@ pub use accounts::{
 pub use blobs::{LinkRequest, SignedLink};
 pub use chat::{ClientFrame, DeviceKey, Envelope, ReceiptStatus, Sender, ServerFrame, TypingState};
 pub use groups::{
-    CreateGroup, Group, GroupChange, GroupEnvelope, GroupMember, GroupRole, MemberDevice,
-    MemberDeviceKey, SetGroupMember,
+    CreateGroup, Group, GroupAdds, GroupChange, GroupEnvelope, GroupMember, GroupRole,
+    MemberDevice, MemberDeviceKey, Privacy, SetGroupMember,
 };
 pub use keys::{
     DeviceKeyBundle, FallbackKey, KeyBundles, KeyStock, OlmIdentity, OneTimeKey, PublishKeys,

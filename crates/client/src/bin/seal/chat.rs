@@ -222,6 +222,19 @@ pub(crate) async fn listen(
                 {
                     eprintln!("cannot forget the keys of {group}: {e}");
                 }
+                if let Content::Group {
+                    group,
+                    change: GroupChange::Invited,
+                    members,
+                    ..
+                } = &stored.content
+                    && members.contains(&me)
+                {
+                    let group = printable(group);
+                    eprintln!(
+                        "you are invited to group {group}: `seal group join {group}` or `seal group decline {group}`"
+                    );
+                }
                 let opened = match &stored.content {
                     Content::Message { .. } => Some(
                         open(client, &mut e2e, &stored)

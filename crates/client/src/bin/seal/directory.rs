@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use clap::Subcommand;
 use ed25519_dalek::SigningKey;
 use sealpost_client::Client;
-use sealpost_proto::LinkDevice;
+use sealpost_proto::{GroupAdds, LinkDevice, Privacy};
 
 use super::{Failure, Identity, Session, logged_in, write_private};
 
@@ -65,6 +65,22 @@ pub(crate) enum GroupCommand {
     },
     /// Lists this account's groups: id, then members
     List,
+    /// Joins a group this account was invited to
+    Join {
+        /// The group's id (from the invitation `seal listen` showed)
+        group: String,
+    },
+    /// Declines an invitation to a group
+    Decline {
+        /// The group's id
+        group: String,
+    },
+    /// Shows, or sets, who may add this account to groups (others invite it)
+    Privacy {
+        /// anyone, contacts (accounts this one has written to) or nobody
+        #[arg(value_parser = ["anyone", "contacts", "nobody"])]
+        group_adds: Option<String>,
+    },
 }
 
 /// Runs a `seal device` command with the config dir `dir` and the `--server` flag `server`.
@@ -152,9 +168,29 @@ async fn link(
     Ok(())
 }
 
-/// Runs a `seal group` command.
-pub(crate) async fn group(command: GroupCommand, client: &Client) -> Result<(), Failure> {
+/// Runs a `seal group` command as the account with phone number `me`.
+pub(crate) async fn group(command: GroupCommand, client: &Client, me: &str) -> Result<(), Failure> {
     match command {
+        GroupCommand::Join { group } => {
+            let account = client.lookup(me).await?.account_id;
+            let group = client.add_member(&group, &account).await?;
+            eprintln!("joined {}; {} members", group.group_id, group.members.len());
+        }
+        GroupCommand::Decline { group } => {
+            let account = client.lookup(me).await?.account_id;
+            client.remove_member(&group, &account).await?;
+            eprintln!("declined the invitation to {group}");
+        }
+        GroupCommand::Privacy { group_adds } => {
+            let privacy = match group_adds {
+                Some(value) => {
+                    let group_adds = GroupAdds::parse(&value);
+                    client.set_privacy(Privacy { group_adds }).await?
+                }
+                None => client.privacy().await?,
+            };
+            println!("{}", privacy.group_adds.as_str());
+        }
         GroupCommand::Create { members } => {
             let mut accounts = Vec::with_capacity(members.len());
             for phone in &members {
@@ -167,7 +203,11 @@ pub(crate) async fn group(command: GroupCommand, client: &Client) -> Result<(), 
         GroupCommand::Add { group, member } => {
             let account = client.lookup(&member).await?.account_id;
             let group = client.add_member(&group, &account).await?;
-            eprintln!("{member} added; {} members", group.members.len());
+            if group.invited.contains(&account) {
+                eprintln!("{member} only lets some accounts add them: invited instead");
+            } else {
+                eprintln!("{member} added; {} members", group.members.len());
+            }
         }
         GroupCommand::Remove { group, member } => {
             let account = client.lookup(&member).await?.account_id;

@@ -460,8 +460,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Device(command) => directory::device(command, cli.server, &dir).await?,
         Command::Group(command) => {
+            let (phone, _, _) = load_identity(&identity_path)?;
             let client = logged_in(cli.server, &session_path)?;
-            directory::group(command, &client).await?;
+            directory::group(command, &client, &phone).await?;
         }
         Command::Usage { json } => {
             let usage = logged_in(cli.server, &session_path)?.usage().await?;
