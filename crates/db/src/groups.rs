@@ -78,16 +78,7 @@ impl Db {
             insert_member(&mut tx, group_id, member, "member", now_ms).await?;
         }
         for account in invited {
-            sqlx::query(
-                "INSERT INTO group_invitations (group_id, account_id, invited_by, invited_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(group_id)
-            .bind(account)
-            .bind(creator)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
+            insert_invitation(&mut tx, group_id, account, creator, now_ms).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -187,12 +178,7 @@ impl Db {
                 .await?;
             }
             None => {
-                let (count,): (i64,) =
-                    sqlx::query_as("SELECT COUNT(*) FROM group_members WHERE group_id = $1")
-                        .bind(group_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                if count >= max_members {
+                if members(&mut tx, group_id).await? >= max_members {
                     return Ok(MemberChange::Full);
                 }
                 insert_member(&mut tx, group_id, account, role, now_ms).await?;
@@ -235,17 +221,7 @@ impl Db {
         if count >= max_members {
             return Ok(MemberChange::Full);
         }
-        let done = sqlx::query(
-            "INSERT INTO group_invitations (group_id, account_id, invited_by, invited_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, account_id) DO NOTHING",
-        )
-        .bind(group_id)
-        .bind(account)
-        .bind(actor)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
+        if !insert_invitation(&mut tx, group_id, account, actor, now_ms).await? {
             return Ok(MemberChange::Unchanged);
         }
         tx.commit().await?;
@@ -277,12 +253,7 @@ impl Db {
         if taken.rows_affected() == 0 {
             return Ok(MemberChange::NoSuchGroup);
         }
-        let (count,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM group_members WHERE group_id = $1")
-                .bind(group_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        if count >= max_members {
+        if members(&mut tx, group_id).await? >= max_members {
             return Ok(MemberChange::Full);
         }
         insert_member(&mut tx, group_id, account, "member", now_ms).await?;
@@ -384,12 +355,7 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         let mut promoted = None;
-        let (left,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM group_members WHERE group_id = $1")
-                .bind(group_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        if left == 0 {
+        if members(&mut tx, group_id).await? == 0 {
             sqlx::query("DELETE FROM chat_groups WHERE group_id = $1")
                 .bind(group_id)
                 .execute(&mut *tx)
@@ -463,6 +429,35 @@ async fn role_in(
             .fetch_optional(&mut **tx)
             .await?;
     Ok(row.map(|(r,)| r))
+}
+
+async fn members(tx: &mut Transaction<'_, Any>, group_id: &str) -> Result<i64, DbError> {
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM group_members WHERE group_id = $1")
+        .bind(group_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(count)
+}
+
+/// Invites `account` to a group as `by`; false if it was invited already.
+async fn insert_invitation(
+    tx: &mut Transaction<'_, Any>,
+    group_id: &str,
+    account: &str,
+    by: &str,
+    now_ms: i64,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "INSERT INTO group_invitations (group_id, account_id, invited_by, invited_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, account_id) DO NOTHING",
+    )
+    .bind(group_id)
+    .bind(account)
+    .bind(by)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 async fn admins(tx: &mut Transaction<'_, Any>, group_id: &str) -> Result<i64, DbError> {
