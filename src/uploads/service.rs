@@ -478,6 +478,15 @@ impl UploadService {
         spec: AppendSpec,
         writer: Writer,
     ) -> ApiResult<UploadRow> {
+        // A body that could not get a transfer slot is refused before any database work, unless
+        // it takes over a request of this node (whose slot it would get back).
+        if writer == Writer::Client
+            && spec.content_length != Some(0)
+            && !self.takeover.in_use(id)
+            && let Some(refusal) = self.transfers.refusal(Some(account))
+        {
+            return Err(self.refused(refusal));
+        }
         // A final upload takes no client's bytes: checked before the takeover, which would stop
         // the concatenation streaming into it.
         let (guard, row) = self
@@ -818,28 +827,33 @@ impl UploadService {
     /// counts only against the node's slots).
     fn transfer_slot(&self, account: &str, writer: Writer) -> ApiResult<super::transfers::Slot> {
         let owner = (writer == Writer::Client).then_some(account);
-        self.transfers.acquire(owner).map_err(|refusal| {
-            let reason = match refusal {
-                Refusal::Node => "node_limit",
-                Refusal::Account(_) => "account_limit",
-            };
-            self.metrics
-                .transfers_refused
-                .get_or_create(&ReasonLabels { reason })
-                .inc();
-            match refusal {
-                Refusal::Node => ApiError::Unavailable(
-                    "too-busy",
-                    "too many uploads are streaming on this node; retry shortly".into(),
+        self.transfers
+            .acquire(owner)
+            .map_err(|refusal| self.refused(refusal))
+    }
+
+    /// The answer to a request refused a transfer slot, counted.
+    fn refused(&self, refusal: Refusal) -> ApiError {
+        let reason = match refusal {
+            Refusal::Node => "node_limit",
+            Refusal::Account(_) => "account_limit",
+        };
+        self.metrics
+            .transfers_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+        match refusal {
+            Refusal::Node => ApiError::Unavailable(
+                "too-busy",
+                "too many uploads are streaming on this node; retry shortly".into(),
+            ),
+            Refusal::Account(share) => ApiError::Quota(
+                "too-many-transfers",
+                format!(
+                    "this account already streams {share} upload request(s) on this node, its share while the node is this busy; send one upload at a time or retry shortly"
                 ),
-                Refusal::Account(share) => ApiError::Quota(
-                    "too-many-transfers",
-                    format!(
-                        "this account already streams {share} upload request(s) on this node, its share while the node is this busy; send one upload at a time or retry shortly"
-                    ),
-                ),
-            }
-        })
+            ),
+        }
     }
 
     /// Records a durable checkpoint of a request still streaming; false when fenced off.

@@ -54,6 +54,14 @@ impl Drop for UploadGuard {
 }
 
 impl Takeover {
+    /// Whether a request on this node holds or waits for `id`.
+    pub(super) fn in_use(&self, id: &str) -> bool {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(id)
+    }
+
     /// Takes `id` over: cancels the current holder, waits for it to finish, and returns the
     /// guard; `None` if an even newer request arrived meanwhile (it wins).
     pub(super) async fn acquire(self: &Arc<Self>, id: &str) -> Option<UploadGuard> {

@@ -52,13 +52,8 @@ impl Transfers {
     /// streaming gets no second one, so the last slots go to accounts holding none.
     pub(super) fn acquire(self: &Arc<Self>, account: Option<&str>) -> Result<Slot, Refusal> {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(account) = account {
-            let mine = held.get(account).copied().unwrap_or(0);
-            let crowded = self.slots.available_permits() * 4 <= self.max;
-            let share = if crowded { 1 } else { self.per_account };
-            if mine >= share {
-                return Err(Refusal::Account(share));
-            }
+        if let Some(refusal) = self.refusal_given(&held, account) {
+            return Err(refusal);
         }
         let permit = self
             .slots
@@ -73,6 +68,30 @@ impl Transfers {
             account: account.map(str::to_owned),
             transfers: self.clone(),
         })
+    }
+}
+
+impl Transfers {
+    /// Why [`Self::acquire`] would refuse `account` now, if it would (nothing is taken).
+    pub(super) fn refusal(&self, account: Option<&str>) -> Option<Refusal> {
+        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        self.refusal_given(&held, account)
+    }
+
+    fn refusal_given(
+        &self,
+        held: &HashMap<String, usize>,
+        account: Option<&str>,
+    ) -> Option<Refusal> {
+        if let Some(account) = account {
+            let mine = held.get(account).copied().unwrap_or(0);
+            let crowded = self.slots.available_permits() * 4 <= self.max;
+            let share = if crowded { 1 } else { self.per_account };
+            if mine >= share {
+                return Some(Refusal::Account(share));
+            }
+        }
+        (self.slots.available_permits() == 0).then_some(Refusal::Node)
     }
 }
 
@@ -194,6 +213,8 @@ mod tests {
             transfers.acquire(Some("b")).err(),
             Some(Refusal::Account(1))
         );
+        assert_eq!(transfers.refusal(Some("b")), Some(Refusal::Account(1)));
+        assert_eq!(transfers.refusal(Some("c")), None);
         let c = transfers.acquire(Some("c")).expect("c");
         let d = transfers.acquire(Some("d")).expect("d");
         assert_eq!(transfers.acquire(Some("e")).err(), Some(Refusal::Node));
