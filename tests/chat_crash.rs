@@ -35,7 +35,8 @@ fn free_address() -> String {
 }
 
 /// Alice streams `MESSAGES` messages to Bob through the server at `base`; when Bob has seen a
-/// quarter of them, `disrupt` runs. Asserts Bob sees every message Alice was answered `sent`
+/// quarter of them, `disrupt` runs, and Alice sends the second half only after it (so Bob
+/// cannot already hold every message when the disruption comes). Asserts Bob sees every message Alice was answered `sent`
 /// for, once and in order, and nothing more; returns how often Bob's session was cut.
 async fn stream_through(base: &str, disrupt: impl FnOnce()) -> usize {
     let app = TestApp::external(base);
@@ -46,9 +47,14 @@ async fn stream_through(base: &str, disrupt: impl FnOnce()) -> usize {
     let mut bob_chat = receiver.chat(options()).await.expect("bob connects");
 
     let to = bob.account_id.clone();
+    let disrupted = std::sync::Arc::new(tokio::sync::Notify::new());
+    let resume = disrupted.clone();
     let sending = tokio::spawn(async move {
         let mut sent = Vec::new();
         for i in 0..MESSAGES {
+            if i == MESSAGES / 2 {
+                resume.notified().await;
+            }
             let envelope = Envelope {
                 device_id: 1,
                 body: STANDARD.encode(format!("message {i}")),
@@ -88,6 +94,7 @@ async fn stream_through(base: &str, disrupt: impl FnOnce()) -> usize {
             && let Some(disrupt) = disrupt.take()
         {
             disrupt();
+            disrupted.notify_one();
         }
     }
     let sent = sending.await.expect("alice sent everything");
