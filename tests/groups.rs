@@ -661,6 +661,17 @@ async fn accounts_choose_who_may_add_them_and_others_invite_them() {
     privacy(&app, &dee, "nobody").await;
     set_member(&app, &ada, &id, &dee.account_id, "member").await;
     assert_eq!(remove(&app, &ada, &id, &dee.account_id).await.status(), 204);
+    // An invitation is used up when its account is added directly: removed later, it cannot
+    // rejoin with it.
+    set_member(&app, &ada, &id, &dee.account_id, "member").await;
+    privacy(&app, &dee, "anyone").await;
+    let group: Value = set_member(&app, &ada, &id, &dee.account_id, "member")
+        .await
+        .json()
+        .await
+        .expect("group");
+    assert!(invited(&group).is_empty(), "{group}");
+    assert_eq!(remove(&app, &ada, &id, &dee.account_id).await.status(), 204);
     assert_problem(
         set_member(&app, &dee, &id, &dee.account_id, "member").await,
         404,

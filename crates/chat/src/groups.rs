@@ -193,8 +193,9 @@ impl Chat {
             return self.group(account, group_id).await;
         }
         self.existing(member).await?;
-        self.member_of(account, group_id).await?;
-        self.take_group_change(account, Some(group_id))?;
+        let admin = self.member_of(account, group_id).await? == "admin";
+        // Only changes the caller may make spend the group's budget.
+        self.take_group_change(account, admin.then_some(group_id))?;
         if self.db.member_role(group_id, member).await?.is_none()
             && !self.may_add(account, member).await?
         {
@@ -251,8 +252,8 @@ impl Chat {
                 return Ok(());
             }
         }
-        self.member_of(account, group_id).await?;
-        self.take_group_change(account, Some(group_id))?;
+        let admin = self.member_of(account, group_id).await? == "admin";
+        self.take_group_change(account, (admin || member == account).then_some(group_id))?;
         let change = self
             .db
             .remove_group_member(group_id, account, member)
@@ -322,12 +323,12 @@ impl Chat {
         Ok(privacy)
     }
 
-    /// Refuses a group `account` is not in, before its id keys a budget.
-    async fn member_of(&self, account: &str, group_id: &str) -> Result<(), GroupError> {
-        if self.db.member_role(group_id, account).await?.is_none() {
-            return Err(GroupError::NoSuchGroup);
-        }
-        Ok(())
+    /// `account`'s role in a group; refuses a group it is not in, before its id keys a budget.
+    async fn member_of(&self, account: &str, group_id: &str) -> Result<String, GroupError> {
+        self.db
+            .member_role(group_id, account)
+            .await?
+            .ok_or(GroupError::NoSuchGroup)
     }
 
     async fn existing(&self, account: &str) -> Result<(), GroupError> {

@@ -469,6 +469,7 @@ async fn admins(tx: &mut Transaction<'_, Any>, group_id: &str) -> Result<i64, Db
     Ok(count)
 }
 
+/// Adds a member; an invitation it had is used up.
 async fn insert_member(
     tx: &mut Transaction<'_, Any>,
     group_id: &str,
@@ -476,6 +477,11 @@ async fn insert_member(
     role: &str,
     now_ms: i64,
 ) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM group_invitations WHERE group_id = $1 AND account_id = $2")
+        .bind(group_id)
+        .bind(account)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query(
         "INSERT INTO group_members (group_id, account_id, role, added_at) VALUES ($1, $2, $3, $4)",
     )
