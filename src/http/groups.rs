@@ -23,6 +23,7 @@ use crate::state::AppState;
         (status = 404, description = "`no-such-account`: a member has no account", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`group-too-large`: more than `chat.max_group_members`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate-limited`: too many group changes by this account (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
