@@ -15,7 +15,8 @@
 //! their latency (from the moment a send was due) in each phase, the ratios, and the server's
 //! peak resident memory. `SEALPOST_BENCH_ATTACKS=slowloris,trickle,flood,inbox,lookups` (the
 //! default: all) chooses the attacks, to measure one alone. Run: `cargo bench --bench abuse`
-//! (see BENCHMARKS.md).
+//! (see BENCHMARKS.md). The attacks run on threads of their own at `SEALPOST_BENCH_NICE`
+//! (default 19; 0 to share the cores evenly).
 #![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
 
 mod common;
@@ -29,8 +30,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use common::{
-    BenchResult, cpu_seconds, create_upload, patch_whole, peak_rss_kib, register, rss_kib,
-    start_server,
+    BenchResult, Socket, connect, cpu_seconds, create_upload, patch_whole, peak_rss_kib, register,
+    rss_kib, start_server, write,
 };
 use futures_util::{SinkExt, StreamExt, stream};
 use sealpost_proto::{ClientFrame, Envelope, ServerFrame, TypingState};
@@ -39,9 +40,6 @@ use tokio::net::TcpSocket;
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 /// Bytes of each well-behaved upload and of the blob the downloaders fetch.
 const BLOB: usize = 4 << 20;
@@ -107,7 +105,7 @@ async fn accounts(base: &str, group: u8, n: usize) -> BenchResult<Vec<Account>> 
                 let (id, token) = register(&client, base, &phone).await?;
                 made.push(Account { id, token, phone });
             }
-            Ok::<_, Box<dyn std::error::Error>>(made)
+            BenchResult::Ok(made)
         })
         .buffer_unordered(16)
         .collect::<Vec<_>>()
@@ -117,29 +115,6 @@ async fn accounts(base: &str, group: u8, n: usize) -> BenchResult<Vec<Account>> 
         all.extend(chunk?);
     }
     Ok(all)
-}
-
-/// Opens a chat connection from `ip` and waits for its `hello`.
-async fn connect(server: SocketAddr, token: &str, ip: IpAddr) -> BenchResult<Socket> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(ip, 0))?;
-    let tcp = socket.connect(server).await?;
-    let mut request = format!("ws://{server}/v1/chat").into_client_request()?;
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
-    let (mut socket, _) = tokio_tungstenite::client_async(request, tcp).await?;
-    loop {
-        match socket.next().await.ok_or("closed before hello")?? {
-            Message::Text(text) => {
-                if let ServerFrame::Hello { .. } = serde_json::from_str(&text)? {
-                    return Ok(socket);
-                }
-            }
-            Message::Close(close) => return Err(format!("closed before hello: {close:?}").into()),
-            _ => {}
-        }
-    }
 }
 
 /// What the well-behaved traffic did in one measured window.
@@ -199,7 +174,7 @@ impl Traffic {
         let interval = Duration::from_secs_f64(self.chatters.len() as f64 / self.rate as f64);
         let clock = Instant::now();
         for (index, account) in self.chatters.iter().enumerate() {
-            let socket = connect(self.server, &account.token, ip).await?;
+            let socket = connect(self.server, &account.token, Some(ip)).await?;
             let (sink, reader) = socket.split();
             let (out, outgoing) = mpsc::unbounded_channel::<ClientFrame>();
             tasks.push(tokio::spawn(write(sink, outgoing)));
@@ -325,21 +300,6 @@ async fn chat_loop(
     }
 }
 
-/// Writes a client's frames to its socket.
-async fn write(
-    mut sink: futures_util::stream::SplitSink<Socket, Message>,
-    mut outgoing: mpsc::UnboundedReceiver<ClientFrame>,
-) {
-    while let Some(frame) = outgoing.recv().await {
-        let Ok(text) = serde_json::to_string(&frame) else {
-            break;
-        };
-        if sink.send(Message::Text(text.into())).await.is_err() {
-            break;
-        }
-    }
-}
-
 /// Reads a well-behaved client's frames: records latencies, acknowledges what arrives.
 async fn read(
     mut reader: futures_util::stream::SplitStream<Socket>,
@@ -443,7 +403,7 @@ async fn attack(
     // 20 accounts send typing frames and messages to made-up accounts, 200 frames a second each.
     let flooding = if on("flood") { 20 } else { 0 };
     for (n, account) in accounts(base, 12, flooding).await?.into_iter().enumerate() {
-        let socket = connect(server, &account.token, address(12, n)).await?;
+        let socket = connect(server, &account.token, Some(address(12, n))).await?;
         let counts = counts.clone();
         tasks.push(tokio::spawn(async move {
             let (mut sink, mut reader) = socket.split();
@@ -481,7 +441,7 @@ async fn attack(
     let body = STANDARD.encode(vec![7u8; 64 << 10]);
     let inbox = if on("inbox") { 20 } else { 0 };
     for (n, account) in accounts(base, 13, inbox).await?.into_iter().enumerate() {
-        let socket = connect(server, &account.token, address(13, n)).await?;
+        let socket = connect(server, &account.token, Some(address(13, n))).await?;
         let (counts, victim, body) = (counts.clone(), victim.id.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
             let (mut sink, mut reader) = socket.split();
@@ -598,6 +558,31 @@ fn percentiles(mut samples: Vec<u64>) -> (f64, f64, f64) {
     )
 }
 
+/// The runtime the attacks run on: two threads at `nice` (`SEALPOST_BENCH_NICE`, default 19),
+/// so that on a machine the generator shares with the server the attacks take only the CPU
+/// the server and the well-behaved clients leave idle, as attackers on machines of their own
+/// would; the report says how much attack traffic that still was.
+fn attack_runtime(nice: u64) -> BenchResult<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("attack")
+        .enable_all()
+        .on_thread_start(move || {
+            // Linux applies a thread id's nice value to that thread alone.
+            if nice > 0
+                && let Ok(me) = std::fs::read_link("/proc/thread-self")
+                && let Some(tid) = me.file_name()
+            {
+                let _ = std::process::Command::new("renice")
+                    .args(["-n", &nice.to_string(), "-p"])
+                    .arg(tid)
+                    .stdout(std::process::Stdio::null())
+                    .status();
+            }
+        })
+        .build()?)
+}
+
 /// Prints one phase's line; returns (upload MB/s, download MB/s, delivered/s, p99 ms).
 async fn report(phase: &str, good: Good, seconds: f64) -> (f64, f64, f64, f64) {
     let mb = |bytes: &AtomicU64| bytes.load(Ordering::Relaxed) as f64 / 1e6 / seconds;
@@ -658,7 +643,14 @@ async fn main() -> BenchResult<()> {
     let rss_calm = rss_kib(pid);
 
     let counts = Arc::new(Attacks::default());
-    let attackers = attack(&base, addr, &victim, &counts).await?;
+    let nice = setting("SEALPOST_BENCH_NICE", 19);
+    let attack_runtime = attack_runtime(nice)?;
+    let attackers = {
+        let (base, victim, counts) = (base.clone(), victim.clone(), counts.clone());
+        attack_runtime
+            .spawn(async move { attack(&base, addr, &victim, &counts).await })
+            .await??
+    };
     let now = Instant::now() + RAMP;
     let cpu = cpu_seconds(pid);
     let under = traffic.run((now, now + measured)).await?;
@@ -668,6 +660,7 @@ async fn main() -> BenchResult<()> {
     for task in attackers {
         task.abort();
     }
+    attack_runtime.shutdown_background();
     println!(
         "attacks: {} slowloris connections opened, {} trickling upload requests, {} flood \
          frames, {} inbox-flood sends, {} lookups",
@@ -688,7 +681,8 @@ async fn main() -> BenchResult<()> {
     );
     println!(
         "server RSS {:.1} MiB after the calm phase; peak {:.1} MiB (VmHWM); server CPU {:.0} % \
-         of one core alone, {:.0} % under attack (the generator shares the machine's cores)",
+         of one core alone, {:.0} % under attack (the generator shares the machine's cores; \
+         the attacks' threads at nice {nice})",
         rss_calm as f64 / 1024.0,
         peak as f64 / 1024.0,
         100.0 * cpu_calm / (seconds as f64 + 2.0 + DRAIN.as_secs_f64()),

@@ -19,20 +19,17 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{BenchResult, cpu_seconds, register, rss_kib, start_server};
-use futures_util::{SinkExt, StreamExt, stream};
+use common::{BenchResult, Socket, connect, cpu_seconds, register, rss_kib, start_server, write};
+use futures_util::{StreamExt, stream};
 use sealpost_proto::{ClientFrame, Envelope, ServerFrame};
 use tokio::sync::{Mutex, mpsc};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const WARM_UP: Duration = Duration::from_secs(5);
 /// How long in-flight messages get after the last send.
@@ -96,7 +93,7 @@ async fn main() -> BenchResult<()> {
             async move {
                 let phone = format!("+1{run:03}{i:07}");
                 let (id, token) = register(http, base, &phone).await?;
-                Ok::<_, Box<dyn std::error::Error>>(Account { id, token })
+                BenchResult::Ok(Account { id, token })
             }
         })
         .buffer_unordered(32)
@@ -148,34 +145,14 @@ async fn idle_connections(base: &str, pid: u32, accounts: &[Account]) -> BenchRe
 
 /// Connects every account, 64 at a time; the sockets in the accounts' order.
 async fn connect_all(base: &str, accounts: &[Account]) -> BenchResult<Vec<Socket>> {
+    let server: SocketAddr = base.trim_start_matches("http://").parse()?;
     stream::iter(accounts)
-        .map(|account| connect(base, &account.token))
+        .map(|account| connect(server, &account.token, None))
         .buffered(64)
         .collect::<Vec<_>>()
         .await
         .into_iter()
         .collect()
-}
-
-/// Opens a chat connection and waits for its `hello`.
-async fn connect(base: &str, token: &str) -> BenchResult<Socket> {
-    let mut request =
-        format!("{}/v1/chat", base.replacen("http", "ws", 1)).into_client_request()?;
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
-    loop {
-        match socket.next().await.ok_or("closed before hello")?? {
-            Message::Text(text) => {
-                if let ServerFrame::Hello { .. } = serde_json::from_str(&text)? {
-                    return Ok(socket);
-                }
-            }
-            Message::Close(close) => return Err(format!("closed before hello: {close:?}").into()),
-            _ => {}
-        }
-    }
 }
 
 /// What the message part measured, shared by every client's tasks.
@@ -293,21 +270,6 @@ async fn messages(
         rss_kib(pid) as f64 / 1024.0
     );
     Ok(())
-}
-
-/// Writes a client's frames to its socket.
-async fn write(
-    mut sink: futures_util::stream::SplitSink<Socket, Message>,
-    mut outgoing: mpsc::UnboundedReceiver<ClientFrame>,
-) {
-    while let Some(frame) = outgoing.recv().await {
-        let Ok(text) = serde_json::to_string(&frame) else {
-            break;
-        };
-        if sink.send(Message::Text(text.into())).await.is_err() {
-            break;
-        }
-    }
 }
 
 /// Reads a client's frames: records latencies and acknowledges what arrives.

@@ -18,7 +18,9 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use bytes::Bytes;
-use common::{cpu_seconds, create_upload, login, patch_whole, peak_rss_kib, start_server};
+use common::{
+    BenchResult, cpu_seconds, create_upload, login, patch_whole, peak_rss_kib, start_server,
+};
 
 const CHUNK: usize = 1 << 20;
 
@@ -35,7 +37,7 @@ fn openssl_sha256_mb_s() -> Option<f64> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> BenchResult<()> {
     let total: u64 = std::env::var("SEALPOST_BENCH_BYTES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -125,11 +127,7 @@ fn chunks(total: u64) -> impl Iterator<Item = Bytes> {
 /// server picks for that length (5 MiB for up to ~50 GB), one part at a time, with the SDK's
 /// default signed payloads or (`unsigned`) `UNSIGNED-PAYLOAD` as the server sends; returns
 /// seconds.
-async fn direct_s3_upload(
-    url: &str,
-    total: u64,
-    unsigned: bool,
-) -> Result<f64, Box<dyn std::error::Error>> {
+async fn direct_s3_upload(url: &str, total: u64, unsigned: bool) -> BenchResult<f64> {
     const MIB: u64 = 1 << 20;
     let parsed = url::Url::parse(url)?;
     let bucket = parsed.host_str().ok_or("bucket")?.to_owned();

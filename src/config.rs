@@ -618,6 +618,10 @@ pub struct UploadSettings {
     /// Upload requests one account may stream at once on a node (only one each while a quarter
     /// of the node's transfer slots or fewer are free); more get 429.
     pub max_transfers_per_account: usize,
+    /// Upload requests (creations, appends, offset checks, terminations) one account may make
+    /// a minute on a node, all at once at most; each MiB a request stores gives one back, so
+    /// only requests that move little count. More get 429 `rate-limited` (0: no limit).
+    pub requests_per_account_per_minute: u64,
     /// A request that sends no bytes for this long is treated as interrupted.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
@@ -723,6 +727,7 @@ impl Default for UploadSettings {
             checkpoint_bytes: 8 << 20,
             max_concurrent_transfers: 256,
             max_transfers_per_account: 8,
+            requests_per_account_per_minute: 300,
             idle_timeout: Duration::from_secs(60),
             min_transfer_rate: 1024,
             transfer_rate_window: Duration::from_secs(30),

@@ -131,6 +131,8 @@ pub struct Metrics {
     pub transfers_refused: Family<ReasonLabels, Counter>,
     /// Upload requests stopped for bringing less than the minimum rate.
     pub transfers_too_slow: Counter,
+    /// Upload requests refused by `uploads.requests_per_account_per_minute`.
+    pub upload_requests_limited: Counter,
     /// Unfinished uploads in the database (refreshed at scrape).
     pub uploads_in_progress: Gauge,
     /// Uploads completed as blobs.
@@ -180,6 +182,7 @@ impl Metrics {
             transfer_seconds: long_histogram(),
             transfers_refused: Family::default(),
             transfers_too_slow: Counter::default(),
+            upload_requests_limited: Counter::default(),
             uploads_in_progress: Gauge::default(),
             uploads_completed: Counter::default(),
             concatenations: Family::default(),
@@ -240,6 +243,11 @@ impl Metrics {
             "upload_transfers_too_slow",
             "Upload requests stopped for bringing less than uploads.min_transfer_rate over uploads.transfer_rate_window (408 transfer-too-slow, progress kept)",
             metrics.transfers_too_slow.clone(),
+        );
+        r.register(
+            "upload_requests_limited",
+            "Upload requests refused by uploads.requests_per_account_per_minute (429 rate-limited)",
+            metrics.upload_requests_limited.clone(),
         );
         r.register(
             "uploads_in_progress",

@@ -443,6 +443,9 @@ async fn a_full_inbox_refuses_direct_sends_and_is_skipped_by_group_sends() {
     put(&mut a, common::chat::send("m3", &ben.account_id, &[1], "x")).await;
     let refused = frame(&mut a).await;
     assert_eq!(refused["code"], "recipient-inbox-full", "{refused}");
+    // A retry of a send that went through is answered as the first was, full inbox or not.
+    put(&mut a, common::chat::send("m2", &ben.account_id, &[1], "x")).await;
+    assert_eq!(frame(&mut a).await["type"], "sent");
     // A group send still goes out; Ben's full device is skipped and told.
     put(
         &mut a,
@@ -450,10 +453,17 @@ async fn a_full_inbox_refuses_direct_sends_and_is_skipped_by_group_sends() {
     )
     .await;
     assert_eq!(frame(&mut a).await["type"], "sent");
+    // So does a change of the group: its notice skips the full inbox too.
+    assert_eq!(
+        set_member(&app, &ada, &group, &ben.account_id, "admin")
+            .await
+            .status(),
+        200
+    );
     let metrics = app.metrics().await;
     assert_eq!(
         common::sample(&metrics, "sealpost_chat_inbox_full_skipped_total"),
-        1.0,
+        2.0,
         "{metrics}"
     );
     assert_eq!(
@@ -467,13 +477,53 @@ async fn a_full_inbox_refuses_direct_sends_and_is_skipped_by_group_sends() {
     let hello = frame(&mut b).await;
     assert_eq!(
         (hello["pending"].as_u64(), hello["dropped"].as_u64()),
-        (Some(3), Some(1)),
+        (Some(3), Some(2)),
         "{hello}"
     );
     // Once Ben has read them, Ada may send again.
     for _ in 0..3 {
         next(&mut b).await;
     }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    put(&mut a, common::chat::send("m4", &ben.account_id, &[1], "x")).await;
+    assert_eq!(frame(&mut a).await["type"], "sent");
+}
+
+#[tokio::test]
+async fn a_removed_devices_full_inbox_no_longer_refuses_sends() {
+    let app = TestApp::spawn_with(|s| s.chat.max_inbox_messages = 2).await;
+    let (ada, ben) = (app.user(&phone()).await, app.user(&phone()).await);
+    second_device(&app, &ben).await;
+    let mut a = online(&app, &ada.token).await;
+    // Ben's laptop (device 2) never connects; two messages fill its inbox.
+    for id in ["m1", "m2"] {
+        put(
+            &mut a,
+            common::chat::send(id, &ben.account_id, &[1, 2], "x"),
+        )
+        .await;
+        assert_eq!(frame(&mut a).await["type"], "sent");
+    }
+    stored(&app, 4.0).await;
+    put(
+        &mut a,
+        common::chat::send("m3", &ben.account_id, &[1, 2], "x"),
+    )
+    .await;
+    assert_eq!(frame(&mut a).await["code"], "recipient-inbox-full");
+    // Ben reads his phone's copies and removes the laptop: its inbox goes with it.
+    let mut b = online(&app, &ben.token).await;
+    for _ in 0..2 {
+        next(&mut b).await;
+    }
+    let res = app
+        .client
+        .delete(app.url("/v1/devices/2"))
+        .bearer_auth(&ben.token)
+        .send()
+        .await
+        .expect("remove");
+    assert_eq!(res.status(), 204);
     tokio::time::sleep(Duration::from_millis(300)).await;
     put(&mut a, common::chat::send("m4", &ben.account_id, &[1], "x")).await;
     assert_eq!(frame(&mut a).await["type"], "sent");
@@ -513,6 +563,15 @@ async fn group_changes_are_rate_limited_per_account_and_per_group() {
     let res = set_member(&app, &ada, &group, &cy.account_id, "admin").await;
     assert!(res.headers().contains_key("retry-after"));
     assert_problem(res, 429, "rate-limited").await;
+    // Cy, a plain member, cannot demote Ben: his refused attempts spend none of the group's.
+    for _ in 0..3 {
+        assert_eq!(
+            set_member(&app, &cy, &group, &ben.account_id, "member")
+                .await
+                .status(),
+            403
+        );
+    }
     // Ben has a budget of his own, but the group has two changes left of four.
     assert_eq!(
         set_member(&app, &ben, &group, &cy.account_id, "admin")

@@ -267,3 +267,32 @@ async fn one_account_streams_at_most_its_share_of_the_nodes_transfers() {
         204
     );
 }
+
+#[tokio::test]
+async fn an_account_making_upload_requests_in_a_loop_is_rate_limited_but_bytes_pay_their_way() {
+    let app = TestApp::spawn_with(|s| s.uploads.requests_per_account_per_minute = 4).await;
+    let user = app.user(&phone()).await;
+    let other = app.user(&phone()).await;
+    let url = app.tus_new(&user, 4 << 20).await;
+    let res = app.tus_patch(&user, &url, 0, vec![7; 3 << 20]).await;
+    assert_eq!(res.status(), 204);
+    // Two requests spent, three MiB stored: the bucket is full again (four), not down to two.
+    for _ in 0..4 {
+        assert_eq!(app.tus_head(&user, &url).await.status(), 200);
+    }
+    let res = app.tus_patch(&user, &url, 3 << 20, vec![7; 10]).await;
+    assert_eq!(header(&res, "tus-resumable").as_deref(), Some("1.0.0"));
+    let retry: u64 = header(&res, "retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=15).contains(&retry), "{retry}");
+    assert_problem(res, 429, "rate-limited").await;
+    assert_eq!(
+        app.tus_offset(&other, &app.tus_new(&other, 10).await).await,
+        0
+    );
+    assert_eq!(
+        app.metric("sealpost_upload_requests_limited_total").await,
+        1.0
+    );
+}

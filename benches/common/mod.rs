@@ -1,17 +1,28 @@
 //! What the benches share: a release `sealpost serve` in a child process, an account with a
-//! token, and reading a process's CPU time and memory from /proc. Each bench uses some of them.
+//! token, chat connections, and reading a process's CPU time and memory from /proc. Each bench
+//! uses some of them.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signer, SigningKey};
+use futures_util::{SinkExt, StreamExt};
+use sealpost_proto::{ClientFrame, ServerFrame};
 use serde_json::{Value, json};
+use tokio::net::TcpSocket;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-pub(crate) type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+pub(crate) type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A chat connection.
+pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 /// A running `sealpost serve` and its base URL.
 pub(crate) struct Server {
@@ -198,4 +209,49 @@ pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let seconds = (ticks(11) + ticks(12)) as f64 / 100.0;
     seconds
+}
+
+/// Opens a chat connection to `server` (from the local address `from`, if given) and waits for
+/// its `hello`.
+pub(crate) async fn connect(
+    server: SocketAddr,
+    token: &str,
+    from: Option<IpAddr>,
+) -> BenchResult<Socket> {
+    let socket = TcpSocket::new_v4()?;
+    if let Some(ip) = from {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let tcp = socket.connect(server).await?;
+    let mut request = format!("ws://{server}/v1/chat").into_client_request()?;
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let (mut socket, _) = tokio_tungstenite::client_async(request, tcp).await?;
+    loop {
+        match socket.next().await.ok_or("closed before hello")?? {
+            Message::Text(text) => {
+                if let ServerFrame::Hello { .. } = serde_json::from_str(&text)? {
+                    return Ok(socket);
+                }
+            }
+            Message::Close(close) => return Err(format!("closed before hello: {close:?}").into()),
+            _ => {}
+        }
+    }
+}
+
+/// Writes a client's frames to its socket.
+pub(crate) async fn write(
+    mut sink: futures_util::stream::SplitSink<Socket, Message>,
+    mut outgoing: mpsc::UnboundedReceiver<ClientFrame>,
+) {
+    while let Some(frame) = outgoing.recv().await {
+        let Ok(text) = serde_json::to_string(&frame) else {
+            break;
+        };
+        if sink.send(Message::Text(text.into())).await.is_err() {
+            break;
+        }
+    }
 }

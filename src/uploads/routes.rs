@@ -220,7 +220,7 @@ pub async fn options_uploads(State(state): State<AppState>, headers: HeaderMap) 
         (status = 413, description = "Larger than the size limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body with the wrong media type", body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body was slower than uploads.min_transfer_rate; what arrived was kept (transfer-too-slow)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many unfinished uploads, or the account streams its share of the node's uploads already", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many unfinished uploads or stored blobs, the account streams its share of the node's uploads already, or made too many upload requests (rate-limited, Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 460, description = "Checksum mismatch", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Busy or shutting down; resume later", body = Problem, content_type = "application/problem+json"),
     ),
@@ -235,6 +235,7 @@ pub async fn create_upload(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    state.uploads.admit(&auth.account_id)?;
     let protocol = Protocol::detect(&headers)?;
     let metadata = parse_metadata(&headers)?;
     let checksum = parse_checksum(&headers)?;
@@ -417,6 +418,7 @@ async fn create_final(
         (status = 204, description = "Draft: upload state (Upload-Offset, Upload-Complete, Upload-Length, Upload-Limit)"),
         (status = 400, description = "Malformed header"),
         (status = 401, description = "Not authenticated"),
+        (status = 429, description = "Too many upload requests (rate-limited, Retry-After)"),
         (status = 404, description = "No such upload for this account"),
         (status = 409, description = "A newer request took the upload over"),
         (status = 410, description = "The upload expired"),
@@ -430,6 +432,7 @@ pub async fn head_upload(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
+    state.uploads.admit(&auth.account_id)?;
     valid_upload_id(&id)?;
     let protocol = Protocol::detect(&headers)?;
     let row = state
@@ -457,6 +460,7 @@ pub async fn head_upload(
     responses(
         (status = 200, description = "Upload status (with the draft, its state headers too: Upload-Offset, Upload-Complete, Upload-Length, Upload-Limit)", body = UploadStatus),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many upload requests (rate-limited, Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such upload for this account", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The upload expired", body = Problem, content_type = "application/problem+json"),
     ),
@@ -468,6 +472,7 @@ pub async fn get_upload(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
+    state.uploads.admit(&auth.account_id)?;
     valid_upload_id(&id)?;
     let draft = Draft::requested(&headers);
     let row = if draft.is_some_and(Draft::gets_offset) {
@@ -516,7 +521,7 @@ pub async fn get_upload(
         (status = 413, description = "Past the upload's length or the size limit", body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body was slower than uploads.min_transfer_rate; what arrived was kept (transfer-too-slow)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Wrong Content-Type", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "The account streams its share of the node's uploads already (too-many-transfers)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The account streams its share of the node's uploads already (too-many-transfers), or made too many upload requests (rate-limited, Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 460, description = "Checksum or SHA-256 mismatch", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Busy or shutting down; resume later", body = Problem, content_type = "application/problem+json"),
     ),
@@ -529,6 +534,7 @@ pub async fn patch_upload(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    state.uploads.admit(&auth.account_id)?;
     valid_upload_id(&id)?;
     let protocol = Protocol::detect(&headers)?;
     let expected_type = match protocol {
@@ -576,6 +582,7 @@ pub async fn patch_upload(
         (status = 204, description = "Terminated"),
         (status = 400, description = "Malformed header", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many upload requests (rate-limited, Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such upload for this account", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A newer request took the upload over", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Unsupported protocol version", body = Problem, content_type = "application/problem+json"),
@@ -588,6 +595,7 @@ pub async fn delete_upload(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
+    state.uploads.admit(&auth.account_id)?;
     valid_upload_id(&id)?;
     Protocol::detect(&headers)?;
     state.uploads.terminate(&auth.account_id, &id).await?;
@@ -620,7 +628,7 @@ pub async fn delete_upload(
         (status = 413, description = "Past the upload's length or the size limit", body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body was slower than uploads.min_transfer_rate; what arrived was kept (transfer-too-slow)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Wrong Content-Type", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "The account streams its share of the node's uploads already (too-many-transfers)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The account streams its share of the node's uploads already (too-many-transfers), or made too many upload requests (rate-limited, Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 460, description = "Checksum or SHA-256 mismatch", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Busy or shutting down; resume later", body = Problem, content_type = "application/problem+json"),
     ),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use futures_util::StreamExt;
 use rand::Rng;
-use sealpost_auth::unix_now;
+use sealpost_auth::{AuthError, RateLimiter, unix_now};
 use sealpost_bus::Bus;
 use sealpost_db::{Db, NewUpload, UploadRow, UploadUsage};
 use sealpost_proto::{StoredUsage, UnfinishedUsage, UploadKind, UploadState, Usage};
@@ -99,6 +99,8 @@ pub struct UploadService {
     retention: std::time::Duration,
     takeover: Arc<Takeover>,
     transfers: Arc<Transfers>,
+    /// `uploads.requests_per_account_per_minute`, if set.
+    requests: Option<RateLimiter>,
     shutdown: CancellationToken,
     pub(super) metrics: Arc<Metrics>,
     bus: Arc<dyn Bus>,
@@ -168,6 +170,8 @@ impl UploadService {
             settings.max_concurrent_transfers,
             settings.max_transfers_per_account,
         );
+        let requests = (settings.requests_per_account_per_minute > 0)
+            .then(|| RateLimiter::new(settings.requests_per_account_per_minute));
         Self {
             db,
             store,
@@ -175,6 +179,7 @@ impl UploadService {
             retention,
             takeover: Arc::default(),
             transfers,
+            requests,
             shutdown,
             metrics,
             bus,
@@ -184,6 +189,24 @@ impl UploadService {
     /// The configured limits.
     pub fn settings(&self) -> &UploadSettings {
         &self.settings
+    }
+
+    /// Takes one of `account`'s upload requests a minute, or refuses with `rate-limited`.
+    pub fn admit(&self, account: &str) -> ApiResult<()> {
+        let Some(requests) = &self.requests else {
+            return Ok(());
+        };
+        requests.check(account).map_err(|seconds| {
+            self.metrics.upload_requests_limited.inc();
+            ApiError::Auth(AuthError::RateLimited(seconds))
+        })
+    }
+
+    /// Gives `account` one request back for each whole MiB a request of it stored.
+    fn credit(&self, account: &str, stored: u64) {
+        if let Some(requests) = &self.requests {
+            requests.give(account, stored >> 20);
+        }
     }
 
     pub(super) fn expiry(&self, now: i64) -> i64 {
@@ -456,7 +479,10 @@ impl UploadService {
         id: &str,
         spec: AppendSpec,
     ) -> ApiResult<UploadRow> {
-        self.append_as(account, id, spec, Writer::Client).await
+        let from = spec.offset;
+        let row = self.append_as(account, id, spec, Writer::Client).await?;
+        self.credit(account, row.offset().saturating_sub(from));
+        Ok(row)
     }
 
     pub(super) async fn append_as(

@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Shards of a limiter's map, each behind a lock of its own.
@@ -98,11 +98,7 @@ impl RateLimiter {
         #[allow(clippy::cast_precision_loss)]
         let cost = (cost as f64).min(self.burst);
         let now = Instant::now();
-        #[allow(clippy::cast_possible_truncation)]
-        let shard = (self.hasher.hash_one(key) as usize) % SHARDS;
-        let mut shard = self.shards[shard]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut shard = self.shard(key);
         if !shard.buckets.contains_key(key) && shard.buckets.len() >= self.per_shard {
             self.make_room(&mut shard, now);
         }
@@ -121,6 +117,25 @@ impl RateLimiter {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             Err(wait as u64)
         }
+    }
+
+    /// Gives `tokens` back to `key`'s bucket (up to the burst), as when a request turned out
+    /// to be worth more than it cost; a key the limiter does not hold is left alone.
+    pub fn give(&self, key: &str, tokens: u64) {
+        if let Some((held, _)) = self.shard(key).buckets.get_mut(key) {
+            #[allow(clippy::cast_precision_loss)]
+            let tokens = tokens as f64;
+            *held = (*held + tokens).min(self.burst);
+        }
+    }
+
+    /// The locked shard `key` lives in.
+    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
+        #[allow(clippy::cast_possible_truncation)]
+        let shard = (self.hasher.hash_one(key) as usize) % SHARDS;
+        self.shards[shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Frees a place in a full shard: its stale buckets if it was not swept in the last
@@ -163,6 +178,21 @@ mod tests {
         let wait = limiter.take("a", 200).expect_err("only 100 left");
         assert!((10..=11).contains(&wait), "{wait}");
         assert!(limiter.take("a", 100).is_ok());
+    }
+
+    #[test]
+    fn given_tokens_refill_up_to_the_burst() {
+        let limiter = RateLimiter::new(60);
+        assert!(limiter.take("a", 60).is_ok());
+        assert!(limiter.check("a").is_err());
+        limiter.give("a", 2);
+        assert!(limiter.take("a", 2).is_ok());
+        assert!(limiter.check("a").is_err());
+        limiter.give("a", 1_000);
+        assert!(limiter.take("a", 60).is_ok());
+        assert!(limiter.check("a").is_err());
+        limiter.give("unknown", 5);
+        assert_eq!(limiter.len(), 1);
     }
 
     #[test]

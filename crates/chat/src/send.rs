@@ -179,13 +179,20 @@ impl Chat {
                     .collect(),
             });
         }
-        if let Some(device) = self.full_inboxes(&[to]).await?.first() {
+        // A retry of a send that went through (and maybe filled the inbox) is answered as
+        // the first was.
+        if let Some(full) = self.full_inboxes(&[to]).await?.first()
+            && !self
+                .db
+                .send_recorded(account, i64::from(device), id)
+                .await?
+        {
             return Ok(refuse(
                 id,
                 "recipient-inbox-full",
                 format!(
                     "device {} of the recipient has too many messages waiting (chat.max_inbox_messages or chat.max_inbox_bytes); it must come online and read them first",
-                    device.1
+                    full.1
                 ),
             ));
         }
@@ -282,28 +289,15 @@ impl Chat {
             });
         }
         let digest = digest(&(group, "group-message", &envelopes))?;
-        // A member device whose inbox is full is skipped (and told on its next hello that
-        // messages were dropped), so one dormant member does not stop the group.
-        let members: BTreeSet<&str> = devices.iter().map(|d| d.account_id.as_str()).collect();
-        let full: BTreeSet<(String, i64)> = self
-            .full_inboxes(&members.into_iter().collect::<Vec<_>>())
-            .await?
+        let copies = envelopes
             .into_iter()
-            .collect();
-        let mut copies = Vec::with_capacity(envelopes.len());
-        for e in envelopes {
-            let key = (e.account_id, i64::from(e.device_id));
-            if full.contains(&key) {
-                self.db.count_dropped(&key.0, key.1, 1).await?;
-                self.metrics.inbox_full_skipped();
-                continue;
-            }
-            copies.push(Copy {
-                account: key.0,
+            .map(|e| Copy {
+                account: e.account_id,
                 device: e.device_id,
                 body: e.body,
-            });
-        }
+            })
+            .collect();
+        let copies = self.skip_full_inboxes(copies).await?;
         self.commit(
             account,
             device,
@@ -505,6 +499,7 @@ impl Chat {
                 body: encoded.clone(),
             })
             .collect();
+        let copies = self.skip_full_inboxes(copies).await?;
         let id = format!("group-{}", uuid::Uuid::new_v4().simple());
         self.commit(
             account,
@@ -538,6 +533,35 @@ impl Chat {
             devices.retain(|d| d.device_id != i64::from(device));
         }
         Ok(Some(devices))
+    }
+
+    /// The copies but those for a device whose inbox is full: that device is told on its next
+    /// hello that messages were dropped, so one dormant member does not stop a group (nor
+    /// group changes fill an inbox past its cap).
+    async fn skip_full_inboxes(&self, copies: Vec<Copy>) -> anyhow::Result<Vec<Copy>> {
+        let accounts: BTreeSet<&str> = copies.iter().map(|c| c.account.as_str()).collect();
+        let full: BTreeSet<(String, i64)> = self
+            .full_inboxes(&accounts.into_iter().collect::<Vec<_>>())
+            .await?
+            .into_iter()
+            .collect();
+        if full.is_empty() {
+            return Ok(copies);
+        }
+        let mut kept = Vec::with_capacity(copies.len());
+        for copy in copies {
+            let key = (copy.account, i64::from(copy.device));
+            if full.contains(&key) {
+                self.db.count_dropped(&key.0, key.1, 1).await?;
+                self.metrics.inbox_full_skipped();
+                continue;
+            }
+            kept.push(Copy {
+                account: key.0,
+                ..copy
+            });
+        }
+        Ok(kept)
     }
 
     /// Devices of these accounts whose inbox is at `chat.max_inbox_messages` or

@@ -133,6 +133,25 @@ impl Db {
         })
     }
 
+    /// Whether `device` of `account` sent a message under `client_id` already (a retry).
+    pub async fn send_recorded(
+        &self,
+        account: &str,
+        device: i64,
+        client_id: &str,
+    ) -> Result<bool, DbError> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT 1 FROM chat_sends \
+             WHERE account_id = $1 AND device_id = $2 AND client_id = $3",
+        )
+        .bind(account)
+        .bind(device)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
     /// Sends no delivery worker has stored (the bus lost them, or publishing failed and the
     /// client did not retry) recorded after `after_ms` and before `before_ms`, at most
     /// `limit`, oldest first, with their record times.
@@ -329,7 +348,7 @@ impl Db {
         Ok(acked.len() as u64)
     }
 
-    /// Of these accounts' devices, those whose inbox holds `max_messages` unacknowledged
+    /// Of these accounts' devices not removed, those whose inbox holds `max_messages` unacknowledged
     /// messages or `max_bytes` of them, or more.
     pub async fn full_inboxes(
         &self,
@@ -340,8 +359,10 @@ impl Db {
         let mut full = Vec::new();
         for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT account_id, device_id FROM inbox_cursors WHERE account_id IN {} \
-                 AND (waiting >= ${} OR waiting_bytes >= ${})",
+                "SELECT c.account_id, c.device_id FROM inbox_cursors c \
+                 JOIN devices d ON d.account_id = c.account_id AND d.device_id = c.device_id \
+                 WHERE c.account_id IN {} AND d.removed_at IS NULL \
+                 AND (c.waiting >= ${} OR c.waiting_bytes >= ${})",
                 placeholders(1, chunk.len()),
                 chunk.len() + 1,
                 chunk.len() + 2

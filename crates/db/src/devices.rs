@@ -97,7 +97,15 @@ impl Db {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        for table in ["tokens", "device_keys", "one_time_keys"] {
+        // Its inbox too: nobody can read or acknowledge it any more, and its waiting messages
+        // would count against the account's inbox cap.
+        for table in [
+            "tokens",
+            "device_keys",
+            "one_time_keys",
+            "inbox",
+            "inbox_cursors",
+        ] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE account_id = $1 AND device_id = $2"
             )))

@@ -244,13 +244,7 @@ impl Db {
         let Some(version) = bump(&mut tx, group_id).await? else {
             return Ok(MemberChange::NoSuchGroup);
         };
-        let taken =
-            sqlx::query("DELETE FROM group_invitations WHERE group_id = $1 AND account_id = $2")
-                .bind(group_id)
-                .bind(account)
-                .execute(&mut *tx)
-                .await?;
-        if taken.rows_affected() == 0 {
+        if !take_invitation(&mut *tx, group_id, account).await? {
             return Ok(MemberChange::NoSuchGroup);
         }
         if members(&mut tx, group_id).await? >= max_members {
@@ -267,13 +261,7 @@ impl Db {
 
     /// Drops `account`'s invitation to a group; false if there was none.
     pub async fn drop_invitation(&self, group_id: &str, account: &str) -> Result<bool, DbError> {
-        let done =
-            sqlx::query("DELETE FROM group_invitations WHERE group_id = $1 AND account_id = $2")
-                .bind(group_id)
-                .bind(account)
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected() == 1)
+        take_invitation(&self.pool, group_id, account).await
     }
 
     /// The accounts invited to a group, oldest invitation first.
@@ -469,6 +457,20 @@ async fn admins(tx: &mut Transaction<'_, Any>, group_id: &str) -> Result<i64, Db
     Ok(count)
 }
 
+/// Deletes `account`'s invitation to a group; false if there was none.
+async fn take_invitation<'e>(
+    executor: impl sqlx::Executor<'e, Database = Any>,
+    group_id: &str,
+    account: &str,
+) -> Result<bool, DbError> {
+    let done = sqlx::query("DELETE FROM group_invitations WHERE group_id = $1 AND account_id = $2")
+        .bind(group_id)
+        .bind(account)
+        .execute(executor)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Adds a member; an invitation it had is used up.
 async fn insert_member(
     tx: &mut Transaction<'_, Any>,
@@ -477,11 +479,7 @@ async fn insert_member(
     role: &str,
     now_ms: i64,
 ) -> Result<(), DbError> {
-    sqlx::query("DELETE FROM group_invitations WHERE group_id = $1 AND account_id = $2")
-        .bind(group_id)
-        .bind(account)
-        .execute(&mut **tx)
-        .await?;
+    take_invitation(&mut **tx, group_id, account).await?;
     sqlx::query(
         "INSERT INTO group_members (group_id, account_id, role, added_at) VALUES ($1, $2, $3, $4)",
     )
