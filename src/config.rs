@@ -175,6 +175,9 @@ pub struct ChatSettings {
     pub messages_per_pair_per_minute: u64,
     /// Body bytes one device may send a minute.
     pub bytes_per_device_per_minute: u64,
+    /// Frames but acknowledgements one device may send a minute, all at once at most (more
+    /// are refused `rate-limited` before any other work; typing indicators are dropped).
+    pub frames_per_device_per_minute: u64,
     /// How long a message waits in an inbox before it is dropped unread.
     #[serde(with = "humantime_serde")]
     pub inbox_retention: Duration,
@@ -221,6 +224,7 @@ impl Default for ChatSettings {
             write_timeout: chat.write_timeout,
             messages_per_pair_per_minute: chat.messages_per_pair_per_minute,
             bytes_per_device_per_minute: chat.bytes_per_device_per_minute,
+            frames_per_device_per_minute: chat.frames_per_device_per_minute,
             inbox_retention: chat.inbox_retention,
             republish_after: chat.republish_after,
             sweep_interval: Duration::from_secs(30),
@@ -250,6 +254,7 @@ impl ChatSettings {
             write_timeout: self.write_timeout,
             messages_per_pair_per_minute: self.messages_per_pair_per_minute,
             bytes_per_device_per_minute: self.bytes_per_device_per_minute,
+            frames_per_device_per_minute: self.frames_per_device_per_minute,
             inbox_retention: self.inbox_retention,
             republish_after: self.republish_after,
             max_group_members: self.max_group_members,

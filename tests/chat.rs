@@ -346,6 +346,43 @@ async fn senders_are_rate_limited_per_recipient_and_unread_messages_expire_with_
 }
 
 #[tokio::test]
+async fn a_device_flooding_frames_is_refused_before_any_other_work_but_acks_are_free() {
+    let app = TestApp::spawn_with(|s| s.chat.frames_per_device_per_minute = 3).await;
+    let (alice, bob) = (app.user(&phone()).await, app.user(&phone()).await);
+    let mut a = connect(&app, &alice.token).await;
+    frame(&mut a).await;
+    let mut b = connect(&app, &bob.token).await;
+    frame(&mut b).await;
+    // Two typing frames (to a made-up account: still a frame) and a send use the three.
+    for _ in 0..2 {
+        put(
+            &mut a,
+            json!({"type": "typing", "to": "0".repeat(32), "state": "started"}),
+        )
+        .await;
+    }
+    put(&mut a, send("1", &bob.account_id, &[1], "x")).await;
+    assert_eq!(frame(&mut a).await["type"], "sent");
+    put(&mut a, send("2", &bob.account_id, &[1], "x")).await;
+    let limited = frame(&mut a).await;
+    assert_eq!(limited["code"], "rate-limited", "{limited}");
+    assert_eq!(limited["id"], "2");
+    assert!(
+        limited["retry_after"]
+            .as_u64()
+            .is_some_and(|s| (1..=20).contains(&s))
+    );
+    // Bob's device has a budget of its own, and acknowledging costs none of it.
+    let got = frame(&mut b).await;
+    assert_eq!(got["type"], "message");
+    for _ in 0..5 {
+        put(&mut b, json!({"type": "ack", "seq": got["seq"]})).await;
+    }
+    put(&mut b, send("b1", &alice.account_id, &[1], "y")).await;
+    assert_eq!(frame(&mut b).await["type"], "sent");
+}
+
+#[tokio::test]
 async fn a_sent_message_the_bus_lost_is_published_again_from_its_record() {
     let dir = tempfile::tempdir().expect("tempdir");
     // A gateway whose bus no worker reads (as good as a bus that lost the message), and a

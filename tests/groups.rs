@@ -601,6 +601,27 @@ async fn group_changes_are_rate_limited_per_account_and_per_group() {
     .await;
 }
 
+#[tokio::test]
+async fn creating_a_large_group_costs_one_change_per_16_members() {
+    let app = TestApp::spawn_with(|s| s.chat.group_changes_per_account_per_minute = 2).await;
+    let ada = app.user(&phone()).await;
+    let mut members = Vec::new();
+    for _ in 0..16 {
+        members.push(app.user(&phone()).await.account_id);
+    }
+    let named: Vec<&str> = members.iter().map(String::as_str).collect();
+    let res = create(&app, &ada, &named).await;
+    assert_eq!(res.status(), 201);
+    let group: Value = res.json().await.expect("group");
+    let group = group["group_id"].as_str().expect("id").to_owned();
+    assert_problem(
+        set_member(&app, &ada, &group, &members[0], "admin").await,
+        429,
+        "rate-limited",
+    )
+    .await;
+}
+
 async fn privacy(app: &TestApp, user: &User, group_adds: &str) {
     let res = app
         .client

@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use crate::Chat;
 use crate::registry::Kick;
-use crate::send::{GroupBody, ReceiptBody};
+use crate::send::{GroupBody, ReceiptBody, limited};
 
 /// The subprotocol the server speaks.
 pub const SUBPROTOCOL: &str = "sealpost.v1";
@@ -357,8 +357,31 @@ impl Chat {
             }
         };
         let kind = frame.kind();
+        if let Some(seconds) = self.over_frame_budget(c, &frame) {
+            let refusal = match &frame {
+                ClientFrame::Send { id, .. }
+                | ClientFrame::SendGroup { id, .. }
+                | ClientFrame::Receipt { id, .. } => {
+                    Some(limited(id, "frames from this device", seconds))
+                }
+                _ => None,
+            };
+            return Ok((kind, refusal));
+        }
         let answer = self.answer(c, frame).await?;
         Ok((kind, answer))
+    }
+
+    /// Takes one of the device's frames a minute (acknowledgements are free), before any
+    /// other work; `Some(seconds until the next)` when the frame is over the budget (it is
+    /// refused if it has an id, dropped if it is a typing indicator).
+    fn over_frame_budget(&self, c: &Connection, frame: &ClientFrame) -> Option<u64> {
+        if matches!(frame, ClientFrame::Ack { .. }) {
+            return None;
+        }
+        self.per_device_frames
+            .check(&format!("{}/{}", c.account, c.device))
+            .err()
     }
 
     /// What one client frame asks, done; the answer, if it has one.

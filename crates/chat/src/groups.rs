@@ -81,6 +81,9 @@ impl GroupError {
     }
 }
 
+/// Members a group's creation may name for the price of one change.
+const MEMBERS_PER_CHANGE: u64 = 16;
+
 impl Chat {
     /// Creates a group of `device` of `account` (its admin) and `members`.
     pub async fn create_group(
@@ -106,7 +109,12 @@ impl Chat {
         for member in &members {
             self.existing(member).await?;
         }
-        self.take_group_change(account, None)?;
+        // A creation naming many members writes a notice to each of their devices: it costs
+        // one change per `MEMBERS_PER_CHANGE` of them (at least one).
+        let cost = 1 + u64::try_from(members.len()).unwrap_or(u64::MAX) / MEMBERS_PER_CHANGE;
+        self.group_changes_by_account
+            .take(account, cost)
+            .map_err(GroupError::RateLimited)?;
         let (mut added, mut invited) = (Vec::new(), Vec::new());
         for member in members {
             if self.may_add(account, &member).await? {

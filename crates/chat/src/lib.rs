@@ -49,6 +49,9 @@ pub struct ChatConfig {
     pub messages_per_pair_per_minute: u64,
     /// Body bytes one device may send a minute.
     pub bytes_per_device_per_minute: u64,
+    /// Frames but acknowledgements one device may send a minute, all at once at most (more
+    /// are refused `rate-limited` before any other work; typing indicators are dropped).
+    pub frames_per_device_per_minute: u64,
     /// How long a message waits in an inbox for its device before it is dropped.
     pub inbox_retention: Duration,
     /// A send no delivery worker stored after this long is published again.
@@ -90,6 +93,7 @@ impl Default for ChatConfig {
             write_timeout: Duration::from_secs(10),
             messages_per_pair_per_minute: 120,
             bytes_per_device_per_minute: 16 << 20,
+            frames_per_device_per_minute: 1200,
             inbox_retention: Duration::from_secs(30 * 24 * 3600),
             republish_after: Duration::from_secs(30),
             max_group_members: 256,
@@ -122,6 +126,8 @@ pub struct Chat {
     group_changes_by_group: RateLimiter,
     /// Body bytes per sending device.
     per_device_bytes: RateLimiter,
+    /// Frames per sending device.
+    per_device_frames: RateLimiter,
     /// This node's name, for its wake-up group.
     node: String,
     shutdown: CancellationToken,
@@ -149,6 +155,7 @@ impl Chat {
             group_changes_by_account: RateLimiter::new(config.group_changes_per_account_per_minute),
             group_changes_by_group: RateLimiter::new(config.group_changes_per_group_per_minute),
             per_device_bytes: RateLimiter::new(config.bytes_per_device_per_minute),
+            per_device_frames: RateLimiter::new(config.frames_per_device_per_minute),
             config,
             registry: registry::Registry::default(),
             node: uuid::Uuid::new_v4().simple().to_string(),

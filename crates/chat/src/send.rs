@@ -82,7 +82,7 @@ pub(crate) fn refuse(id: &str, code: &str, message: impl Into<String>) -> Server
 }
 
 /// A refusal for going over a rate limit.
-fn limited(id: &str, what: &str, seconds: u64) -> ServerFrame {
+pub(crate) fn limited(id: &str, what: &str, seconds: u64) -> ServerFrame {
     ServerFrame::Error {
         id: Some(id.to_owned()),
         code: "rate-limited".to_owned(),

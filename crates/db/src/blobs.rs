@@ -88,7 +88,7 @@ impl Db {
     pub async fn forget_holdings(&self, cutoff: i64) -> Result<u64, DbError> {
         Ok(sqlx::query("DELETE FROM account_blobs WHERE held_at <= $1")
             .bind(cutoff)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected())
     }
@@ -133,7 +133,7 @@ impl Db {
         )
         .bind(id)
         .bind(key)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

@@ -108,7 +108,7 @@ impl Db {
         .bind(send.now_ms)
         .bind(send.payload)
         .bind(send.digest)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         let (server_id, created_at, delivered, payload, digest) = match inserted {
             Some(row) => row,
@@ -178,7 +178,7 @@ impl Db {
         Ok(
             sqlx::query("DELETE FROM chat_sends WHERE delivered = 1 AND created_at < $1")
                 .bind(cutoff_ms)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected(),
         )
@@ -393,7 +393,7 @@ impl Db {
         .bind(account)
         .bind(device)
         .bind(n)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -481,7 +481,7 @@ impl Db {
             .bind(account)
             .bind(device)
             .bind(dropped)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         }
         Ok(dropped)

@@ -19,7 +19,7 @@ impl Db {
         .bind(account_id)
         .bind(device_id)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -35,7 +35,7 @@ impl Db {
              RETURNING account_id, device_id, expires_at",
         )
         .bind(challenge_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         Ok(row.map(|r| (r.get("account_id"), r.get("device_id"), r.get("expires_at"))))
     }
@@ -58,7 +58,7 @@ impl Db {
         .bind(device_id)
         .bind(created_at)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -84,7 +84,7 @@ impl Db {
     pub async fn delete_token(&self, token_hash: &str) -> Result<bool, DbError> {
         let done = sqlx::query("DELETE FROM tokens WHERE token_hash = $1")
             .bind(token_hash)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -93,15 +93,15 @@ impl Db {
     pub async fn purge_expired_credentials(&self, now: i64) -> Result<u64, DbError> {
         let a = sqlx::query("DELETE FROM challenges WHERE expires_at <= $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         let b = sqlx::query("DELETE FROM tokens WHERE expires_at <= $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         let c = sqlx::query("DELETE FROM link_codes WHERE expires_at <= $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(a.rows_affected() + b.rows_affected() + c.rows_affected())
     }

@@ -131,7 +131,7 @@ impl Db {
         .bind(code_hash)
         .bind(account_id)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -142,7 +142,7 @@ impl Db {
             "DELETE FROM link_codes WHERE code_hash = $1 RETURNING account_id, expires_at",
         )
         .bind(code_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?)
     }
 }

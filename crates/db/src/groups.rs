@@ -261,7 +261,7 @@ impl Db {
 
     /// Drops `account`'s invitation to a group; false if there was none.
     pub async fn drop_invitation(&self, group_id: &str, account: &str) -> Result<bool, DbError> {
-        take_invitation(&self.pool, group_id, account).await
+        take_invitation(&self.writer, group_id, account).await
     }
 
     /// The accounts invited to a group, oldest invitation first.
@@ -291,7 +291,7 @@ impl Db {
         sqlx::query("UPDATE accounts SET group_adds = $2 WHERE id = $1")
             .bind(account)
             .bind(value)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -304,7 +304,7 @@ impl Db {
         )
         .bind(account)
         .bind(contact)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

@@ -59,7 +59,13 @@ impl Backend {
 /// A handle to the metadata database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Db {
+    /// Reads (and, on PostgreSQL, everything).
     pool: AnyPool,
+    /// Writes. On SQLite one connection, which writers take in turn: SQLite lets one write at
+    /// a time anyway, and writers on several connections would wait in its busy handler,
+    /// which sleeps and retries (up to 100 ms a round) instead of queueing, so a busy moment
+    /// gave every write a tail of tens or hundreds of milliseconds. On PostgreSQL the pool.
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -78,7 +84,23 @@ impl Db {
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| DbError::Config(format!("invalid database URL: {e}")))?
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
-        let pool = AnyPoolOptions::new()
+        let pool = Self::pool(backend, max_connections)
+            .connect_with(options.clone())
+            .await?;
+        let writer = match backend {
+            Backend::Sqlite => Self::pool(backend, 1).connect_with(options).await?,
+            Backend::Postgres => pool.clone(),
+        };
+        Ok(Self {
+            pool,
+            writer,
+            backend,
+        })
+    }
+
+    /// Options of a pool of at most `max_connections`.
+    fn pool(backend: Backend, max_connections: u32) -> AnyPoolOptions {
+        AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
@@ -93,9 +115,6 @@ impl Db {
                     Ok(())
                 })
             })
-            .connect_with(options)
-            .await?;
-        Ok(Self { pool, backend })
     }
 
     /// Begins a transaction that will write. On SQLite it takes the write lock at once
@@ -103,8 +122,8 @@ impl Db {
     /// not write after another connection did (`SQLITE_BUSY_SNAPSHOT`, failing at once).
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         })
     }
 
@@ -114,7 +133,7 @@ impl Db {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&self.pool).await?;
+        migrator.run(&self.writer).await?;
         Ok(())
     }
 
@@ -132,6 +151,7 @@ impl Db {
     /// Closes every pooled connection.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 

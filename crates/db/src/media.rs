@@ -91,7 +91,7 @@ impl Db {
         account_id: &str,
         now: i64,
     ) -> Result<bool, DbError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writer.acquire().await?;
         enqueue(&mut conn, blob_id, account_id, now).await
     }
 
@@ -122,7 +122,7 @@ impl Db {
             .bind(&id)
             .bind(now)
             .bind(stale)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
             if taken.rows_affected() == 1 {
                 return Ok(Some(id));
@@ -160,7 +160,7 @@ impl Db {
         )
         .bind(blob_id)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?;
         Ok(attempts)
     }
@@ -263,7 +263,7 @@ impl Db {
             .bind(&id)
             .bind(cutoff)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
             if done.rows_affected() == 1 {
                 claimed.push(id);

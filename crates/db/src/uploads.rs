@@ -230,7 +230,7 @@ impl Db {
         .bind(id)
         .bind(now)
         .bind(expires_at)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?)
     }
 
@@ -362,7 +362,7 @@ impl Db {
         .bind(lease)
         .bind(code)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -436,7 +436,7 @@ impl Db {
         for id in ids {
             sqlx::query("UPDATE uploads SET state = 'parked' WHERE id = $1 AND state = 'joining'")
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         }
         Ok(())
@@ -446,7 +446,7 @@ impl Db {
     pub async fn delete_upload(&self, id: &str) -> Result<(), DbError> {
         sqlx::query("DELETE FROM uploads WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -499,7 +499,7 @@ impl Db {
         ))
         .bind(id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -513,7 +513,7 @@ impl Db {
             " AND expires_at <= $1"
         ))
         .bind(cutoff)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
