@@ -191,6 +191,16 @@ impl Application {
                 .context("cannot publish again the chat sends the last process lost")?;
         }
         let mut tasks = Vec::new();
+        let db = state.db.clone();
+        tasks.push(every(
+            Duration::from_secs(1),
+            &shutdown,
+            "database checkpoint",
+            move || {
+                let db = db.clone();
+                async move { db.checkpoint().await }
+            },
+        ));
         if role.serves_api() {
             tasks.extend(api_sweeps(&state, &shutdown));
         }

@@ -957,3 +957,23 @@ async fn workers_take_previews_round_robin_across_accounts() {
         Some("a1")
     );
 }
+
+#[tokio::test]
+async fn a_checkpoint_copies_the_log_into_the_database_file() {
+    let (dir, db) = fresh().await;
+    let file = dir.path().join("t.db");
+    let size = || std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    db.checkpoint().await.expect("checkpoint");
+    let before = size();
+    for i in 0..300 {
+        db.insert_account(&account(&format!("a{i}"), &format!("+1555{i:07}")))
+            .await
+            .expect("insert");
+    }
+    // The writes wait in the log (SQLite's own checkpoint is far off) until one is made.
+    assert_eq!(size(), before);
+    db.checkpoint().await.expect("checkpoint");
+    if db.backend() == Backend::Sqlite {
+        assert!(size() > before, "{} -> {}", before, size());
+    }
+}
