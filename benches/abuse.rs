@@ -124,8 +124,9 @@ struct Good {
     download_bytes: AtomicU64,
     /// Chat sends due in the window.
     due: AtomicU64,
-    /// Due time → arrival at the recipient, microseconds.
-    latencies: Mutex<Vec<u64>>,
+    /// Due time → arrival at the recipient, microseconds, and the second of the window the
+    /// send was due in.
+    latencies: Mutex<Vec<(u64, u64)>>,
     /// Failed requests and refused frames, by what failed.
     errors: Mutex<std::collections::BTreeMap<String, u64>>,
 }
@@ -325,7 +326,11 @@ async fn read(
                 if let Some(due) = due {
                     let at = clock + Duration::from_micros(due);
                     if at >= window.0 && at < window.1 {
-                        good.latencies.lock().await.push(now.saturating_sub(due));
+                        let second = at.duration_since(window.0).as_secs();
+                        good.latencies
+                            .lock()
+                            .await
+                            .push((now.saturating_sub(due), second));
                     }
                 }
                 let _ = out.send(ClientFrame::Ack { seq });
@@ -587,12 +592,21 @@ fn attack_runtime(nice: u64) -> BenchResult<tokio::runtime::Runtime> {
 async fn report(phase: &str, good: Good, seconds: f64) -> (f64, f64, f64, f64) {
     let mb = |bytes: &AtomicU64| bytes.load(Ordering::Relaxed) as f64 / 1e6 / seconds;
     let (up, down) = (mb(&good.upload_bytes), mb(&good.download_bytes));
-    let latencies = std::mem::take(&mut *good.latencies.lock().await);
-    let delivered = latencies.len() as f64 / seconds;
-    let (p50, p99, max) = percentiles(latencies);
+    let samples = std::mem::take(&mut *good.latencies.lock().await);
+    let delivered = samples.len() as f64 / seconds;
+    let (p50, p99, max) = percentiles(samples.iter().map(|&(latency, _)| latency).collect());
+    // Which seconds of the window the slowest 1 % were due in: a tail that gathers in a few
+    // seconds is a stall, one spread over the window is steady queueing.
+    let mut tail = std::collections::BTreeMap::<u64, u64>::new();
+    for &(latency, second) in &samples {
+        if latency as f64 / 1000.0 >= p99 {
+            *tail.entry(second).or_default() += 1;
+        }
+    }
     println!(
         "{phase}: uploads {up:.1} MB/s, downloads {down:.1} MB/s, chat {} due, {delivered:.0}/s \
-         delivered, p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms; errors {:?}",
+         delivered, p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms; errors {:?}; \
+         slowest 1 % by second due {tail:?}",
         good.due.load(Ordering::Relaxed),
         good.errors.lock().await
     );

@@ -779,11 +779,13 @@ impl UploadService {
         let (sink, mut durable) = Sink::start(writer, hasher, checksum, every);
         let mut stream = body.into_data_stream();
         let mut received = 0u64;
+        let window = self.settings.transfer_rate_window;
         let mut pace = Pace::new(
             self.settings.idle_timeout,
             self.settings.min_transfer_rate,
-            self.settings.transfer_rate_window,
+            window,
             Instant::now(),
+            window.mul_f64(rand::random_range(0.0..0.5)),
         );
         let mut lease_check = tokio::time::interval(self.settings.lease_check_interval);
         lease_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -138,8 +138,16 @@ pub(super) struct Pace {
 }
 
 impl Pace {
-    /// Clocks starting at `now`.
-    pub(super) fn new(idle: Duration, min_rate: u64, window: Duration, now: Instant) -> Self {
+    /// Clocks starting at `now`; the first window is `stagger` longer (its bytes still need
+    /// only reach one window's minimum), so that bodies started together, as an attacker's
+    /// are, are not all stopped, committed and resumed in the same instant.
+    pub(super) fn new(
+        idle: Duration,
+        min_rate: u64,
+        window: Duration,
+        now: Instant,
+        stagger: Duration,
+    ) -> Self {
         let window_min =
             u64::try_from(u128::from(min_rate).saturating_mul(window.as_millis()) / 1000)
                 .unwrap_or(u64::MAX);
@@ -148,7 +156,7 @@ impl Pace {
             window,
             window_min,
             last_byte: now,
-            window_start: now,
+            window_start: now + stagger,
             window_bytes: 0,
         }
     }
@@ -233,6 +241,7 @@ mod tests {
             1000,
             Duration::from_secs(10),
             start,
+            Duration::ZERO,
         );
         assert_eq!(pace.deadline(), at(10_000));
         pace.received(9_000, at(5_000));
@@ -248,7 +257,13 @@ mod tests {
         );
         assert_eq!(pace.check(at(25_000)), Some(Lapse::TooSlow));
 
-        let mut idle = Pace::new(Duration::from_secs(3), 0, Duration::from_secs(1), start);
+        let mut idle = Pace::new(
+            Duration::from_secs(3),
+            0,
+            Duration::from_secs(1),
+            start,
+            Duration::ZERO,
+        );
         assert_eq!(
             idle.check(at(2_000)),
             None,
@@ -257,5 +272,22 @@ mod tests {
         idle.received(1, at(2_000));
         assert_eq!(idle.deadline(), at(5_000));
         assert_eq!(idle.check(at(5_000)), Some(Lapse::Idle));
+
+        let mut staggered = Pace::new(
+            Duration::from_secs(60),
+            1000,
+            Duration::from_secs(10),
+            start,
+            Duration::from_secs(4),
+        );
+        assert_eq!(
+            staggered.deadline(),
+            at(14_000),
+            "the first window is longer"
+        );
+        staggered.received(10_000, at(13_000));
+        assert_eq!(staggered.check(at(14_000)), None);
+        assert_eq!(staggered.deadline(), at(24_000), "the next ones are not");
+        assert_eq!(staggered.check(at(24_000)), Some(Lapse::TooSlow));
     }
 }
