@@ -8,7 +8,7 @@ use anyhow::Context;
 use sealpost_auth::AuthService;
 use sealpost_bus::BusMetrics;
 use sealpost_chat::{Chat, ChatMetrics};
-use sealpost_db::Db;
+use sealpost_db::{Backend, Db};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -191,16 +191,18 @@ impl Application {
                 .context("cannot publish again the chat sends the last process lost")?;
         }
         let mut tasks = Vec::new();
-        let db = state.db.clone();
-        tasks.push(every(
-            Duration::from_secs(1),
-            &shutdown,
-            "database checkpoint",
-            move || {
-                let db = db.clone();
-                async move { db.checkpoint().await }
-            },
-        ));
+        if state.db.backend() == Backend::Sqlite {
+            let db = state.db.clone();
+            tasks.push(every(
+                Duration::from_secs(1),
+                &shutdown,
+                "database checkpoint",
+                move || {
+                    let db = db.clone();
+                    async move { db.checkpoint().await }
+                },
+            ));
+        }
         if role.serves_api() {
             tasks.extend(api_sweeps(&state, &shutdown));
         }

@@ -69,9 +69,7 @@ impl Transfers {
             transfers: self.clone(),
         })
     }
-}
 
-impl Transfers {
     /// Why [`Self::acquire`] would refuse `account` now, if it would (nothing is taken).
     pub(super) fn refusal(&self, account: Option<&str>) -> Option<Refusal> {
         let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);

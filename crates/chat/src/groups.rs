@@ -110,11 +110,9 @@ impl Chat {
             self.existing(member).await?;
         }
         // A creation naming many members writes a notice to each of their devices: it costs
-        // one change per `MEMBERS_PER_CHANGE` of them (at least one).
-        let cost = 1 + u64::try_from(members.len()).unwrap_or(u64::MAX) / MEMBERS_PER_CHANGE;
-        self.group_changes_by_account
-            .take(account, cost)
-            .map_err(GroupError::RateLimited)?;
+        // one change more per `MEMBERS_PER_CHANGE` of them.
+        let more = u64::try_from(members.len()).unwrap_or(u64::MAX) / MEMBERS_PER_CHANGE;
+        self.take_group_changes(account, None, 1 + more)?;
         let (mut added, mut invited) = (Vec::new(), Vec::new());
         for member in members {
             if self.may_add(account, &member).await? {
@@ -188,7 +186,7 @@ impl Chat {
         let max = i64::try_from(self.config.max_group_members).unwrap_or(i64::MAX);
         if member == account && self.db.member_role(group_id, account).await?.is_none() {
             // Joining on an invitation (the group's budget is keyed only by its members).
-            self.take_group_change(account, None)?;
+            self.take_group_changes(account, None, 1)?;
             let change = self
                 .db
                 .join_group(group_id, account, unix_millis(), max)
@@ -203,7 +201,7 @@ impl Chat {
         self.existing(member).await?;
         let admin = self.member_of(account, group_id).await? == "admin";
         // Only changes the caller may make spend the group's budget.
-        self.take_group_change(account, admin.then_some(group_id))?;
+        self.take_group_changes(account, admin.then_some(group_id), 1)?;
         if self.db.member_role(group_id, member).await?.is_none()
             && !self.may_add(account, member).await?
         {
@@ -261,7 +259,7 @@ impl Chat {
             }
         }
         let admin = self.member_of(account, group_id).await? == "admin";
-        self.take_group_change(account, (admin || member == account).then_some(group_id))?;
+        self.take_group_changes(account, (admin || member == account).then_some(group_id), 1)?;
         let change = self
             .db
             .remove_group_member(group_id, account, member)
@@ -287,15 +285,20 @@ impl Chat {
         Ok(())
     }
 
-    /// Takes one change from `account`'s budget and, for an existing group, the group's
-    /// (each change writes an inbox copy for every member device).
-    fn take_group_change(&self, account: &str, group_id: Option<&str>) -> Result<(), GroupError> {
+    /// Takes `changes` from `account`'s budget and, for an existing group, the group's (each
+    /// change writes an inbox copy for every member device).
+    fn take_group_changes(
+        &self,
+        account: &str,
+        group_id: Option<&str>,
+        changes: u64,
+    ) -> Result<(), GroupError> {
         self.group_changes_by_account
-            .check(account)
+            .take(account, changes)
             .map_err(GroupError::RateLimited)?;
         if let Some(group_id) = group_id {
             self.group_changes_by_group
-                .check(group_id)
+                .take(group_id, changes)
                 .map_err(GroupError::RateLimited)?;
         }
         Ok(())

@@ -348,8 +348,8 @@ impl Db {
         Ok(acked.len() as u64)
     }
 
-    /// Of these accounts' devices not removed, those whose inbox holds `max_messages` unacknowledged
-    /// messages or `max_bytes` of them, or more.
+    /// Of these accounts' devices not removed, those whose inbox holds `max_messages`
+    /// unacknowledged messages or `max_bytes` of them, or more.
     pub async fn full_inboxes(
         &self,
         accounts: &[&str],

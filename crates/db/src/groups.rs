@@ -181,6 +181,8 @@ impl Db {
                 if members(&mut tx, group_id).await? >= max_members {
                     return Ok(MemberChange::Full);
                 }
+                // An invitation it had is used up.
+                take_invitation(&mut *tx, group_id, account).await?;
                 insert_member(&mut tx, group_id, account, role, now_ms).await?;
             }
         }
@@ -471,7 +473,7 @@ async fn take_invitation<'e>(
     Ok(done.rows_affected() == 1)
 }
 
-/// Adds a member; an invitation it had is used up.
+/// Adds a member.
 async fn insert_member(
     tx: &mut Transaction<'_, Any>,
     group_id: &str,
@@ -479,7 +481,6 @@ async fn insert_member(
     role: &str,
     now_ms: i64,
 ) -> Result<(), DbError> {
-    take_invitation(&mut **tx, group_id, account).await?;
     sqlx::query(
         "INSERT INTO group_members (group_id, account_id, role, added_at) VALUES ($1, $2, $3, $4)",
     )
