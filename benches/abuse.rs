@@ -30,8 +30,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use common::{
-    BenchResult, Socket, connect, cpu_seconds, create_upload, patch_whole, peak_rss_kib, register,
-    rss_kib, start_server, write,
+    BenchResult, Socket, connect, cpu_seconds, create_upload, due_of, patch_whole, peak_rss_kib,
+    register, rss_kib, start_server, timed_send, write,
 };
 use futures_util::{SinkExt, StreamExt, stream};
 use sealpost_proto::{ClientFrame, Envelope, ServerFrame, TypingState};
@@ -47,8 +47,6 @@ const BLOB: usize = 4 << 20;
 const UPLOAD_EVERY: Duration = Duration::from_millis(200);
 /// How often each of the 4 downloaders starts a download: 160 MB/s offered in all.
 const DOWNLOAD_EVERY: Duration = Duration::from_millis(100);
-/// Bytes of each well-behaved chat message body.
-const BODY: usize = 160;
 /// Time the attacks get to build up before the measured window.
 const RAMP: Duration = Duration::from_secs(10);
 /// Time in-flight messages get after a window.
@@ -281,20 +279,8 @@ async fn chat_loop(
         if due >= window.0 {
             good.due.fetch_add(1, Ordering::Relaxed);
         }
-        let mut peer = rand::random::<u32>() as usize % peers.len();
-        if peer == index {
-            peer = (peer + 1) % peers.len();
-        }
-        let mut body = vec![0u8; BODY];
-        body[..8].copy_from_slice(&((due - clock).as_micros() as u64).to_le_bytes());
-        let frame = ClientFrame::Send {
-            id: format!("g{}-{n}", (due - clock).as_micros()),
-            to: peers[peer].clone(),
-            envelopes: vec![Envelope {
-                device_id: 1,
-                body: STANDARD.encode(&body),
-            }],
-        };
+        let due_us = (due - clock).as_micros() as u64;
+        let frame = timed_send(&peers, index, due_us, format!("g{due_us}-{n}"));
         if out.send(frame).is_err() {
             break;
         }
@@ -319,11 +305,7 @@ async fn read(
         match frame {
             ServerFrame::Message { seq, body, .. } => {
                 let now = clock.elapsed().as_micros() as u64;
-                let due = STANDARD
-                    .decode(body)
-                    .ok()
-                    .and_then(|b| Some(u64::from_le_bytes(b.get(..8)?.try_into().ok()?)));
-                if let Some(due) = due {
+                if let Some(due) = due_of(&body) {
                     let at = clock + Duration::from_micros(due);
                     if at >= window.0 && at < window.1 {
                         let second = at.duration_since(window.0).as_secs();

@@ -23,19 +23,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use common::{BenchResult, Socket, connect, cpu_seconds, register, rss_kib, start_server, write};
+use common::{
+    BenchResult, Socket, connect, cpu_seconds, due_of, register, rss_kib, start_server, timed_send,
+    write,
+};
 use futures_util::{StreamExt, stream};
-use sealpost_proto::{ClientFrame, Envelope, ServerFrame};
+use sealpost_proto::{ClientFrame, ServerFrame};
 use tokio::sync::{Mutex, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 
 const WARM_UP: Duration = Duration::from_secs(5);
 /// How long in-flight messages get after the last send.
 const DRAIN: Duration = Duration::from_secs(10);
-/// Bytes of each message body (a short text message's ciphertext is about this size).
-const BODY: usize = 160;
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -73,6 +72,10 @@ async fn main() -> BenchResult<()> {
             "100000000",
         ),
         ("SEALPOST__AUTH__ATTEMPTS_PER_PHONE_PER_MINUTE", "100000000"),
+        (
+            "SEALPOST__AUTH__LOOKUPS_PER_ADDRESS_PER_MINUTE",
+            "100000000",
+        ),
     ];
     let server = start_server(dir.path(), &args, &env)?;
     let pid = server.child.id();
@@ -214,21 +217,9 @@ async fn messages(
                 if due >= window.0 {
                     samples.lock().await.due += 1;
                 }
-                let mut peer = rand::random::<u32>() as usize % peers.len();
-                if peer == index {
-                    peer = (peer + 1) % peers.len();
-                }
-                let mut body = vec![0u8; BODY];
-                body[..8].copy_from_slice(&(due - clock).as_micros().to_le_bytes()[..8]);
+                let due_us = (due - clock).as_micros() as u64;
                 n += 1;
-                let frame = ClientFrame::Send {
-                    id: format!("{}-{n}", (due - clock).as_micros()),
-                    to: peers[peer].clone(),
-                    envelopes: vec![Envelope {
-                        device_id: 1,
-                        body: STANDARD.encode(&body),
-                    }],
-                };
+                let frame = timed_send(&peers, index, due_us, format!("{due_us}-{n}"));
                 if out.send(frame).is_err() {
                     break;
                 }
@@ -294,11 +285,7 @@ async fn read(
         let now = clock.elapsed().as_micros() as u64;
         match frame {
             ServerFrame::Message { seq, body, .. } => {
-                let due = STANDARD.decode(body).ok().and_then(|b| {
-                    b.get(..8)
-                        .map(|d| u64::from_le_bytes(d.try_into().unwrap_or_default()))
-                });
-                if let Some(due) = due.filter(|&d| in_window(d)) {
+                if let Some(due) = due_of(&body).filter(|&d| in_window(d)) {
                     samples.lock().await.delivered.push(now.saturating_sub(due));
                 }
                 let _ = out.send(ClientFrame::Ack { seq });

@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signer, SigningKey};
 use futures_util::{SinkExt, StreamExt};
-use sealpost_proto::{ClientFrame, ServerFrame};
+use sealpost_proto::{ClientFrame, Envelope, ServerFrame};
 use serde_json::{Value, json};
 use tokio::net::TcpSocket;
 use tokio::sync::mpsc;
@@ -254,4 +254,33 @@ pub(crate) async fn write(
             break;
         }
     }
+}
+
+/// Bytes of each timed chat message's body (a short text message's ciphertext is about this
+/// size).
+const TIMED_BODY: usize = 160;
+
+/// A message under `id` to a random one of `peers` other than `me`, whose body carries
+/// `due_us` (when it was due, microseconds on the sender's clock) in its first 8 bytes.
+pub(crate) fn timed_send(peers: &[String], me: usize, due_us: u64, id: String) -> ClientFrame {
+    let mut peer = rand::random::<u32>() as usize % peers.len();
+    if peer == me {
+        peer = (peer + 1) % peers.len();
+    }
+    let mut body = vec![0u8; TIMED_BODY];
+    body[..8].copy_from_slice(&due_us.to_le_bytes());
+    ClientFrame::Send {
+        id,
+        to: peers[peer].clone(),
+        envelopes: vec![Envelope {
+            device_id: 1,
+            body: STANDARD.encode(&body),
+        }],
+    }
+}
+
+/// When a message [`timed_send`] made was due, from its (base64) body.
+pub(crate) fn due_of(body: &str) -> Option<u64> {
+    let body = STANDARD.decode(body).ok()?;
+    Some(u64::from_le_bytes(body.get(..8)?.try_into().ok()?))
 }
